@@ -1,0 +1,9 @@
+"""defslice: a generator of verified FPGA accelerators for sliced deformable attention.
+
+Stages, one direction only: :mod:`defslice.config` -> :mod:`defslice.model` (golden
+model, slicing, DRAM traffic) -> :mod:`defslice.hw` (Amaranth -> Verilog) ->
+:mod:`defslice.sim` (cocotb against the model); :mod:`defslice.nas` searches the
+slicing strategy with the model and emits a config for :mod:`defslice.hw`.
+"""
+
+__version__ = "0.1.0"

@@ -1,0 +1,613 @@
+"""The one configuration tree that flows through model, hw, sim, traffic and nas.
+
+Every stage takes a :class:`Config`; none invents parameters of its own.  The tree is
+made of frozen dataclasses, validated on construction: a bad value raises
+:class:`~defslice.errors.ConfigError` naming the dotted field, the value and the
+allowed range.  Cross-section rules (a slice larger than the map, lanes that do not
+divide the channels, coordinates too narrow for the map) are checked by
+:class:`Config` itself.
+
+Configurations load from and save to TOML (:func:`load`, :func:`dump`), and three
+named presets exist (:data:`PRESETS`): ``tiny`` (fast tests), ``dat56`` (the slicing
+paper's 56x56 DAT layer) and ``msda-xmsda`` (the xMSDA paper's 5-level workload).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import tomllib
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any, Literal
+
+from defslice.errors import ConfigError
+
+__all__ = [
+    "WorkloadConfig",
+    "SlicingConfig",
+    "NumericsConfig",
+    "HwConfig",
+    "DramConfig",
+    "TrafficConfig",
+    "NasConfig",
+    "Config",
+    "PRESETS",
+    "preset",
+    "load",
+    "loads",
+    "dump",
+    "dumps",
+]
+
+#: Widest feature map side the generator accepts (pixels).  Coordinates travel in at
+#: most 24-bit words (see ``docs/numerics.md``), which bounds the map size.
+MAX_MAP_SIDE = 4096
+
+
+def _require(condition: bool, field_name: str, value: object, allowed: str) -> None:
+    if not condition:
+        raise ConfigError(field_name, value, allowed)
+
+
+def _require_int(value: object, field_name: str, lo: int, hi: int | None = None) -> None:
+    allowed = f"an integer in [{lo}, {hi}]" if hi is not None else f"an integer >= {lo}"
+    _require(
+        isinstance(value, int) and not isinstance(value, bool), field_name, value, allowed
+    )
+    _require(value >= lo and (hi is None or value <= hi), field_name, value, allowed)
+
+
+def _require_choice(value: object, field_name: str, choices: tuple) -> None:
+    _require(value in choices, field_name, value, "one of " + ", ".join(map(repr, choices)))
+
+
+@dataclass(frozen=True)
+class WorkloadConfig:
+    """What is computed: the deformable-attention layer and how its inputs look.
+
+    Members
+    -------
+    kind : ``"msda"`` or ``"dat"``
+        ``msda``: multi-scale deformable attention (Deformable DETR / MMCV), each query
+        samples ``points`` points per head and level, weighted by attention weights.
+        ``dat``: DAT-style deformable sampling, a ``key_grid`` of reference points per
+        group moved by bounded offsets; the hardware computes the sampled keys, i.e.
+        MSDA with one level, one point and attention weight 1.
+    levels : tuple of (H, W)
+        Feature-map size of each level in pixels, largest first.
+    heads : int
+        Attention heads M (DAT: offset groups).
+    channels : int
+        Channels per head D.
+    points : int
+        Sampling points per head and level P (``dat``: must be 1).
+    queries : int or None
+        Number of queries (``msda``). ``None``: one query per value pixel of every level,
+        the encoder case. Ignored for ``dat``, whose queries are the key grid.
+    key_grid : (Hk, Wk)
+        DAT sampled-key grid (``dat`` only).
+    offset_range_factor : float
+        DAT offset bound in key-grid cells: offsets are ``tanh(raw) * factor`` cells.
+    offset_std_px : float
+        Standard deviation (pixels of each level) of the Gaussian MSDA offsets used when
+        the model draws a random workload (traffic studies, tests).
+    batch : int
+        Batch size N.
+    """
+
+    kind: Literal["msda", "dat"] = "msda"
+    levels: tuple[tuple[int, int], ...] = ((8, 8), (4, 4))
+    heads: int = 2
+    channels: int = 4
+    points: int = 2
+    queries: int | None = None
+    key_grid: tuple[int, int] = (7, 7)
+    offset_range_factor: float = 2.0
+    offset_std_px: float = 2.0
+    batch: int = 1
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "levels", tuple(tuple(lvl) for lvl in self.levels))
+        object.__setattr__(self, "key_grid", tuple(self.key_grid))
+        _require_choice(self.kind, "workload.kind", ("msda", "dat"))
+        _require(len(self.levels) >= 1, "workload.levels", self.levels, "at least one (H, W)")
+        for i, lvl in enumerate(self.levels):
+            _require(len(lvl) == 2, f"workload.levels[{i}]", lvl, "a pair (H, W)")
+            _require_int(lvl[0], f"workload.levels[{i}].H", 1, MAX_MAP_SIDE)
+            _require_int(lvl[1], f"workload.levels[{i}].W", 1, MAX_MAP_SIDE)
+            h0, w0 = self.levels[0]
+            _require(
+                lvl[0] <= h0 and lvl[1] <= w0,
+                f"workload.levels[{i}]",
+                lvl,
+                f"no larger than level 0 {self.levels[0]} (levels are listed largest first)",
+            )
+        _require_int(self.heads, "workload.heads", 1, 64)
+        _require_int(self.channels, "workload.channels", 1, 1024)
+        _require_int(self.points, "workload.points", 1, 64)
+        _require_int(self.batch, "workload.batch", 1, 64)
+        if self.queries is not None:
+            _require_int(self.queries, "workload.queries", 1, 1 << 24)
+        _require(len(self.key_grid) == 2, "workload.key_grid", self.key_grid, "(Hk, Wk)")
+        _require_int(self.key_grid[0], "workload.key_grid.Hk", 1, MAX_MAP_SIDE)
+        _require_int(self.key_grid[1], "workload.key_grid.Wk", 1, MAX_MAP_SIDE)
+        _require(
+            isinstance(self.offset_range_factor, (int, float)) and self.offset_range_factor >= 0,
+            "workload.offset_range_factor", self.offset_range_factor, ">= 0",
+        )
+        _require(
+            isinstance(self.offset_std_px, (int, float)) and self.offset_std_px >= 0,
+            "workload.offset_std_px", self.offset_std_px, ">= 0",
+        )
+        if self.kind == "dat":
+            _require(len(self.levels) == 1, "workload.levels", self.levels,
+                     "exactly one level when kind = 'dat'")
+            _require(self.points == 1, "workload.points", self.points, "1 when kind = 'dat'")
+            hk, wk = self.key_grid
+            h, w = self.levels[0]
+            _require(hk <= h and wk <= w, "workload.key_grid", self.key_grid,
+                     f"no larger than the map {self.levels[0]}")
+
+    @property
+    def num_levels(self) -> int:
+        """Number of levels L."""
+        return len(self.levels)
+
+    @property
+    def value_pixels(self) -> int:
+        """Total value pixels S = sum of H_l * W_l."""
+        return sum(h * w for h, w in self.levels)
+
+    @property
+    def num_queries(self) -> int:
+        """Queries the sampling datapath handles (DAT: Hk * Wk reference points)."""
+        if self.kind == "dat":
+            return self.key_grid[0] * self.key_grid[1]
+        return self.queries if self.queries is not None else self.value_pixels
+
+    @property
+    def embed_dim(self) -> int:
+        """Output channels per query, M * D."""
+        return self.heads * self.channels
+
+
+@dataclass(frozen=True)
+class SlicingConfig:
+    """How the largest level is cut into slices (the paper's Hs, Ws and overlap).
+
+    Members
+    -------
+    slice_h, slice_w : int
+        Slice height Hs and width Ws in pixels of level 0. The last slice row/column may
+        be smaller when they do not divide the map.
+    overlap : int
+        Halo O in pixels added on every side of the slice's region on each level.
+    clamp : ``"clamp"`` or ``"drop"``
+        What happens to a sampling point outside its window. ``clamp`` (the paper):
+        the coordinate is clamped so the 2x2 footprint stays in the window. ``drop``:
+        the coordinate is kept and corners outside the window contribute zero.
+    """
+
+    slice_h: int = 4
+    slice_w: int = 4
+    overlap: int = 1
+    clamp: Literal["clamp", "drop"] = "clamp"
+
+    def __post_init__(self) -> None:
+        _require_int(self.slice_h, "slicing.slice_h", 1, MAX_MAP_SIDE)
+        _require_int(self.slice_w, "slicing.slice_w", 1, MAX_MAP_SIDE)
+        _require_int(self.overlap, "slicing.overlap", 0, MAX_MAP_SIDE)
+        _require_choice(self.clamp, "slicing.clamp", ("clamp", "drop"))
+
+
+@dataclass(frozen=True)
+class NumericsConfig:
+    """Fixed-point formats of the bit-exact datapath (see ``docs/numerics.md``).
+
+    All signed values are two's complement; ``*_frac`` is the number of fraction bits.
+
+    Members
+    -------
+    value_bits, value_frac : int
+        Feature-map (value) samples, signed.
+    coord_bits, coord_frac : int
+        Sampling coordinates in pixels of their level, signed, at most 24 bits.
+    weight_bits : int
+        Attention weights, signed with ``weight_bits - 2`` fraction bits (range [-2, 2)).
+    acc_bits : int
+        Accumulator over levels and points, saturating.
+    out_bits, out_frac : int
+        Output samples, signed, rounded half up and saturated.
+    rounding : ``"half_up"``
+        The only rounding the datapath implements: ``floor(x + 1/2)``.
+    saturate : bool
+        Must be true: overflow saturates, never wraps.
+    """
+
+    value_bits: int = 16
+    value_frac: int = 8
+    coord_bits: int = 24
+    coord_frac: int = 8
+    weight_bits: int = 16
+    acc_bits: int = 40
+    out_bits: int = 16
+    out_frac: int = 8
+    rounding: Literal["half_up"] = "half_up"
+    saturate: bool = True
+
+    def __post_init__(self) -> None:
+        _require_int(self.value_bits, "numerics.value_bits", 2, 24)
+        _require_int(self.value_frac, "numerics.value_frac", 0, self.value_bits - 1)
+        _require_int(self.coord_frac, "numerics.coord_frac", 1, 12)
+        _require_int(self.coord_bits, "numerics.coord_bits", self.coord_frac + 2, 24)
+        _require_int(self.weight_bits, "numerics.weight_bits", 3, 18)
+        _require_int(self.acc_bits, "numerics.acc_bits", self.value_bits + self.weight_bits, 64)
+        _require_int(self.out_bits, "numerics.out_bits", 2, 32)
+        _require_int(self.out_frac, "numerics.out_frac", 0, self.value_frac + self.weight_frac)
+        _require_choice(self.rounding, "numerics.rounding", ("half_up",))
+        _require(self.saturate is True, "numerics.saturate", self.saturate,
+                 "true (the datapath saturates; wrap-around is not offered)")
+
+    @property
+    def weight_frac(self) -> int:
+        """Fraction bits of attention weights (``weight_bits - 2``)."""
+        return self.weight_bits - 2
+
+    @property
+    def out_shift(self) -> int:
+        """Right shift from accumulator to output: value_frac + weight_frac - out_frac."""
+        return self.value_frac + self.weight_frac - self.out_frac
+
+
+@dataclass(frozen=True)
+class HwConfig:
+    """Shape of the generated accelerator.
+
+    Members
+    -------
+    lanes : int
+        Channels processed per cycle (multiply-accumulate lanes); must divide D.
+    buffering : ``"single"`` or ``"double"``
+        Window buffers: ``double`` loads the next window while this one computes.
+    axi_data_bits : int
+        Width of the AXI4 master data bus (bits); one beat carries this many bits.
+    max_burst_beats : int
+        Longest burst the master issues (AXI4 allows up to 256).
+    addr_bits : int
+        AXI address width.
+    board : str
+        amaranth-boards platform for the Vivado build tree.
+    part : str
+        Xilinx part the utilisation report targets.
+    clock_mhz : float
+        Target clock frequency.
+    """
+
+    lanes: int = 2
+    buffering: Literal["single", "double"] = "double"
+    axi_data_bits: int = 64
+    max_burst_beats: int = 256
+    addr_bits: int = 32
+    board: str = "arty_a7_100"
+    part: str = "xc7a100tcsg324-1"
+    clock_mhz: float = 100.0
+
+    def __post_init__(self) -> None:
+        _require_int(self.lanes, "hw.lanes", 1, 64)
+        _require_choice(self.buffering, "hw.buffering", ("single", "double"))
+        _require_choice(self.axi_data_bits, "hw.axi_data_bits", (32, 64, 128, 256, 512))
+        _require_int(self.max_burst_beats, "hw.max_burst_beats", 1, 256)
+        _require_int(self.addr_bits, "hw.addr_bits", 16, 64)
+        _require(isinstance(self.board, str) and self.board != "", "hw.board", self.board,
+                 "a non-empty board name")
+        _require(isinstance(self.part, str) and self.part != "", "hw.part", self.part,
+                 "a non-empty Xilinx part name")
+        _require(isinstance(self.clock_mhz, (int, float)) and 1 <= self.clock_mhz <= 1000,
+                 "hw.clock_mhz", self.clock_mhz, "a frequency in [1, 1000] MHz")
+
+    @property
+    def bus_bytes(self) -> int:
+        """Bytes carried by one AXI beat."""
+        return self.axi_data_bits // 8
+
+
+@dataclass(frozen=True)
+class DramConfig:
+    """DRAM storage and burst rules shared by the traffic counter and the RTL.
+
+    Members
+    -------
+    element_bytes : int
+        Bytes per stored value sample (a value of ``value_bits`` is sign-extended).
+    out_element_bytes : int
+        Bytes per stored output sample.
+    boundary_bytes : int
+        No burst crosses a multiple of this (AXI4: 4 KiB).
+    """
+
+    element_bytes: int = 2
+    out_element_bytes: int = 2
+    boundary_bytes: int = 4096
+
+    def __post_init__(self) -> None:
+        _require_choice(self.element_bytes, "dram.element_bytes", (1, 2, 4))
+        _require_choice(self.out_element_bytes, "dram.out_element_bytes", (1, 2, 4))
+        _require_choice(self.boundary_bytes, "dram.boundary_bytes", (4096,))
+
+
+@dataclass(frozen=True)
+class TrafficConfig:
+    """Assumptions of the DRAM-traffic study (see ``docs/traffic.md``).
+
+    Members
+    -------
+    seed : int
+        Seed of the random workload (offsets, weights) the counter walks.
+    defa_reuse_kib : int
+        Size of DEFA's on-chip feature-map reuse buffer (KiB); DEFA does not publish it.
+    defa_point_prune_threshold : float
+        Sampling points whose attention weight is below this are pruned (DEFA's
+        probability-aware pruning); DEFA does not publish the threshold.
+    defa_pixel_prune_ratio : float
+        Fraction of feature-map pixels removed by frequency-weighted pruning, in [0, 1).
+    """
+
+    seed: int = 0
+    defa_reuse_kib: int = 64
+    defa_point_prune_threshold: float = 0.02
+    defa_pixel_prune_ratio: float = 0.0
+
+    def __post_init__(self) -> None:
+        _require_int(self.seed, "traffic.seed", 0)
+        _require_int(self.defa_reuse_kib, "traffic.defa_reuse_kib", 0, 1 << 20)
+        _require(isinstance(self.defa_point_prune_threshold, (int, float))
+                 and 0 <= self.defa_point_prune_threshold < 1,
+                 "traffic.defa_point_prune_threshold", self.defa_point_prune_threshold,
+                 "a number in [0, 1)")
+        _require(isinstance(self.defa_pixel_prune_ratio, (int, float))
+                 and 0 <= self.defa_pixel_prune_ratio < 1,
+                 "traffic.defa_pixel_prune_ratio", self.defa_pixel_prune_ratio,
+                 "a number in [0, 1)")
+
+
+@dataclass(frozen=True)
+class NasConfig:
+    """The slicing-strategy search space and its evolutionary search (paper, Alg. 1).
+
+    Members
+    -------
+    slice_h_range, slice_w_range : (lo, hi)
+        Inclusive ranges of Hs and Ws (paper: 8..28 on a 56x56 map).
+    overlaps : tuple of int
+        Overlap values searched (paper: 0, 1, 2).
+    beta : float
+        Constant beta of eq. 3 (resources of everything but the slice buffer), bits.
+    r_min, r_max : float or None
+        Resource bounds [Rmin, Rmax] of the Pareto update; ``None``: unbounded.
+    generations, samples_per_generation : int
+        T and k of Algorithm 1.
+    crossover_prob : float
+        Crossover probability P.
+    seed : int
+        Seed; the search is reproducible from it.
+    evaluator : ``"digits"`` or ``"imagefolder"``
+        Accuracy objective: offline digits classifier or a DAT model on an image folder.
+    finetune_epochs : int
+        Epochs of alpha-divergence supernet fine-tuning.
+    """
+
+    slice_h_range: tuple[int, int] = (8, 28)
+    slice_w_range: tuple[int, int] = (8, 28)
+    overlaps: tuple[int, ...] = (0, 1, 2)
+    beta: float = 0.0
+    r_min: float | None = None
+    r_max: float | None = None
+    generations: int = 20
+    samples_per_generation: int = 8
+    crossover_prob: float = 0.5
+    seed: int = 0
+    evaluator: Literal["digits", "imagefolder"] = "digits"
+    finetune_epochs: int = 4
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "slice_h_range", tuple(self.slice_h_range))
+        object.__setattr__(self, "slice_w_range", tuple(self.slice_w_range))
+        object.__setattr__(self, "overlaps", tuple(self.overlaps))
+        for name in ("slice_h_range", "slice_w_range"):
+            lo_hi = getattr(self, name)
+            _require(len(lo_hi) == 2, f"nas.{name}", lo_hi, "a pair (lo, hi)")
+            _require_int(lo_hi[0], f"nas.{name}.lo", 1, MAX_MAP_SIDE)
+            _require_int(lo_hi[1], f"nas.{name}.hi", lo_hi[0], MAX_MAP_SIDE)
+        _require(len(self.overlaps) >= 1, "nas.overlaps", self.overlaps, "at least one value")
+        for o in self.overlaps:
+            _require_int(o, "nas.overlaps[]", 0, MAX_MAP_SIDE)
+        _require(isinstance(self.beta, (int, float)) and self.beta >= 0, "nas.beta",
+                 self.beta, ">= 0")
+        _require_int(self.generations, "nas.generations", 1, 100000)
+        _require_int(self.samples_per_generation, "nas.samples_per_generation", 1, 100000)
+        _require(isinstance(self.crossover_prob, (int, float))
+                 and 0 <= self.crossover_prob <= 1,
+                 "nas.crossover_prob", self.crossover_prob, "a probability in [0, 1]")
+        _require_int(self.seed, "nas.seed", 0)
+        _require_choice(self.evaluator, "nas.evaluator", ("digits", "imagefolder"))
+        _require_int(self.finetune_epochs, "nas.finetune_epochs", 0, 1000)
+
+
+def _coord_int_bits(max_side: int) -> int:
+    """Signed integer bits that hold every clamped coordinate in [-2, max_side + 1]."""
+    return (max_side + 1).bit_length() + 1
+
+
+@dataclass(frozen=True)
+class Config:
+    """The whole configuration; see the module docstring.
+
+    Cross-section checks done here: the slice fits the map, lanes divide the channels,
+    stored widths hold the fixed-point formats, coordinates are wide enough for the map,
+    and every DRAM record is a whole number of bus beats apart.
+    """
+
+    name: str = "custom"
+    workload: WorkloadConfig = field(default_factory=WorkloadConfig)
+    slicing: SlicingConfig = field(default_factory=SlicingConfig)
+    numerics: NumericsConfig = field(default_factory=NumericsConfig)
+    hw: HwConfig = field(default_factory=HwConfig)
+    dram: DramConfig = field(default_factory=DramConfig)
+    traffic: TrafficConfig = field(default_factory=TrafficConfig)
+    nas: NasConfig = field(default_factory=NasConfig)
+
+    def __post_init__(self) -> None:
+        w, s, n, hw, d = self.workload, self.slicing, self.numerics, self.hw, self.dram
+        h0, w0 = w.levels[0]
+        _require(s.slice_h <= h0, "slicing.slice_h", s.slice_h,
+                 f"<= the level-0 map height {h0}")
+        _require(s.slice_w <= w0, "slicing.slice_w", s.slice_w,
+                 f"<= the level-0 map width {w0}")
+        _require(w.channels % hw.lanes == 0, "hw.lanes", hw.lanes,
+                 f"a divisor of workload.channels = {w.channels}")
+        _require(n.value_bits <= 8 * d.element_bytes, "numerics.value_bits", n.value_bits,
+                 f"<= 8 * dram.element_bytes = {8 * d.element_bytes}")
+        _require(n.out_bits <= 8 * d.out_element_bytes, "numerics.out_bits", n.out_bits,
+                 f"<= 8 * dram.out_element_bytes = {8 * d.out_element_bytes}")
+        need = n.coord_frac + _coord_int_bits(max(h0, w0))
+        _require(n.coord_bits >= need, "numerics.coord_bits", n.coord_bits,
+                 f">= {need} (coord_frac {n.coord_frac} + integer bits for a "
+                 f"{h0}x{w0} map)")
+
+    # -- conveniences ----------------------------------------------------------------
+    def replace(self, **sections: Any) -> Config:
+        """Copy with whole sections or dotted fields replaced.
+
+        ``cfg.replace(slicing={"overlap": 2})`` or ``cfg.replace(name="x")``.
+        """
+        changes: dict[str, Any] = {}
+        for key, value in sections.items():
+            if isinstance(value, dict):
+                changes[key] = dataclasses.replace(getattr(self, key), **value)
+            else:
+                changes[key] = value
+        return replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain nested dict (TOML-ready: tuples become lists, ``None`` is dropped)."""
+
+        def clean(obj: Any) -> Any:
+            if isinstance(obj, dict):
+                return {k: clean(v) for k, v in obj.items() if v is not None}
+            if isinstance(obj, (tuple, list)):
+                return [clean(v) for v in obj]
+            return obj
+
+        return clean(dataclasses.asdict(self))
+
+
+_SECTIONS = {
+    "workload": WorkloadConfig,
+    "slicing": SlicingConfig,
+    "numerics": NumericsConfig,
+    "hw": HwConfig,
+    "dram": DramConfig,
+    "traffic": TrafficConfig,
+    "nas": NasConfig,
+}
+
+
+def from_dict(data: dict[str, Any]) -> Config:
+    """Build a :class:`Config` from a nested dict, rejecting unknown keys by name."""
+    if not isinstance(data, dict):
+        raise ConfigError("<root>", type(data).__name__, "a table of sections")
+    kwargs: dict[str, Any] = {}
+    base_name = data.get("preset")
+    base = preset(base_name) if base_name is not None else Config()
+    for key, value in data.items():
+        if key == "preset":
+            continue
+        if key == "name":
+            kwargs["name"] = str(value)
+            continue
+        if key not in _SECTIONS:
+            raise ConfigError(key, value, "one of the sections name, preset, "
+                              + ", ".join(_SECTIONS))
+        if not isinstance(value, dict):
+            raise ConfigError(key, value, "a table")
+        cls = _SECTIONS[key]
+        known = {f.name for f in fields(cls)}
+        for sub in value:
+            if sub not in known:
+                raise ConfigError(f"{key}.{sub}", value[sub],
+                                  "a known field: " + ", ".join(sorted(known)))
+        kwargs[key] = dataclasses.replace(getattr(base, key), **value)
+    return replace(base, **kwargs)
+
+
+def loads(text: str) -> Config:
+    """Parse a configuration from TOML text."""
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError("<toml>", "...", f"valid TOML ({exc})") from None
+    return from_dict(data)
+
+
+def load(path: str | Path) -> Config:
+    """Load a configuration from a TOML file."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError("config file", str(path), "an existing TOML file")
+    return loads(path.read_text())
+
+
+def dumps(cfg: Config) -> str:
+    """Serialise to TOML; ``loads(dumps(cfg)) == cfg``."""
+    import tomli_w
+
+    return tomli_w.dumps(cfg.to_dict())
+
+
+def dump(cfg: Config, path: str | Path) -> None:
+    """Write ``cfg`` as TOML to ``path`` (parent folders are created)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(dumps(cfg))
+
+
+def _make_presets() -> dict[str, Config]:
+    tiny = Config(
+        name="tiny",
+        workload=WorkloadConfig(kind="msda", levels=((8, 8), (4, 4)), heads=2, channels=4,
+                                points=2, queries=None, offset_std_px=1.5),
+        slicing=SlicingConfig(slice_h=4, slice_w=4, overlap=1),
+        hw=HwConfig(lanes=2, axi_data_bits=64),
+    )
+    # The slicing paper's layer: DAT++-T stage 1, a 56x56 map, 64 channels in one offset
+    # group, a 7x7 grid of sampled keys (sampling stride 8), offsets of up to 2 cells.
+    # Its best strategy: Ws = 14, Hs = 28.
+    dat56 = Config(
+        name="dat56",
+        workload=WorkloadConfig(kind="dat", levels=((56, 56),), heads=1, channels=64,
+                                points=1, key_grid=(7, 7), offset_range_factor=2.0),
+        slicing=SlicingConfig(slice_h=28, slice_w=14, overlap=2),
+        hw=HwConfig(lanes=8, axi_data_bits=128),
+    )
+    # xMSDA's reference workload: 5 levels of a 1024x1024 image, M=8, D=32, P=4.
+    xmsda = Config(
+        name="msda-xmsda",
+        workload=WorkloadConfig(kind="msda",
+                                levels=((256, 256), (128, 128), (64, 64), (32, 32), (16, 16)),
+                                heads=8, channels=32, points=4, queries=None,
+                                offset_std_px=4.0),
+        slicing=SlicingConfig(slice_h=64, slice_w=64, overlap=4),
+        hw=HwConfig(lanes=8, axi_data_bits=128),
+    )
+    return {c.name: c for c in (tiny, dat56, xmsda)}
+
+
+PRESETS: dict[str, Config] = _make_presets()
+
+
+def preset(name: str) -> Config:
+    """The named preset (``tiny``, ``dat56``, ``msda-xmsda``)."""
+    if name not in PRESETS:
+        raise ConfigError("preset", name, "one of " + ", ".join(PRESETS))
+    return PRESETS[name]

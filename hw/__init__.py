@@ -1,0 +1,1 @@
+"""Amaranth generators of the sliced deformable-attention accelerator."""

@@ -1,0 +1,1 @@
+"""Golden model: MSDA / DAT sampling in float and bit-exact fixed point, slicing, DRAM layout."""

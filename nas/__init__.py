@@ -1,0 +1,1 @@
+"""Bi-objective search of the slicing strategy (accuracy vs. on-chip resources)."""

@@ -1,0 +1,1 @@
+"""cocotb system benches of the generated Verilog against the golden model."""
