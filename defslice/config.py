@@ -241,7 +241,7 @@ class NumericsConfig:
         _require_int(self.value_frac, "numerics.value_frac", 0, self.value_bits - 1)
         _require_int(self.coord_frac, "numerics.coord_frac", 1, 12)
         _require_int(self.coord_bits, "numerics.coord_bits", self.coord_frac + 2, 24)
-        _require_int(self.weight_bits, "numerics.weight_bits", 3, 18)
+        _require_int(self.weight_bits, "numerics.weight_bits", 3, 16)
         _require_int(self.acc_bits, "numerics.acc_bits", self.value_bits + self.weight_bits, 64)
         _require_int(self.out_bits, "numerics.out_bits", 2, 32)
         _require_int(self.out_frac, "numerics.out_frac", 0, self.value_frac + self.weight_frac)

@@ -1,0 +1,35 @@
+"""AXI4-Lite register map of ``defslice_top`` (32-bit registers, byte addresses).
+
+Shared by the generator, the simulator benches and host software; ``docs/hw.md`` renders
+it as a table. Counters are free-running during a run and cleared by ``CTRL.start``.
+"""
+
+from __future__ import annotations
+
+#: name -> (byte offset, access, meaning)
+REGISTERS: dict[str, tuple[int, str, str]] = {
+    "CTRL": (0x00, "w", "bit 0: start (write 1; self-clearing)"),
+    "STATUS": (0x04, "r", "bit 0: busy, bit 1: done (set at the end of a run, cleared by "
+                          "start)"),
+    "VALUE_BASE": (0x08, "rw", "byte address of the value tensor"),
+    "QUERY_BASE": (0x0C, "rw", "byte address of the sorted query records"),
+    "DESC_BASE": (0x10, "rw", "byte address of the slice descriptors"),
+    "OUT_BASE": (0x14, "rw", "byte address of the outputs"),
+    "NUM_DESC": (0x18, "rw", "number of descriptors (non-empty slices) to process"),
+    "CYCLES": (0x20, "r", "cycles from start to done"),
+    "BUSY_CYCLES": (0x24, "r", "cycles in which a bilinear sample was issued"),
+    "STALL_CYCLES": (0x28, "r", "cycles in which compute waited for a window or queries"),
+    "READ_BEATS": (0x2C, "r", "AXI read beats accepted (R handshakes)"),
+    "WRITE_BEATS": (0x30, "r", "AXI write beats accepted (W handshakes)"),
+    "READ_BURSTS": (0x34, "r", "AXI read bursts issued (AR handshakes)"),
+    "WRITE_BURSTS": (0x38, "r", "AXI write bursts issued (AW handshakes)"),
+    "ID": (0x3C, "r", "constant 0xDEF5_1CE0 + version"),
+}
+
+ID_VALUE = 0xDEF51CE0
+ADDR_BITS = 8
+
+
+def offset(name: str) -> int:
+    """Byte offset of register ``name``."""
+    return REGISTERS[name][0]

@@ -1,0 +1,1 @@
+"""Trace-driven DRAM-traffic counter of the dataflows (docs/traffic.md)."""
