@@ -23,8 +23,12 @@ import numpy as np
 
 from defslice.errors import InputError
 
-__all__ = ["reference_grid", "dat_offsets_to_locations", "dat_grid_to_locations",
-           "dat_inputs"]
+__all__ = [
+    "dat_grid_to_locations",
+    "dat_inputs",
+    "dat_offsets_to_locations",
+    "reference_grid",
+]
 
 
 def reference_grid(H: int, W: int, Hk: int, Wk: int) -> np.ndarray:

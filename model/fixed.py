@@ -37,7 +37,7 @@ from defslice.model.fixedpoint import quantize, round_half_up_shift, saturate, s
 from defslice.model.msda import check_inputs
 from defslice.model.sampling import Corners, LevelTable, chunks, corner_valid, flat_pixel_index
 
-__all__ = ["FixedInputs", "quantize_inputs", "fixed_forward", "error_bound"]
+__all__ = ["FixedInputs", "error_bound", "fixed_forward", "quantize_inputs"]
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ import numpy as np
 
 from defslice.errors import InputError
 
-__all__ = ["round_half_up_shift", "saturate", "quantize", "dequantize", "signed_range"]
+__all__ = ["dequantize", "quantize", "round_half_up_shift", "saturate", "signed_range"]
 
 
 def signed_range(bits: int) -> tuple[int, int]:

@@ -39,8 +39,16 @@ from defslice.errors import ConfigError, InputError
 from defslice.model.fixed import FixedInputs
 from defslice.model.slicing import SliceGrid
 
-__all__ = ["Burst", "split_bursts", "DramLayout", "SlicedProgram", "burst_summary",
-           "POINT_RECORD_BYTES", "DESC_HEADER_BYTES", "DESC_LEVEL_BYTES"]
+__all__ = [
+    "DESC_HEADER_BYTES",
+    "DESC_LEVEL_BYTES",
+    "POINT_RECORD_BYTES",
+    "Burst",
+    "DramLayout",
+    "SlicedProgram",
+    "burst_summary",
+    "split_bursts",
+]
 
 POINT_RECORD_BYTES = 8
 DESC_HEADER_BYTES = 16

@@ -32,7 +32,7 @@ from defslice.model.sampling import (
     flat_pixel_index,
 )
 
-__all__ = ["msda_forward", "msda_backward", "check_inputs", "forward_pixels"]
+__all__ = ["check_inputs", "forward_pixels", "msda_backward", "msda_forward"]
 
 
 def check_inputs(value, spatial_shapes, sampling_locations, attention_weights):

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["LevelTable", "Corners", "corner_valid", "flat_pixel_index", "chunks"]
+__all__ = ["Corners", "LevelTable", "chunks", "corner_valid", "flat_pixel_index"]
 
 #: Corner offsets (dy, dx) in the documented order.
 CORNER_DY = np.array([0, 0, 1, 1], dtype=np.int64)

@@ -13,7 +13,7 @@ from defslice.model.msda import _pixel_coords, check_inputs, forward_pixels
 from defslice.model.sampling import LevelTable
 from defslice.model.slicing import SliceGrid
 
-__all__ = ["SliceStats", "query_windows", "sliced_forward", "sliced_fixed_forward"]
+__all__ = ["SliceStats", "query_windows", "sliced_fixed_forward", "sliced_forward"]
 
 
 @dataclass(frozen=True)

@@ -31,7 +31,7 @@ from defslice.errors import ConfigError, InputError
 if TYPE_CHECKING:
     from defslice.config import Config
 
-__all__ = ["Window", "SliceGrid"]
+__all__ = ["SliceGrid", "Window"]
 
 
 @dataclass(frozen=True)
