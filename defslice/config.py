@@ -15,7 +15,6 @@ paper's 56x56 DAT layer) and ``msda-xmsda`` (the xMSDA paper's 5-level workload)
 from __future__ import annotations
 
 import dataclasses
-import math
 import tomllib
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
@@ -24,20 +23,20 @@ from typing import Any, Literal
 from defslice.errors import ConfigError
 
 __all__ = [
-    "WorkloadConfig",
-    "SlicingConfig",
-    "NumericsConfig",
-    "HwConfig",
-    "DramConfig",
-    "TrafficConfig",
-    "NasConfig",
-    "Config",
     "PRESETS",
-    "preset",
-    "load",
-    "loads",
+    "Config",
+    "DramConfig",
+    "HwConfig",
+    "NasConfig",
+    "NumericsConfig",
+    "SlicingConfig",
+    "TrafficConfig",
+    "WorkloadConfig",
     "dump",
     "dumps",
+    "load",
+    "loads",
+    "preset",
 ]
 
 #: Widest feature map side the generator accepts (pixels).  Coordinates travel in at

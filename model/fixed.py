@@ -74,6 +74,20 @@ def quantize_inputs(num: NumericsConfig, value, spatial_shapes, sampling_locatio
     )
 
 
+def dequantize_inputs(num: NumericsConfig, inp: FixedInputs):
+    """The real numbers the stored integers stand for, as float64 MSDA arguments
+    ``(value, spatial_shapes, sampling_locations, attention_weights)``.
+
+    Float on these isolates the datapath's own rounding from input quantization.
+    """
+    size = inp.shapes.astype(np.float64)
+    scale = 2.0 ** -num.coord_frac
+    loc = np.stack([(inp.x * scale + 0.5) / size[:, 1, None],
+                    (inp.y * scale + 0.5) / size[:, 0, None]], axis=-1)
+    return (inp.value * 2.0 ** -num.value_frac, inp.shapes, loc,
+            inp.weight * 2.0 ** -num.weight_frac)
+
+
 def _check_range(name: str, a: np.ndarray, bits: int) -> None:
     lo, hi = signed_range(bits)
     if a.size and (a.min() < lo or a.max() > hi):

@@ -8,7 +8,13 @@ from hypothesis import strategies as st
 
 from defslice import config as C
 from defslice.errors import InputError
-from defslice.model.fixed import FixedInputs, error_bound, fixed_forward, quantize_inputs
+from defslice.model.fixed import (
+    FixedInputs,
+    dequantize_inputs,
+    error_bound,
+    fixed_forward,
+    quantize_inputs,
+)
 from defslice.model.fixedpoint import quantize, round_half_up_shift, saturate
 from defslice.model.msda import msda_forward
 from defslice.model.workload import make_workload
@@ -32,7 +38,7 @@ def scalar_reference(num, inp, windows, clamp):
     """Steps 2-8 of docs/numerics.md written out point by point, independently of the
     vectorized model."""
     f = num.coord_frac
-    n, s, m, d = inp.value.shape
+    n, _, m, d = inp.value.shape
     _, lq, _, n_lvl, p = inp.x.shape
     starts = np.concatenate([[0], np.cumsum(inp.shapes[:, 0] * inp.shapes[:, 1])])
     lo_acc, hi_acc = -(1 << (num.acc_bits - 1)), (1 << (num.acc_bits - 1)) - 1
@@ -121,11 +127,7 @@ def test_fixed_matches_float_within_the_stated_bound(name):
     inp = quantize_inputs(num, *wl.args)
     fixed = fixed_forward(num, inp) / 2.0 ** num.out_frac
     # float on the very same quantized inputs isolates the datapath's own rounding
-    shapes = inp.shapes.astype(np.float64)
-    loc = np.stack([(inp.x / 2.0 ** num.coord_frac + 0.5) / shapes[:, 1, None],
-                    (inp.y / 2.0 ** num.coord_frac + 0.5) / shapes[:, 0, None]], axis=-1)
-    ref = msda_forward(inp.value / 2.0 ** num.value_frac, inp.shapes, loc,
-                       inp.weight / 2.0 ** num.weight_frac)
+    ref = msda_forward(*dequantize_inputs(num, inp))
     err = np.abs(fixed - ref).reshape(*ref.shape[:2], cfg.workload.heads, -1)
     bound = error_bound(num, inp.weight)
     assert (err <= bound + 1e-12).all()
