@@ -4,11 +4,11 @@
 import numpy as np
 import pytest
 import torch
-from torch_reference import msda_torch
 
 from defslice.errors import InputError
 from defslice.model.dat import dat_grid_to_locations, dat_inputs, dat_offsets_to_locations
 from defslice.model.msda import msda_backward, msda_forward
+from defslice.model.torch_reference import msda_torch
 
 CASES = [
     # shapes (non-square, one and several levels), N, M, D (not powers of 2), Lq, P
