@@ -58,14 +58,22 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    # Only the chosen stage is imported (Amaranth, torch and cocotb are slow to load).
+def dispatch(argv: list[str]) -> int:
+    """Parse ``argv`` and run the subcommand; errors propagate (see :func:`main`).
+
+    Only the chosen stage is imported (Amaranth, torch and cocotb are slow to load).
+    Used by :func:`main` and by the one-command flow to run stages in-process.
+    """
     chosen = next((a for a in argv if not a.startswith("-")), None)
     parser = build_parser(chosen if chosen in SUBCOMMANDS else None)
     args = parser.parse_args(argv)
+    return int(importlib.import_module(args._module).run(args) or 0)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     try:
-        return int(importlib.import_module(args._module).run(args) or 0)
+        return dispatch(argv)
     except ConfigError as exc:
         print(f"defslice: configuration error: {exc}", file=sys.stderr)
         return 2
