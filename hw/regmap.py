@@ -10,7 +10,8 @@ from __future__ import annotations
 REGISTERS: dict[str, tuple[int, str, str]] = {
     "CTRL": (0x00, "w", "bit 0: start (write 1; self-clearing)"),
     "STATUS": (0x04, "r", "bit 0: busy, bit 1: done (set at the end of a run, cleared by "
-                          "start)"),
+                          "start), bit 2: a descriptor window did not fit the buffers (run "
+                          "stopped), bit 3: an AXI read or write response was not OKAY"),
     "VALUE_BASE": (0x08, "rw", "byte address of the value tensor"),
     "QUERY_BASE": (0x0C, "rw", "byte address of the sorted query records"),
     "DESC_BASE": (0x10, "rw", "byte address of the slice descriptors"),

@@ -1,0 +1,298 @@
+"""Arithmetic blocks of the sampling datapath, bit-exact with :mod:`defslice.model.fixed`.
+
+* :class:`CoordUnit` -- steps 2-4: clamp, floor/fraction split, the four exact bilinear
+  weights, corner validity against the window, and the bank addresses of the corners;
+* :class:`MacUnit` -- steps 5-6 on ``lanes`` channels: ``sum_c v_c * w_c``, round half up
+  by ``2f``, times the attention weight;
+* :class:`Accumulator` -- steps 7-8: accumulate over (l, p) saturating to ``acc_bits``,
+  then round half up by ``out_shift`` and saturate to ``out_bits``.
+
+Banks are numbered ``b = 2 * row_parity + col_parity`` of the pixel position inside its
+window. The four corners of a bilinear footprint have four different (row, column)
+parities, so they always fall into four different banks and are read in one cycle.
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Elaboratable, Module, Mux, ShapeLike, Signal, signed, unsigned
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from defslice.hw.params import HwParams
+
+__all__ = ["Accumulator", "CoordUnit", "MacUnit", "round_half_up", "saturate_to"]
+
+#: Width of the coordinate and window fields as stored in DRAM records/descriptors.
+RECORD_COORD_BITS = 24
+RECORD_WEIGHT_BITS = 16
+DESC_FIELD_BITS = 16
+#: Local (window-relative) row/column arithmetic: 24-bit coordinates minus 16-bit bases.
+LOCAL_BITS = RECORD_COORD_BITS + 2
+
+WINDOW_FIELDS = ("row0", "col0", "rows", "cols", "y_lo", "y_hi", "x_lo", "x_hi")
+
+
+def window_layout() -> data.StructLayout:
+    """One slice window on one level, the eight descriptor fields (``i16`` each)."""
+    return data.StructLayout({name: signed(DESC_FIELD_BITS) for name in WINDOW_FIELDS})
+
+
+def round_half_up(value, shift: int):
+    """``floor(value / 2**shift + 1/2)``: add half an LSB, arithmetic shift (model:
+    :func:`defslice.model.fixedpoint.round_half_up_shift`)."""
+    if shift == 0:
+        return value
+    return (value + (1 << (shift - 1))) >> shift
+
+
+def saturate_to(m: Module, value, bits: int, name: str) -> Signal:
+    """Clamp a signed expression into the ``bits``-wide signed range (combinational)."""
+    lo, hi = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+    out = Signal(signed(bits), name=name)
+    with m.If(value > hi):
+        m.d.comb += out.eq(hi)
+    with m.Elif(value < lo):
+        m.d.comb += out.eq(lo)
+    with m.Else():
+        m.d.comb += out.eq(value)
+    return out
+
+
+class CoordUnit(wiring.Component):
+    """Coordinate unit, three pipeline stages (clamp; split and weights; bank addresses).
+
+    Members
+    -------
+    i : In(stream.Signature(...))
+        ``x``, ``y``: coordinates, signed 24 bits, Q(coord_frac), pixels of the level;
+        ``win``: the level's window (:func:`window_layout`); ``bank_cols``: entries per
+        bank row of the level's buffer; ``tag``: carried through unchanged.
+    o : Out(stream.Signature(...))
+        ``weight[b]``: bilinear weight of the corner in bank ``b`` (unsigned ``2f + 1``
+        bits, 0 when the corner is outside the window); ``pixel[b]``: its pixel index in
+        the bank, ``(row >> 1) * bank_cols + (col >> 1)`` (0 when outside); ``tag``.
+    """
+
+    def __init__(self, p: HwParams, tag_shape: ShapeLike):
+        self.p = p
+        f = p.coord_frac
+        self.tag_shape = tag_shape
+        pix_bits = max(1, (max(p.bank_rows[i] * p.bank_cols[i]
+                              for i in range(p.num_levels)) - 1).bit_length())
+        self.pix_bits = pix_bits
+        self.in_layout = data.StructLayout({
+            "x": signed(RECORD_COORD_BITS), "y": signed(RECORD_COORD_BITS),
+            "win": window_layout(), "bank_cols": unsigned(DESC_FIELD_BITS),
+            "tag": self.tag_shape,
+        })
+        self.out_layout = data.StructLayout({
+            "weight": data.ArrayLayout(unsigned(2 * f + 1), 4),
+            "pixel": data.ArrayLayout(unsigned(pix_bits), 4),
+            "tag": self.tag_shape,
+        })
+        super().__init__({
+            "i": In(stream.Signature(self.in_layout)),
+            "o": Out(stream.Signature(self.out_layout)),
+        })
+        #: High while any stage holds a point (the pipeline is not empty).
+        self.busy = Signal()
+
+    def elaborate(self, platform):
+        m = Module()
+        p = self.p
+        f = p.coord_frac
+        one = 1 << f
+        en = Signal()
+        m.d.comb += [en.eq(~self.o.valid | self.o.ready), self.i.ready.eq(en)]
+
+        # Stage 1: clamp (step 2).
+        s1 = Signal(self.in_layout)
+        v1 = Signal()
+        win = self.i.payload.win
+        xc = Signal(signed(RECORD_COORD_BITS))
+        yc = Signal(signed(RECORD_COORD_BITS))
+        if p.clamp:
+            for src, dst, lo, hi in ((self.i.payload.x, xc, win.x_lo, win.x_hi),
+                                     (self.i.payload.y, yc, win.y_lo, win.y_hi)):
+                lo_f = Signal(signed(DESC_FIELD_BITS + f + 1))
+                hi_f = Signal(signed(DESC_FIELD_BITS + f + 1))
+                m.d.comb += [lo_f.eq(lo << f), hi_f.eq(hi << f)]
+                with m.If(src < lo_f):
+                    m.d.comb += dst.eq(lo_f)
+                with m.Elif(src > hi_f):
+                    m.d.comb += dst.eq(hi_f)
+                with m.Else():
+                    m.d.comb += dst.eq(src)
+        else:
+            m.d.comb += [xc.eq(self.i.payload.x), yc.eq(self.i.payload.y)]
+        with m.If(en):
+            m.d.sync += [v1.eq(self.i.valid), s1.eq(self.i.payload), s1.x.eq(xc),
+                         s1.y.eq(yc)]
+
+        # Stage 2: split (step 3), bilinear weights and validity (step 4), bank mapping.
+        v2 = Signal()
+        w2 = Signal(data.ArrayLayout(unsigned(2 * f + 1), 4))
+        rh2 = Signal(data.ArrayLayout(signed(LOCAL_BITS), 4))
+        ch2 = Signal(data.ArrayLayout(signed(LOCAL_BITS), 4))
+        ok2 = Signal(4)
+        cols2 = Signal(unsigned(DESC_FIELD_BITS))
+        tag2 = Signal(self.tag_shape)
+        fx = Signal(f)
+        fy = Signal(f)
+        lr = Signal(signed(LOCAL_BITS))
+        lc = Signal(signed(LOCAL_BITS))
+        m.d.comb += [
+            fx.eq(s1.x[:f]), fy.eq(s1.y[:f]),
+            lr.eq((s1.y >> f) - s1.win.row0), lc.eq((s1.x >> f) - s1.win.col0),
+        ]
+        with m.If(en):
+            m.d.sync += [v2.eq(v1), cols2.eq(s1.bank_cols), tag2.eq(s1.tag)]
+        for b in range(4):
+            pr, pc = b >> 1, b & 1
+            dy = Signal(name=f"dy{b}")
+            dx = Signal(name=f"dx{b}")
+            r = Signal(signed(LOCAL_BITS), name=f"r{b}")
+            c = Signal(signed(LOCAL_BITS), name=f"c{b}")
+            ok = Signal(name=f"ok{b}")
+            wy = Signal(f + 1, name=f"wy{b}")
+            wx = Signal(f + 1, name=f"wx{b}")
+            m.d.comb += [
+                dy.eq(pr ^ lr[0]), dx.eq(pc ^ lc[0]),
+                r.eq(lr + dy), c.eq(lc + dx),
+                ok.eq((r >= 0) & (r < s1.win.rows) & (c >= 0) & (c < s1.win.cols)),
+                wy.eq(Mux(dy, fy, one - fy)), wx.eq(Mux(dx, fx, one - fx)),
+            ]
+            with m.If(en):
+                m.d.sync += [
+                    ok2[b].eq(ok),
+                    w2[b].eq(Mux(ok, wy * wx, 0)),
+                    rh2[b].eq(r >> 1), ch2[b].eq(c >> 1),
+                ]
+
+        m.d.comb += self.busy.eq(v1 | v2 | self.o.valid)
+
+        # Stage 3: pixel index inside the bank.
+        with m.If(en):
+            m.d.sync += [self.o.valid.eq(v2), self.o.payload.tag.eq(tag2)]
+            for b in range(4):
+                m.d.sync += [
+                    self.o.payload.weight[b].eq(w2[b]),
+                    self.o.payload.pixel[b].eq(
+                        Mux(ok2[b], rh2[b] * cols2 + ch2[b], 0)),
+                ]
+        return m
+
+
+class MacUnit(wiring.Component):
+    """``lanes`` bilinear multiply lanes, three pipeline stages, never stalls.
+
+    Members
+    -------
+    i : In(stream.Signature(..., always_ready=True))
+        ``value[b][k]``: channel ``k`` of the corner in bank ``b`` (signed value_bits);
+        ``weight[b]``: its bilinear weight; ``attn``: attention weight (signed 16, Q(
+        weight_bits - 2)); ``tag``.
+    o : Out(stream.Signature(..., always_ready=True))
+        ``term[k] = round_half_up(sum_b value[b][k] * weight[b], 2f) * attn`` and ``tag``.
+    """
+
+    def __init__(self, p: HwParams, tag_shape: ShapeLike):
+        self.p = p
+        f = p.coord_frac
+        self.tag_shape = tag_shape
+        word = data.ArrayLayout(signed(p.value_bits), p.lanes)
+        self.sample_bits = p.value_bits + 1
+        self.term_bits = self.sample_bits + RECORD_WEIGHT_BITS
+        self.in_layout = data.StructLayout({
+            "value": data.ArrayLayout(word, 4),
+            "weight": data.ArrayLayout(unsigned(2 * f + 1), 4),
+            "attn": signed(RECORD_WEIGHT_BITS),
+            "tag": self.tag_shape,
+        })
+        self.out_layout = data.StructLayout({
+            "term": data.ArrayLayout(signed(self.term_bits), p.lanes),
+            "tag": self.tag_shape,
+        })
+        super().__init__({
+            "i": In(stream.Signature(self.in_layout, always_ready=True)),
+            "o": Out(stream.Signature(self.out_layout, always_ready=True)),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        p = self.p
+        f = p.coord_frac
+        prod_bits = p.value_bits + 2 * f + 2
+        # Stage 1: 4 x lanes products v * w (w unsigned, so the product keeps v's sign).
+        v1 = Signal()
+        prod = Signal(data.ArrayLayout(data.ArrayLayout(signed(prod_bits), 4), p.lanes))
+        attn1 = Signal(signed(RECORD_WEIGHT_BITS))
+        tag1 = Signal(self.tag_shape)
+        m.d.sync += [v1.eq(self.i.valid), attn1.eq(self.i.payload.attn),
+                     tag1.eq(self.i.payload.tag)]
+        for k in range(p.lanes):
+            for b in range(4):
+                m.d.sync += prod[k][b].eq(self.i.payload.value[b][k]
+                                          * self.i.payload.weight[b])
+        # Stage 2: exact sum over the corners, round half up by 2f (step 5).
+        v2 = Signal()
+        sample = Signal(data.ArrayLayout(signed(self.sample_bits), p.lanes))
+        attn2 = Signal(signed(RECORD_WEIGHT_BITS))
+        tag2 = Signal(self.tag_shape)
+        m.d.sync += [v2.eq(v1), attn2.eq(attn1), tag2.eq(tag1)]
+        for k in range(p.lanes):
+            total = prod[k][0] + prod[k][1] + prod[k][2] + prod[k][3]
+            m.d.sync += sample[k].eq(round_half_up(total, 2 * f))
+        # Stage 3: times the attention weight (step 6), exact.
+        m.d.sync += [self.o.valid.eq(v2), self.o.payload.tag.eq(tag2)]
+        for k in range(p.lanes):
+            m.d.sync += self.o.payload.term[k].eq(sample[k] * attn2)
+        return m
+
+
+class Accumulator(Elaboratable):
+    """Accumulation over (l, p) and output rounding, one term word per cycle.
+
+    The sums of the ``head_words`` channel groups of the current head live in a shift
+    register that advances on every valid term, so group ``g`` always sits at its head
+    without any multiplexer.
+
+    Members
+    -------
+    i_valid, i_term, i_first, i_last
+        A term word (``lanes`` terms, :class:`MacUnit` output); ``first``: first (l, p) of
+        the head (the sum restarts at 0); ``last``: last (l, p) (the result is emitted).
+    o_valid, o_data
+        Output word: ``lanes`` outputs, ``round_half_up(acc, out_shift)`` saturated to
+        ``out_bits`` (step 8), emitted the cycle after the last term arrives.
+    """
+
+    def __init__(self, p: HwParams, term_bits: int):
+        self.p = p
+        self.i_valid = Signal()
+        self.i_term = Signal(data.ArrayLayout(signed(term_bits), p.lanes))
+        self.i_first = Signal()
+        self.i_last = Signal()
+        self.o_valid = Signal()
+        self.o_data = Signal(data.ArrayLayout(signed(p.out_bits), p.lanes))
+
+    def elaborate(self, platform):
+        m = Module()
+        p = self.p
+        sr = [Signal(data.ArrayLayout(signed(p.acc_bits), p.lanes), name=f"acc{g}")
+              for g in range(p.head_words)]
+        new = Signal(data.ArrayLayout(signed(p.acc_bits), p.lanes))
+        for k in range(p.lanes):
+            base = Mux(self.i_first, 0, sr[0][k])
+            m.d.comb += new[k].eq(saturate_to(m, base + self.i_term[k], p.acc_bits,
+                                              f"acc_sat{k}"))
+        with m.If(self.i_valid):
+            m.d.sync += [sr[g].eq(sr[g + 1]) for g in range(p.head_words - 1)]
+            m.d.sync += sr[-1].eq(new)
+        m.d.sync += self.o_valid.eq(self.i_valid & self.i_last)
+        for k in range(p.lanes):
+            rounded = saturate_to(m, round_half_up(new[k], p.out_shift), p.out_bits,
+                                  f"out_sat{k}")
+            m.d.sync += self.o_data[k].eq(rounded)
+        return m
+
