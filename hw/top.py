@@ -397,10 +397,10 @@ class DefsliceTop(wiring.Component):
         c_set = Signal(set_bits)
         c_count = Signal(COUNT_BITS)
         c_q = Signal(COUNT_BITS)
-        c_m = Signal(range(p.heads))
+        c_m = Signal(range(max(2, p.heads)))
         c_l = Signal(lvl_bits)
-        c_p = Signal(range(p.points))
-        c_kk = Signal(range(p.records_per_beat))
+        c_p = Signal(range(max(2, p.points)))
+        c_kk = Signal(range(max(2, p.records_per_beat)))
         c_drain = Signal(range(DRAIN_CYCLES + 1))
         slices_done = Signal(COUNT_BITS)
         rec = q_fifo.r_data.word_select(c_kk, 64) if p.records_per_beat > 1 else q_fifo.r_data
@@ -435,7 +435,7 @@ class DefsliceTop(wiring.Component):
 
         # Expander: one bank read of `lanes` channels per cycle, D / lanes per point.
         e_valid = Signal()
-        e_g = Signal(range(p.head_words))
+        e_g = Signal(range(max(2, p.head_words)))
         e_base = [Signal(mem_addr_bits, name=f"e_base{b}") for b in range(4)]
         e_weight = Signal.like(coord.o.payload.weight)
         e_tag = Signal(tag_layout)
@@ -483,7 +483,7 @@ class DefsliceTop(wiring.Component):
 
         # Output packer: k_o words per beat, a query's last beat zero padded.
         pk_beat = Signal(p.bus_bits)
-        pk_j = Signal(range(k_o))
+        pk_j = Signal(range(max(2, k_o)))
         ext = Signal(p.lanes * oeb_bits)
         for k in range(p.lanes):
             m.d.comb += ext[k * oeb_bits:(k + 1) * oeb_bits].eq(acc.o_data[k])
