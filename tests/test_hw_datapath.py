@@ -69,7 +69,6 @@ def _random_points(rng, n, H, W, f):
 def _hw_point_path(cfg, values, items, attn):
     """CoordUnit -> Python banked buffer of each window -> MacUnit -> Accumulator."""
     p = derive(cfg)
-    f = p.coord_frac
     H, W = values.shape[:2]
     coord = CoordUnit(p, 8)
     bank_cols = p.bank_cols[0]

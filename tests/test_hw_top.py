@@ -74,7 +74,7 @@ def test_window_larger_than_buffers_stops_with_error():
     prog = _program(cfg)
     dsc = prog.descriptors[1]
     bad = list(dsc.windows)
-    bad[0] = (bad[0][0], bad[0][1], 7) + bad[0][3:]     # 7 rows > the 6-row buffer
+    bad[0] = (bad[0][0], bad[0][1], 7, *bad[0][3:])     # 7 rows > the 6-row buffer
     prog.descriptors[1] = replace(dsc, windows=tuple(bad))
     res = run_program(cfg, prog, seed=None, max_cycles=20_000)
     assert res.status == 0b110          # done + window error
