@@ -1,0 +1,65 @@
+"""The configurations the system benches run, all derived from the ``tiny`` preset.
+
+Each entry changes one or two things against ``tiny`` (levels (8, 8) + (4, 4), slices
+4 x 4, overlap 1, 2 lanes of 4 channels, double buffering, 64-bit AXI) so that a failure
+points at the feature it exercises. Together they cover: overlap 0, 1 and 2; a slice size
+that divides neither map side; one, two and three levels; 1, 2 and 4 lanes; single and
+double buffering; short bursts (burst splitting); rows crossing 4 KiB pages (full set).
+"""
+
+from __future__ import annotations
+
+from defslice.config import Config, preset
+
+__all__ = ["CONFIGS", "FULL_CONFIGS", "sim_config"]
+
+
+def _tiny(name: str, **changes) -> Config:
+    return preset("tiny").replace(name=name, **changes)
+
+
+def _build() -> dict[str, Config]:
+    cfgs = [
+        preset("tiny"),
+        _tiny("tiny-o0", slicing={"overlap": 0}),
+        _tiny("tiny-o2", slicing={"overlap": 2}),
+        # 8 is a multiple of neither 3 nor 5: the last slice row and column are smaller.
+        _tiny("tiny-3x5", slicing={"slice_h": 3, "slice_w": 5}),
+        _tiny("tiny-1lvl-lanes1-single", workload={"levels": ((8, 8),)},
+              hw={"lanes": 1, "buffering": "single"}),
+        _tiny("tiny-3lvl-lanes4", workload={"levels": ((8, 8), (4, 4), (2, 2))},
+              hw={"lanes": 4}),
+        _tiny("tiny-single", hw={"buffering": "single"}),
+        # Bursts of at most 2 beats: every window row and query region is split.
+        _tiny("tiny-burst2", hw={"max_burst_beats": 2}),
+    ]
+    return {c.name: c for c in cfgs}
+
+
+#: name -> configuration, the default regression set.
+CONFIGS: dict[str, Config] = _build()
+
+
+def _build_full() -> dict[str, Config]:
+    cfgs = [
+        # A 16 x 16 level 0 of 32-byte pixels spans two 4 KiB pages: rows cross them.
+        _tiny("wide-4k", workload={"levels": ((16, 16), (8, 8)), "channels": 8,
+                                   "queries": 48},
+              slicing={"slice_h": 6, "slice_w": 7, "overlap": 1}),
+        _tiny("tiny-o3", slicing={"overlap": 3}),
+        _tiny("tiny-p1-m1", workload={"heads": 1, "points": 1}, hw={"lanes": 4}),
+        _tiny("tiny-slice-full", slicing={"slice_h": 8, "slice_w": 8, "overlap": 0}),
+        _tiny("tiny-bus128", hw={"axi_data_bits": 128, "max_burst_beats": 16}),
+    ]
+    return {**CONFIGS, **{c.name: c for c in cfgs}}
+
+
+#: The longer regression (``SIM_FULL=1``): every default entry plus a few larger ones.
+FULL_CONFIGS: dict[str, Config] = _build_full()
+
+
+def sim_config(name: str) -> Config:
+    """A bench configuration by name (the presets are accepted too)."""
+    if name in FULL_CONFIGS:
+        return FULL_CONFIGS[name]
+    return preset(name)
