@@ -350,12 +350,16 @@ class TrafficConfig:
         probability-aware pruning); DEFA does not publish the threshold.
     defa_pixel_prune_ratio : float
         Fraction of feature-map pixels removed by frequency-weighted pruning, in [0, 1).
+    dat_offset_kernel : int
+        Depthwise kernel of DAT's offset network (DAT++ stage 1: 9); only sizes its
+        weights in the whole-layer count of a ``dat`` workload.
     """
 
     seed: int = 0
     defa_reuse_kib: int = 64
     defa_point_prune_threshold: float = 0.02
     defa_pixel_prune_ratio: float = 0.0
+    dat_offset_kernel: int = 9
 
     def __post_init__(self) -> None:
         _require_int(self.seed, "traffic.seed", 0)
@@ -368,6 +372,7 @@ class TrafficConfig:
                  and 0 <= self.defa_pixel_prune_ratio < 1,
                  "traffic.defa_pixel_prune_ratio", self.defa_pixel_prune_ratio,
                  "a number in [0, 1)")
+        _require_int(self.dat_offset_kernel, "traffic.dat_offset_kernel", 1, 31)
 
 
 @dataclass(frozen=True)
@@ -394,6 +399,18 @@ class NasConfig:
         Accuracy objective: offline digits classifier or a DAT model on an image folder.
     finetune_epochs : int
         Epochs of alpha-divergence supernet fine-tuning.
+    resource : ``"eq3"`` or ``"bram18"``
+        Resource objective of the search: the paper's eq. 3 (bits) or the RAMB18 count
+        of the window buffers (``defslice.nas.resources.buffer_bram18``).
+    max_accuracy_drop : float
+        The chosen point is the front's cheapest sub-net whose accuracy is at most this
+        below the unsliced model's (a fraction, 0.01 = one percentage point).
+    alpha_min, alpha_max : float
+        alpha- < 0 < alpha+ of the alpha-divergence of eq. 1 (AlphaNet: -1 and 1).
+    finetune_students : int
+        Sub-nets per fine-tuning step: the smallest one plus this many minus one random.
+    train_epochs : int
+        Epochs of the offline digits classifier's first training (then cached).
     """
 
     slice_h_range: tuple[int, int] = (8, 28)
@@ -408,6 +425,12 @@ class NasConfig:
     seed: int = 0
     evaluator: Literal["digits", "imagefolder"] = "digits"
     finetune_epochs: int = 4
+    resource: Literal["eq3", "bram18"] = "eq3"
+    max_accuracy_drop: float = 0.01
+    alpha_min: float = -1.0
+    alpha_max: float = 1.0
+    finetune_students: int = 2
+    train_epochs: int = 12
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "slice_h_range", tuple(self.slice_h_range))
@@ -431,6 +454,19 @@ class NasConfig:
         _require_int(self.seed, "nas.seed", 0)
         _require_choice(self.evaluator, "nas.evaluator", ("digits", "imagefolder"))
         _require_int(self.finetune_epochs, "nas.finetune_epochs", 0, 1000)
+        _require_choice(self.resource, "nas.resource", ("eq3", "bram18"))
+        _require(isinstance(self.max_accuracy_drop, (int, float))
+                 and 0 <= self.max_accuracy_drop <= 1,
+                 "nas.max_accuracy_drop", self.max_accuracy_drop, "a fraction in [0, 1]")
+        _require(isinstance(self.alpha_min, (int, float)) and -10 <= self.alpha_min < 0,
+                 "nas.alpha_min", self.alpha_min, "a number in [-10, 0)")
+        _require(isinstance(self.alpha_max, (int, float)) and 0 < self.alpha_max <= 10,
+                 "nas.alpha_max", self.alpha_max, "a number in (0, 10]")
+        _require_int(self.finetune_students, "nas.finetune_students", 1, 64)
+        _require_int(self.train_epochs, "nas.train_epochs", 1, 1000)
+        if self.r_min is not None and self.r_max is not None:
+            _require(self.r_min <= self.r_max, "nas.r_min", self.r_min,
+                     f"<= nas.r_max = {self.r_max}")
 
 
 def _coord_int_bits(max_side: int) -> int:
