@@ -4,7 +4,8 @@ Each entry changes one or two things against ``tiny`` (levels (8, 8) + (4, 4), s
 4 x 4, overlap 1, 2 lanes of 4 channels, double buffering, 64-bit AXI) so that a failure
 points at the feature it exercises. Together they cover: overlap 0, 1 and 2; a slice size
 that divides neither map side; one, two and three levels; 1, 2 and 4 lanes; single and
-double buffering; short bursts (burst splitting); rows crossing 4 KiB pages (full set).
+double buffering; short bursts (burst splitting); narrow fixed-point formats and
+the ``drop`` policy; rows crossing 4 KiB pages (full set).
 """
 
 from __future__ import annotations
@@ -32,6 +33,11 @@ def _build() -> dict[str, Config]:
         _tiny("tiny-single", hw={"buffering": "single"}),
         # Bursts of at most 2 beats: every window row and query region is split.
         _tiny("tiny-burst2", hw={"max_burst_beats": 2}),
+        # Narrow formats (more saturation) and the "drop" policy (no clamping).
+        _tiny("tiny-narrow-drop", slicing={"clamp": "drop"},
+              numerics={"value_bits": 12, "value_frac": 6, "coord_frac": 4,
+                        "weight_bits": 10, "acc_bits": 26, "out_bits": 10, "out_frac": 5,
+                        "coord_bits": 14}),
     ]
     return {c.name: c for c in cfgs}
 

