@@ -100,6 +100,9 @@ class DefsliceTop(wiring.Component):
         members.update(axil_members())
         members["irq"] = Out(1)
         super().__init__(members)
+        #: STATUS.busy and STATUS bits 2|3 (not ports; for board wrappers such as LEDs).
+        self.busy_o = Signal()
+        self.error_o = Signal()
 
     # The elaboration is long but linear: read address generator, read data router,
     # compute, writer, control. Each part only talks to the others through the named
@@ -126,7 +129,8 @@ class DefsliceTop(wiring.Component):
         err_win = Signal()
         err_resp = Signal()
         m.d.comb += [regs.busy.eq(run), regs.done.eq(done), regs.error_window.eq(err_win),
-                     regs.error_resp.eq(err_resp), self.irq.eq(done)]
+                     regs.error_resp.eq(err_resp), self.irq.eq(done),
+                     self.busy_o.eq(run), self.error_o.eq(err_win | err_resp)]
         start = regs.start
         value_base, query_base = regs.value_base, regs.query_base
         desc_base, out_base, num_desc = regs.desc_base, regs.out_base, regs.num_desc
