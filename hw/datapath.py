@@ -14,7 +14,7 @@ parities, so they always fall into four different banks and are read in one cycl
 
 from __future__ import annotations
 
-from amaranth.hdl import Elaboratable, Module, Mux, ShapeLike, Signal, signed, unsigned
+from amaranth.hdl import Elaboratable, Module, Mux, ShapeLike, Signal, Value, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -46,15 +46,20 @@ def round_half_up(value, shift: int):
 
 
 def saturate_to(m: Module, value, bits: int, name: str) -> Signal:
-    """Clamp a signed expression into the ``bits``-wide signed range (combinational)."""
+    """Clamp a signed expression into the ``bits``-wide signed range (combinational).
+
+    The value fits when all its bits from ``bits - 1`` up equal the sign bit; that test is
+    an AND/OR tree, much shorter than comparing against the range limits.
+    """
     lo, hi = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+    v = Value.cast(value)
     out = Signal(signed(bits), name=name)
-    with m.If(value > hi):
-        m.d.comb += out.eq(hi)
-    with m.Elif(value < lo):
-        m.d.comb += out.eq(lo)
-    with m.Else():
-        m.d.comb += out.eq(value)
+    if len(v) <= bits:
+        m.d.comb += out.eq(v)
+        return out
+    top = v[bits - 1:]
+    fits = (top == 0) | (top == (1 << len(top)) - 1)
+    m.d.comb += out.eq(Mux(fits, v[:bits], Mux(v[-1], lo, hi)))
     return out
 
 
@@ -259,13 +264,16 @@ class Accumulator(Elaboratable):
 
     Members
     -------
-    i_valid, i_term, i_first, i_last
+    i_valid, i_term, i_first, i_last, i_qend
         A term word (``lanes`` terms, :class:`MacUnit` output); ``first``: first (l, p) of
-        the head (the sum restarts at 0); ``last``: last (l, p) (the result is emitted).
-    o_valid, o_data
+        the head (the sum restarts at 0); ``last``: last (l, p) (the result is emitted);
+        ``qend``: carried to ``o_qend``.
+    o_valid, o_data, o_qend
         Output word: ``lanes`` outputs, ``round_half_up(acc, out_shift)`` saturated to
-        ``out_bits`` (step 8), emitted the cycle after the last term arrives.
+        ``out_bits`` (step 8), two cycles after the last term.
     """
+
+    LATENCY = 2
 
     def __init__(self, p: HwParams, term_bits: int):
         self.p = p
@@ -273,15 +281,17 @@ class Accumulator(Elaboratable):
         self.i_term = Signal(data.ArrayLayout(signed(term_bits), p.lanes))
         self.i_first = Signal()
         self.i_last = Signal()
+        self.i_qend = Signal()
         self.o_valid = Signal()
         self.o_data = Signal(data.ArrayLayout(signed(p.out_bits), p.lanes))
+        self.o_qend = Signal()
 
     def elaborate(self, platform):
         m = Module()
         p = self.p
-        sr = [Signal(data.ArrayLayout(signed(p.acc_bits), p.lanes), name=f"acc{g}")
-              for g in range(p.head_words)]
-        new = Signal(data.ArrayLayout(signed(p.acc_bits), p.lanes))
+        acc_word = data.ArrayLayout(signed(p.acc_bits), p.lanes)
+        sr = [Signal(acc_word, name=f"acc{g}") for g in range(p.head_words)]
+        new = Signal(acc_word)
         for k in range(p.lanes):
             base = Mux(self.i_first, 0, sr[0][k])
             m.d.comb += new[k].eq(saturate_to(m, base + self.i_term[k], p.acc_bits,
@@ -289,10 +299,15 @@ class Accumulator(Elaboratable):
         with m.If(self.i_valid):
             m.d.sync += [sr[g].eq(sr[g + 1]) for g in range(p.head_words - 1)]
             m.d.sync += sr[-1].eq(new)
-        m.d.sync += self.o_valid.eq(self.i_valid & self.i_last)
+        # Output stage: round and saturate the finished sum one cycle later.
+        done = Signal(acc_word)
+        done_valid = Signal()
+        done_qend = Signal()
+        m.d.sync += [done.eq(new), done_valid.eq(self.i_valid & self.i_last),
+                     done_qend.eq(self.i_qend), self.o_valid.eq(done_valid),
+                     self.o_qend.eq(done_qend)]
         for k in range(p.lanes):
-            rounded = saturate_to(m, round_half_up(new[k], p.out_shift), p.out_bits,
+            rounded = saturate_to(m, round_half_up(done[k], p.out_shift), p.out_bits,
                                   f"out_sat{k}")
             m.d.sync += self.o_data[k].eq(rounded)
         return m
-

@@ -52,7 +52,8 @@ def _tensor_of(lay, addr: int) -> str:
 
 
 def run_program(cfg, prog: SlicedProgram, *, seed: int | None = None,
-                max_cycles: int = 2_000_000, vcd: str | None = None) -> SimResult:
+                max_cycles: int = 2_000_000, vcd: str | None = None,
+                simulator=Simulator) -> SimResult:
     """Simulate one run of ``prog`` on the generated top.
 
     Arguments
@@ -62,6 +63,8 @@ def run_program(cfg, prog: SlicedProgram, *, seed: int | None = None,
         stalls on every channel, reproducible from the seed.
     max_cycles : int
         The run is abandoned with a :class:`DefsliceError` after this many cycles.
+    simulator : class
+        :class:`amaranth.sim.Simulator` or a subclass that adds observing processes.
     """
     dut = build_top(cfg)
     lay = prog.layout
@@ -177,7 +180,7 @@ def run_program(cfg, prog: SlicedProgram, *, seed: int | None = None,
         for name in COUNTER_NAMES:
             result.counters[name] = await axil_read(ctx, regmap.offset(name))
 
-    sim = Simulator(dut)
+    sim = simulator(dut)
     sim.add_clock(1e-8)
     sim.add_testbench(testbench)
     if vcd:

@@ -32,7 +32,7 @@ from defslice.hw.datapath import (
 from defslice.hw.params import AXI_ID_BITS, HwParams
 from defslice.hw.regs import COUNTERS, SETTINGS, ControlRegs, axil_members
 
-__all__ = ["DefsliceTop", "axi_members", "burst_beats"]
+__all__ = ["DefsliceTop", "axi_members", "burst_beats", "burst_beats_registered"]
 
 PAGE = 4096
 #: Beats of the W FIFO; compute issues only while this many minus ``W_CREDIT_SLACK`` are
@@ -82,6 +82,24 @@ def burst_beats(m: Module, p: HwParams, addr, remaining, name: str) -> Signal:
     with m.Else():
         m.d.comb += beats.eq(p.max_beats)
     return beats
+
+
+
+def burst_beats_registered(m: Module, p: HwParams, addr, remaining, name: str):
+    """:func:`burst_beats` one cycle late, off the critical path.
+
+    Returns ``(beats, ok)``: ``beats`` was computed from last cycle's ``addr`` and
+    ``remaining``; ``ok`` is high when they have not changed since, i.e. ``beats`` is
+    exact for the current values.
+    """
+    comb = burst_beats(m, p, addr, remaining, name)
+    beats = Signal.like(comb, name=f"{name}_beats_q")
+    addr_q = Signal.like(addr, name=f"{name}_addr_q")
+    rem_q = Signal.like(remaining, name=f"{name}_rem_q")
+    ok = Signal(name=f"{name}_ok")
+    m.d.sync += [beats.eq(comb), addr_q.eq(addr), rem_q.eq(remaining)]
+    m.d.comb += ok.eq((addr == addr_q) & (remaining == rem_q))
+    return beats, ok
 
 
 def _bits(n: int) -> int:
@@ -216,10 +234,11 @@ class DefsliceTop(wiring.Component):
         qa_rem = Signal(COUNT_BITS)
         qa_active = Signal()
         q_inflight = Signal(range(2 * q_depth + 1))
-        wa_beats = burst_beats(m, p, wa_addr, wa_rem, "wa")
-        qa_beats = burst_beats(m, p, qa_addr, qa_rem, "qa")
+        wa_beats, wa_ok = burst_beats_registered(m, p, wa_addr, wa_rem, "wa")
+        qa_beats, qa_ok = burst_beats_registered(m, p, qa_addr, qa_rem, "qa")
         qa_valid = Signal()
-        m.d.comb += qa_valid.eq(qa_active & (q_fifo.level + q_inflight + qa_beats <= q_depth))
+        m.d.comb += qa_valid.eq(qa_active & qa_ok
+                                & (q_fifo.level + q_inflight + qa_beats <= q_depth))
         grant_q = Signal()
         grant_w = Signal()
         ar_beats = Signal.like(wa_beats)
@@ -268,7 +287,7 @@ class DefsliceTop(wiring.Component):
                                  wa_rem.eq(p.desc_beats), wa_tag.eq(TAG_DESC)]
                     m.next = "BURST"
             with m.State("BURST"):
-                m.d.comb += wa_valid.eq(1)
+                m.d.comb += wa_valid.eq(wa_ok)
                 with m.If(grant_w & self.m_axi_arready):
                     m.d.sync += [wa_addr.eq(wa_addr + (wa_beats << p.beat_shift)),
                                  wa_rem.eq(wa_rem - wa_beats)]
@@ -519,9 +538,9 @@ class DefsliceTop(wiring.Component):
             m.d.comb += mp.value[b].eq(banks[b][1].data)
         m.d.comb += [acc.i_valid.eq(mac.o.valid), acc.i_term.eq(mac.o.payload.term),
                      acc.i_first.eq(mac.o.payload.tag.first),
-                     acc.i_last.eq(mac.o.payload.tag.last)]
-        a_qend = Signal()
-        m.d.sync += a_qend.eq(mac.o.valid & mac.o.payload.tag.qend)
+                     acc.i_last.eq(mac.o.payload.tag.last),
+                     acc.i_qend.eq(mac.o.payload.tag.qend)]
+        a_qend = acc.o_qend
 
         # Output packer: k_o words per beat, a query's last beat zero padded.
         pk_beat = Signal(p.bus_bits)
@@ -577,7 +596,7 @@ class DefsliceTop(wiring.Component):
         aw_left = Signal(9)
         aw_count = Signal(COUNT_BITS)
         b_count = Signal(COUNT_BITS)
-        aw_beats = burst_beats(m, p, aw_addr, aw_rem, "aw")
+        aw_beats, aw_ok = burst_beats_registered(m, p, aw_addr, aw_rem, "aw")
         m.d.comb += [
             self.m_axi_awid.eq(0), self.m_axi_awaddr.eq(aw_addr),
             self.m_axi_awlen.eq(aw_beats - 1), self.m_axi_awsize.eq(p.beat_shift),
@@ -599,8 +618,8 @@ class DefsliceTop(wiring.Component):
                     with m.If(region_fifo.r_data[ab:] != 0):
                         m.next = "AW"
             with m.State("AW"):
-                m.d.comb += self.m_axi_awvalid.eq(1)
-                with m.If(self.m_axi_awready):
+                m.d.comb += self.m_axi_awvalid.eq(aw_ok)
+                with m.If(self.m_axi_awvalid & self.m_axi_awready):
                     m.d.sync += [aw_left.eq(aw_beats), aw_count.eq(aw_count + 1),
                                  aw_addr.eq(aw_addr + (aw_beats << p.beat_shift)),
                                  aw_rem.eq(aw_rem - aw_beats)]
