@@ -221,12 +221,27 @@ class DefsliceTop(wiring.Component):
         TAG_DESC, TAG_WIN, TAG_QRY = 0, 1, 2
         m.submodules.tag_fifo = tag_fifo = fifo.SyncFIFOBuffered(width=2, depth=TAG_DEPTH)
         m.submodules.qslice_fifo = qslice_fifo = fifo.SyncFIFOBuffered(
-            width=2 * COUNT_BITS, depth=4)
+            width=ab + COUNT_BITS, depth=4)
         wa_addr = Signal(ab)
         wa_rem = Signal(COUNT_BITS)
         wa_valid = Signal()
         wa_tag = Signal(2)
         wa_desc = Signal(COUNT_BITS)
+        wa_desc_addr = Signal(ab)
+        wa_pix = Signal(COUNT_BITS)
+        wa_row_addr = Signal(ab)
+        wa_row_beats = Signal(COUNT_BITS)
+        row_pitch = Array(C(w * p.pixel_stride, ab) for _, w in p.levels)
+        # Query and output regions of the slice being loaded, registered products of the
+        # parsed descriptor (used many cycles after the parse).
+        ld_qaddr = Signal(ab)
+        ld_qbeats = Signal(COUNT_BITS)
+        ld_oaddr = Signal(ab)
+        ld_obeats = Signal(COUNT_BITS)
+        m.d.sync += [ld_qaddr.eq(query_base + ld_start * p.query_stride),
+                     ld_qbeats.eq(ld_count * p.query_beats),
+                     ld_oaddr.eq(out_base + ld_start * p.out_stride),
+                     ld_obeats.eq(ld_count * (p.out_stride // p.bus_bytes))]
         wa_lvl = Signal(lvl_bits)
         wa_row = Signal(16)
         wa_done = Signal()
@@ -266,25 +281,25 @@ class DefsliceTop(wiring.Component):
             m.d.sync += q_inflight.eq(q_inflight - q_beat)
         m.d.comb += qslice_fifo.r_en.eq(~qa_active)
         with m.If(~qa_active & qslice_fifo.r_rdy):
-            start_q = qslice_fifo.r_data[:COUNT_BITS]
-            count_q = qslice_fifo.r_data[COUNT_BITS:]
-            m.d.sync += [qa_addr.eq(query_base + start_q * p.query_stride),
-                         qa_rem.eq(count_q * p.query_beats), qa_active.eq(count_q != 0)]
+            beats_q = qslice_fifo.r_data[ab:]
+            m.d.sync += [qa_addr.eq(qslice_fifo.r_data[:ab]), qa_rem.eq(beats_q),
+                         qa_active.eq(beats_q != 0)]
 
         cur_win = Array(ld_win)[wa_lvl]
         parse_ack = Signal()
         with m.FSM(name="ar"):
             with m.State("IDLE"):
                 with m.If(start):
-                    m.d.sync += [wa_desc.eq(0), wa_done.eq(0)]
+                    m.d.sync += [wa_desc.eq(0), wa_done.eq(0), wa_desc_addr.eq(desc_base)]
                     m.next = "NEXT_DESC"
             with m.State("NEXT_DESC"):
                 with m.If((wa_desc == num_desc) | err_win):
                     m.d.sync += wa_done.eq(1)
                     m.next = "IDLE"
                 with m.Else():
-                    m.d.sync += [wa_addr.eq(desc_base + wa_desc * p.desc_stride),
-                                 wa_rem.eq(p.desc_beats), wa_tag.eq(TAG_DESC)]
+                    m.d.sync += [wa_addr.eq(wa_desc_addr), wa_rem.eq(p.desc_beats),
+                                 wa_tag.eq(TAG_DESC),
+                                 wa_desc_addr.eq(wa_desc_addr + p.desc_stride)]
                     m.next = "BURST"
             with m.State("BURST"):
                 m.d.comb += wa_valid.eq(wa_ok)
@@ -306,15 +321,24 @@ class DefsliceTop(wiring.Component):
                     m.d.comb += parse_ack.eq(1)
                     m.d.sync += [ld_set.eq(nxt), set_busy.bit_select(nxt, 1).eq(1),
                                  wa_lvl.eq(0), wa_row.eq(0)]
-                    m.next = "ROW"
-            with m.State("ROW"):
-                row = (cur_win.row0.as_unsigned() + wa_row)[:16]
-                pix = row * level_w[wa_lvl] + cur_win.col0.as_unsigned()
+                    m.next = "LEVEL"
+            # A level's first row address takes two registered steps; the next rows add
+            # a constant row pitch.
+            with m.State("LEVEL"):
+                m.d.sync += wa_pix.eq(cur_win.row0.as_unsigned() * level_w[wa_lvl]
+                                      + cur_win.col0.as_unsigned())
+                m.next = "LEVEL2"
+            with m.State("LEVEL2"):
                 m.d.sync += [
-                    wa_addr.eq(value_base + level_offset[wa_lvl] + pix * p.pixel_stride),
-                    wa_rem.eq(cur_win.cols.as_unsigned() * (p.pixel_stride // p.bus_bytes)),
-                    wa_tag.eq(TAG_WIN),
+                    wa_row_addr.eq(value_base + level_offset[wa_lvl]
+                                   + wa_pix * p.pixel_stride),
+                    wa_row_beats.eq(cur_win.cols.as_unsigned()
+                                    * (p.pixel_stride // p.bus_bytes)),
                 ]
+                m.next = "ROW"
+            with m.State("ROW"):
+                m.d.sync += [wa_addr.eq(wa_row_addr), wa_rem.eq(wa_row_beats),
+                             wa_tag.eq(TAG_WIN)]
                 m.next = "BURST"
             with m.State("NEXT_ROW"):
                 with m.If(wa_row + 1 == cur_win.rows.as_unsigned()):
@@ -324,13 +348,14 @@ class DefsliceTop(wiring.Component):
                         m.next = "QUERIES"
                     with m.Else():
                         m.d.sync += wa_lvl.eq(wa_lvl + 1)
-                        m.next = "ROW"
+                        m.next = "LEVEL"
                 with m.Else():
-                    m.d.sync += wa_row.eq(wa_row + 1)
+                    m.d.sync += [wa_row.eq(wa_row + 1),
+                                 wa_row_addr.eq(wa_row_addr + row_pitch[wa_lvl])]
                     m.next = "ROW"
             with m.State("QUERIES"):
                 m.d.comb += [qslice_fifo.w_en.eq(1),
-                             qslice_fifo.w_data.eq(Cat(ld_start, ld_count))]
+                             qslice_fifo.w_data.eq(Cat(ld_qaddr, ld_qbeats))]
                 with m.If(qslice_fifo.w_rdy):
                     m.d.sync += wa_desc.eq(wa_desc + 1)
                     m.next = "NEXT_DESC"
@@ -361,8 +386,12 @@ class DefsliceTop(wiring.Component):
         word = Cat(*(sub_data[k * eb_bits:k * eb_bits + p.value_bits]
                      for k in range(p.lanes)))
         set_off = Mux(ld_set, p.set_depth, 0) if p.sets == 2 else C(0, 1)
-        w_pix = (w_row >> 1) * bank_cols[w_lvl] + (w_col >> 1)
-        w_addr = set_off + level_base[w_lvl] + w_pix * p.pixel_words + w_word
+        # Bank address = set + level base + (row >> 1) * bank_cols * pixel_words
+        # + (col >> 1) * pixel_words + word, kept as two running sums.
+        w_rowbase = Signal(mem_addr_bits + 1)
+        w_colbase = Signal(mem_addr_bits + 1)
+        bank_pitch = Array(C(c * p.pixel_words, mem_addr_bits + 1) for c in p.bank_cols)
+        w_addr = set_off + w_rowbase + w_colbase + w_word
 
         with m.If(rbeat & (self.m_axi_rresp != 0)):
             m.d.sync += err_resp.eq(1)
@@ -396,10 +425,17 @@ class DefsliceTop(wiring.Component):
                             m.d.sync += w_word.eq(w_word + 1)
                             with m.If(w_word == p.pixel_stride_words - 1):
                                 m.d.sync += [w_word.eq(0), w_col.eq(w_col + 1)]
+                                with m.If(w_col[0]):
+                                    m.d.sync += w_colbase.eq(w_colbase + p.pixel_words)
                                 with m.If(w_col + 1 == wwin.cols.as_unsigned()):
-                                    m.d.sync += [w_col.eq(0), w_row.eq(w_row + 1)]
+                                    m.d.sync += [w_col.eq(0), w_row.eq(w_row + 1),
+                                                 w_colbase.eq(0)]
+                                    with m.If(w_row[0]):
+                                        m.d.sync += w_rowbase.eq(w_rowbase
+                                                                 + bank_pitch[w_lvl])
                                     with m.If(w_row + 1 == wwin.rows.as_unsigned()):
-                                        m.d.sync += [w_row.eq(0), w_lvl.eq(w_lvl + 1)]
+                                        m.d.sync += [w_row.eq(0), w_lvl.eq(w_lvl + 1),
+                                                     w_rowbase.eq(level_base[w_lvl + 1])]
                                         with m.If(w_lvl == L - 1):
                                             m.next = "HANDOFF"
             with m.State("PARSE"):
@@ -413,7 +449,7 @@ class DefsliceTop(wiring.Component):
                     m.d.sync += ld_win[lvl].eq(desc_sr[base:base + 128])
                 m.d.sync += [ld_start.eq(desc_sr[0:32]), ld_count.eq(desc_sr[32:64]),
                              w_lvl.eq(0), w_row.eq(0), w_col.eq(0), w_word.eq(0),
-                             w_sub.eq(0)]
+                             w_sub.eq(0), w_rowbase.eq(0), w_colbase.eq(0)]
                 with m.If(ok):
                     m.d.sync += parsed.eq(1)
                     m.next = "WAIT_ACK"
@@ -434,9 +470,7 @@ class DefsliceTop(wiring.Component):
                     m.d.sync += [ho_win[lvl].eq(ld_win[lvl]) for lvl in range(L)]
                     m.d.comb += [
                         region_fifo.w_en.eq(1),
-                        region_fifo.w_data.eq(Cat(
-                            (out_base + ld_start * p.out_stride)[:ab],
-                            (ld_count * (p.out_stride // p.bus_bytes))[:COUNT_BITS])),
+                        region_fifo.w_data.eq(Cat(ld_oaddr, ld_obeats)),
                     ]
                     m.next = "RUN"
         with m.If(start):
