@@ -64,7 +64,8 @@ def saturate_to(m: Module, value, bits: int, name: str) -> Signal:
 
 
 class CoordUnit(wiring.Component):
-    """Coordinate unit, three pipeline stages (clamp; split and weights; bank addresses).
+    """Coordinate unit, four pipeline stages (input; clamp; split and weights; bank
+    addresses).
 
     Members
     -------
@@ -110,15 +111,20 @@ class CoordUnit(wiring.Component):
         en = Signal()
         m.d.comb += [en.eq(~self.o.valid | self.o.ready), self.i.ready.eq(en)]
 
+        # Stage 0: register the input (it comes from a FIFO RAM and a level mux).
+        s0 = Signal(self.in_layout)
+        v0 = Signal()
+        with m.If(en):
+            m.d.sync += [v0.eq(self.i.valid), s0.eq(self.i.payload)]
         # Stage 1: clamp (step 2).
         s1 = Signal(self.in_layout)
         v1 = Signal()
-        win = self.i.payload.win
+        win = s0.win
         xc = Signal(signed(RECORD_COORD_BITS))
         yc = Signal(signed(RECORD_COORD_BITS))
         if p.clamp:
-            for src, dst, lo, hi in ((self.i.payload.x, xc, win.x_lo, win.x_hi),
-                                     (self.i.payload.y, yc, win.y_lo, win.y_hi)):
+            for src, dst, lo, hi in ((s0.x, xc, win.x_lo, win.x_hi),
+                                     (s0.y, yc, win.y_lo, win.y_hi)):
                 lo_f = Signal(signed(DESC_FIELD_BITS + f + 1))
                 hi_f = Signal(signed(DESC_FIELD_BITS + f + 1))
                 m.d.comb += [lo_f.eq(lo << f), hi_f.eq(hi << f)]
@@ -129,10 +135,9 @@ class CoordUnit(wiring.Component):
                 with m.Else():
                     m.d.comb += dst.eq(src)
         else:
-            m.d.comb += [xc.eq(self.i.payload.x), yc.eq(self.i.payload.y)]
+            m.d.comb += [xc.eq(s0.x), yc.eq(s0.y)]
         with m.If(en):
-            m.d.sync += [v1.eq(self.i.valid), s1.eq(self.i.payload), s1.x.eq(xc),
-                         s1.y.eq(yc)]
+            m.d.sync += [v1.eq(v0), s1.eq(s0), s1.x.eq(xc), s1.y.eq(yc)]
 
         # Stage 2: split (step 3), bilinear weights and validity (step 4), bank mapping.
         v2 = Signal()
@@ -174,7 +179,7 @@ class CoordUnit(wiring.Component):
                     rh2[b].eq(r >> 1), ch2[b].eq(c >> 1),
                 ]
 
-        m.d.comb += self.busy.eq(v1 | v2 | self.o.valid)
+        m.d.comb += self.busy.eq(v0 | v1 | v2 | self.o.valid)
 
         # Stage 3: pixel index inside the bank.
         with m.If(en):
