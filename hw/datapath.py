@@ -194,7 +194,7 @@ class CoordUnit(wiring.Component):
 
 
 class MacUnit(wiring.Component):
-    """``lanes`` bilinear multiply lanes, three pipeline stages, never stalls.
+    """``lanes`` bilinear multiply lanes, four pipeline stages, never stalls.
 
     Members
     -------
@@ -233,17 +233,19 @@ class MacUnit(wiring.Component):
         p = self.p
         f = p.coord_frac
         prod_bits = p.value_bits + 2 * f + 2
+        # Stage 0: register the inputs (bank RAM outputs feed the multipliers).
+        v0 = Signal()
+        s0 = Signal(self.in_layout)
+        m.d.sync += [v0.eq(self.i.valid), s0.eq(self.i.payload)]
         # Stage 1: 4 x lanes products v * w (w unsigned, so the product keeps v's sign).
         v1 = Signal()
         prod = Signal(data.ArrayLayout(data.ArrayLayout(signed(prod_bits), 4), p.lanes))
         attn1 = Signal(signed(RECORD_WEIGHT_BITS))
         tag1 = Signal(self.tag_shape)
-        m.d.sync += [v1.eq(self.i.valid), attn1.eq(self.i.payload.attn),
-                     tag1.eq(self.i.payload.tag)]
+        m.d.sync += [v1.eq(v0), attn1.eq(s0.attn), tag1.eq(s0.tag)]
         for k in range(p.lanes):
             for b in range(4):
-                m.d.sync += prod[k][b].eq(self.i.payload.value[b][k]
-                                          * self.i.payload.weight[b])
+                m.d.sync += prod[k][b].eq(s0.value[b][k] * s0.weight[b])
         # Stage 2: exact sum over the corners, round half up by 2f (step 5).
         v2 = Signal()
         sample = Signal(data.ArrayLayout(signed(self.sample_bits), p.lanes))

