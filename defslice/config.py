@@ -424,13 +424,13 @@ class NasConfig:
     crossover_prob: float = 0.5
     seed: int = 0
     evaluator: Literal["digits", "imagefolder"] = "digits"
-    finetune_epochs: int = 4
+    finetune_epochs: int = 2
     resource: Literal["eq3", "bram18"] = "eq3"
     max_accuracy_drop: float = 0.01
     alpha_min: float = -1.0
     alpha_max: float = 1.0
     finetune_students: int = 2
-    train_epochs: int = 12
+    train_epochs: int = 4
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "slice_h_range", tuple(self.slice_h_range))

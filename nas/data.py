@@ -1,0 +1,114 @@
+"""Data of the accuracy objectives: scikit-learn's digits and ImageNet-layout folders.
+
+Both return float32 tensors (N, C, H, W) and int64 labels (N,). Importing needs PyTorch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from defslice.errors import InputError
+from defslice.nas._torch import require_torch
+
+torch = require_torch()
+from torch.nn import functional as F  # noqa: E402
+
+__all__ = ["Dataset", "digits", "image_folder"]
+
+#: ImageNet channel statistics (DAT's evaluation transform).
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
+
+
+@dataclass
+class Dataset:
+    """Images (N, C, H, W) float32, labels (N,) int64, class names."""
+
+    images: Any
+    labels: Any
+    classes: list[str]
+
+    def __len__(self) -> int:
+        return int(self.labels.shape[0])
+
+
+def digits(size: tuple[int, int], val_fraction: float = 0.2,
+           seed: int = 0) -> tuple[Dataset, Dataset]:
+    """scikit-learn's bundled 8x8 handwritten digits (1797 images), resized to ``size``.
+
+    Intensities 0..16 are scaled to [0, 1], resized bilinearly (``align_corners=False``)
+    and standardised with the training split's mean and deviation. The split is
+    stratified and seeded. Returns ``(train, val)``.
+    """
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    x = torch.from_numpy(d.images.astype(np.float32) / 16.0)[:, None]
+    y = torch.from_numpy(d.target.astype(np.int64))
+    x = F.interpolate(x, size=tuple(size), mode="bilinear", align_corners=False)
+    rng = np.random.default_rng(seed)
+    val_idx = []
+    for c in range(10):
+        idx = np.flatnonzero(d.target == c)
+        val_idx += list(rng.permutation(idx)[: round(val_fraction * idx.size)])
+    is_val = np.zeros(len(y), bool)
+    is_val[val_idx] = True
+    tr, va = torch.from_numpy(~is_val), torch.from_numpy(is_val)
+    mean, std = x[tr].mean(), x[tr].std()
+    x = (x - mean) / std
+    names = [str(c) for c in range(10)]
+    return Dataset(x[tr], y[tr], names), Dataset(x[va], y[va], names)
+
+
+def image_folder(root: str | Path, size: tuple[int, int], channels: int = 3,
+                 limit_per_class: int | None = None) -> Dataset:
+    """An ImageNet-layout folder: ``root/<class>/<image>``, classes in sorted order.
+
+    Each image is resized so its shorter side is ``size / 0.875``, centre-cropped to
+    ``size`` (DAT's evaluation transform), scaled to [0, 1] and normalised with the
+    ImageNet statistics (3 channels) or 0.5/0.5 (1 channel).
+
+    Raises
+    ------
+    InputError
+        When the folder is missing, has no class folders, or a class has no images.
+    """
+    from PIL import Image
+
+    root = Path(root)
+    if not root.is_dir():
+        raise InputError(f"image folder {root} does not exist")
+    classes = sorted(p.name for p in root.iterdir() if p.is_dir())
+    if not classes:
+        raise InputError(f"image folder {root} has no class folders (ImageNet layout: "
+                         "root/<class>/<image>)")
+    h, w = size
+    images, labels = [], []
+    for ci, name in enumerate(classes):
+        files = sorted(p for p in (root / name).iterdir()
+                       if p.suffix.lower() in IMAGE_SUFFIXES)
+        if not files:
+            raise InputError(f"class folder {root / name} holds no images "
+                             f"({', '.join(IMAGE_SUFFIXES)})")
+        for f in files[:limit_per_class]:
+            with Image.open(f) as im:
+                im = im.convert("RGB" if channels == 3 else "L")
+                scale = max(h, w) / 0.875 / min(im.size)
+                im = im.resize((max(w, round(im.size[0] * scale)),
+                                max(h, round(im.size[1] * scale))), Image.BILINEAR)
+                left, top = (im.size[0] - w) // 2, (im.size[1] - h) // 2
+                arr = np.asarray(im.crop((left, top, left + w, top + h)), np.float32) / 255
+            images.append(arr.reshape(h, w, channels).transpose(2, 0, 1))
+            labels.append(ci)
+    x = torch.from_numpy(np.stack(images))
+    if channels == 3:
+        mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
+        std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
+    else:
+        mean, std = 0.5, 0.5
+    return Dataset((x - mean) / std, torch.tensor(labels, dtype=torch.int64), classes)

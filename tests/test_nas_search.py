@@ -1,0 +1,213 @@
+"""NAS without PyTorch: search space, operators, resources, Pareto update, searches."""
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from defslice import config as C
+from defslice.errors import ConfigError
+from defslice.nas.pareto import Point, dominates, hypervolume, pareto_front, update_front
+from defslice.nas.pipeline import choose
+from defslice.nas.resources import bram18_blocks, buffer_bram18, eq3_resource, with_subnet
+from defslice.nas.search import (
+    Objective,
+    evolutionary_search,
+    exhaustive_search,
+    nsga2_search,
+)
+from defslice.nas.space import SearchSpace, SubNet
+
+DAT56 = C.preset("dat56")
+
+
+def pt(h, w, o, acc, res):
+    return Point(SubNet(h, w, o), acc, res)
+
+
+# -- resources ------------------------------------------------------------------------
+def test_eq3_by_hand():
+    # 16-bit values x 64 channels x (14 + 2*2) x (28 + 2*2), plus beta
+    assert eq3_resource(DAT56, SubNet(28, 14, 2)) == 16 * 64 * 18 * 32
+    cfg = DAT56.replace(nas={"beta": 1000.0})
+    assert eq3_resource(cfg, SubNet(8, 8, 0)) == 16 * 64 * 8 * 8 + 1000
+
+
+def test_bram18_block_rule():
+    assert bram18_blocks(512, 36) == 1
+    assert bram18_blocks(513, 36) == 2
+    assert bram18_blocks(1024, 18) == 1     # 18-bit shape holds 1024 words
+    assert bram18_blocks(2048, 9) == 1
+    assert bram18_blocks(2049, 9) == 2
+    assert bram18_blocks(100, 128) == 4     # 36 + 36 + 36 + 20 bits: four columns
+    assert bram18_blocks(0, 16) == 0
+
+
+def test_buffer_bram18_by_hand():
+    est = buffer_bram18(DAT56)  # Hs=28, Ws=14, O=2 on 56x56
+    # largest window: rows 26..56 (30), cols 12..30 (18); banks hold 15 x 9 pixels of
+    # 64 / 8 = 8 words of 128 bits -> 1080 words, 4 columns x ceil(1080/512) = 12 blocks
+    assert est.windows == ((30, 18),)
+    assert (est.bank_depth, est.word_bits) == (1080, 128)
+    assert est.blocks == 2 * 4 * 12
+    single = buffer_bram18(DAT56.replace(hw={"buffering": "single"}))
+    assert single.blocks == est.blocks // 2
+
+
+def test_bram18_grows_with_the_window():
+    small = buffer_bram18(with_subnet(DAT56, SubNet(8, 8, 0))).blocks
+    big = buffer_bram18(with_subnet(DAT56, SubNet(28, 28, 2))).blocks
+    assert 0 < small < big
+
+
+# -- space and operators --------------------------------------------------------------
+def test_space_from_config_and_bad_ranges():
+    sp = SearchSpace.from_config(DAT56)
+    assert sp.size == 21 * 21 * 3 == len(list(sp))
+    with pytest.raises(ConfigError, match="nas.slice_h_range"):
+        SearchSpace.from_config(DAT56.replace(nas={"slice_h_range": (8, 57)}))
+    with pytest.raises(ConfigError, match="nas.slice_w_range"):
+        C.NasConfig(slice_w_range=(9, 8))
+    with pytest.raises(ConfigError, match="nas.crossover_prob"):
+        C.NasConfig(crossover_prob=1.5)
+    with pytest.raises(ConfigError, match="nas.resource"):
+        C.NasConfig(resource="luts")
+
+
+SPACE = SearchSpace((8, 28), (8, 28), (0, 1, 2))
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(8, 28), st.integers(8, 28), st.sampled_from([0, 1, 2]),
+       st.integers(0, 2**32 - 1), st.integers(1, 40))
+def test_mutation_stays_in_the_space(h, w, o, seed, step):
+    rng = np.random.default_rng(seed)
+    child = SPACE.mutate(SubNet(h, w, o), rng, step)
+    assert child in SPACE
+    assert abs(child.slice_h - h) <= step and abs(child.slice_w - w) <= step
+
+
+def test_mutation_clips_at_the_edges():
+    rng = np.random.default_rng(0)
+    kids = [SPACE.mutate(SubNet(28, 8, 2), rng, 40) for _ in range(300)]
+    assert all(k in SPACE for k in kids)
+    # a wide step from a corner lands on the clipped edge often
+    assert any(k.slice_h == 28 for k in kids) and any(k.slice_w == 8 for k in kids)
+    assert any(k.slice_h < 28 for k in kids)
+
+
+def test_crossover():
+    rng = np.random.default_rng(1)
+    a, b = SubNet(8, 9, 0), SubNet(20, 21, 2)
+    assert all(SPACE.crossover(a, b, rng, 0.0) == a for _ in range(50))
+    kids = {SPACE.crossover(a, b, rng, 1.0) for _ in range(200)}
+    assert {(k.slice_h, k.slice_w) for k in kids} == {(8, 21), (20, 9)}
+    assert {k.overlap for k in kids} == {0, 2}
+    half = [SPACE.crossover(a, b, rng, 0.5) == a for _ in range(2000)]
+    assert 0.4 < np.mean(half) < 0.6
+
+
+# -- Pareto front and hypervolume -------------------------------------------------------
+def test_dominates():
+    assert dominates(pt(1, 1, 0, 0.9, 10), pt(2, 2, 0, 0.8, 10))
+    assert not dominates(pt(1, 1, 0, 0.9, 10), pt(2, 2, 0, 0.9, 10))
+    assert not dominates(pt(1, 1, 0, 0.9, 10), pt(2, 2, 0, 0.95, 5))
+
+
+def test_update_front():
+    f = update_front([], [pt(8, 8, 0, 0.80, 10), pt(9, 9, 0, 0.85, 20)])
+    assert [p.subnet.slice_h for p in f] == [8, 9]
+    f = update_front(f, [pt(10, 10, 0, 0.79, 15)])            # dominated by the first
+    assert len(f) == 2
+    f = update_front(f, [pt(11, 11, 0, 0.86, 12)])            # dominates the second
+    assert [p.subnet.slice_h for p in f] == [8, 11]
+    f = update_front(f, [pt(12, 12, 0, 0.80, 10)])            # equal objectives: not added
+    assert [p.subnet.slice_h for p in f] == [8, 11]
+    # resource bounds: only [11, 100] may enter
+    g = update_front([], [pt(8, 8, 0, 0.80, 10), pt(9, 9, 0, 0.85, 20), pt(9, 8, 0, 0.9, 200)],
+                     r_min=11, r_max=100)
+    assert [p.subnet for p in g] == [SubNet(9, 9, 0)]
+
+
+def test_front_is_the_non_dominated_set():
+    rng = np.random.default_rng(3)
+    pts = [pt(i, i, 0, float(rng.random()), float(rng.integers(1, 50))) for i in range(200)]
+    front = pareto_front(pts)
+    for p in pts:
+        assert (p in front) or any(dominates(q, p) or
+                                   (q.accuracy == p.accuracy and q.resource == p.resource)
+                                   for q in front)
+    assert not any(dominates(a, b) for a in front for b in front)
+
+
+def test_hypervolume_by_hand():
+    front = [pt(1, 1, 0, 0.5, 2), pt(2, 2, 0, 0.8, 6)]
+    # ref (0, 10): strip 0.5 x (10-2) + strip 0.3 x (10-6)
+    assert hypervolume(front, 0.0, 10.0) == pytest.approx(0.5 * 8 + 0.3 * 4)
+    assert hypervolume([pt(1, 1, 0, 0.5, 12)], 0.0, 10.0) == 0.0
+    assert hypervolume([], 0.0, 10.0) == 0.0
+
+
+def test_choose():
+    front = [pt(8, 8, 0, 0.80, 10), pt(9, 9, 0, 0.90, 20), pt(10, 10, 0, 0.95, 30)]
+    assert choose(front, 0.95, 0.06).subnet == SubNet(9, 9, 0)
+    assert choose(front, 0.99, 0.01).subnet == SubNet(10, 10, 0)
+
+
+# -- searches on a synthetic objective --------------------------------------------------
+def synthetic(x: SubNet) -> float:
+    area = (x.slice_h + 2 * x.overlap) * (x.slice_w + 2 * x.overlap)
+    return round(0.95 - 0.3 * np.exp(-area / 150) - 0.003 * ((7 * x.slice_h + x.slice_w) % 3),
+                 4)
+
+
+def objective():
+    return Objective(synthetic, lambda x: eq3_resource(DAT56, x))
+
+
+def test_search_is_reproducible_from_the_seed():
+    nas = DAT56.nas
+    a = evolutionary_search(SPACE, objective(), nas)
+    b = evolutionary_search(SPACE, objective(), nas)
+    c = evolutionary_search(SPACE, objective(), C.NasConfig(seed=1))
+    assert [p.subnet for p in a.evaluated] == [p.subnet for p in b.evaluated]
+    assert [p.subnet for p in a.front] == [p.subnet for p in b.front]
+    assert [p.subnet for p in a.evaluated] != [p.subnet for p in c.evaluated]
+
+
+def test_evolutionary_front_against_exhaustive_and_nsga2():
+    nas = C.NasConfig(generations=30)
+    obj = objective()
+    ex = exhaustive_search(SPACE, obj, nas)
+    evo = evolutionary_search(SPACE, obj, nas)
+    ns = nsga2_search(SPACE, obj, nas, budget=evo.evaluations)
+    assert ex.evaluations == SPACE.size
+    assert evo.evaluations <= nas.generations * nas.samples_per_generation < SPACE.size
+    assert ns.evaluations <= evo.evaluations
+    accs = [p.accuracy for p in ex.evaluated]
+    ress = [p.resource for p in ex.evaluated]
+    ref = (min(accs), max(ress))
+    full = hypervolume(ex.front, *ref)
+    assert hypervolume(evo.front, *ref) <= full + 1e-12
+    assert hypervolume(evo.front, *ref) / full > 0.95
+    # every evolutionary front member ties with an exhaustive front member or is
+    # dominated by one (ties: several sub-nets may share both objectives)
+    pairs = {(q.accuracy, q.resource) for q in ex.front}
+    for p in evo.front:
+        assert (p.accuracy, p.resource) in pairs or any(dominates(q, p) for q in ex.front)
+
+
+def test_nas_imports_without_torch():
+    code = ("import sys; sys.modules['torch'] = None\n"
+            "import defslice.nas, defslice.nas.search, defslice.nas.pareto, "
+            "defslice.nas.resources, defslice.nas.space, defslice.nas.pipeline, "
+            "defslice.nas.report, defslice.nas.cli\n"
+            "from defslice.errors import ToolError\n"
+            "try:\n    import defslice.nas.dat_torch\nexcept ToolError as e:\n"
+            "    assert 'pip install torch==2.13.0' in str(e); print('ok')\n")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.strip() == "ok"

@@ -1,0 +1,197 @@
+"""NAS accuracy objective in PyTorch: the sliced DAT layer, the evaluators, fine-tuning,
+and the command line, on a 16x16 DAT map and generated data."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from torch.nn import functional as F
+
+from defslice import config as C
+from defslice.cli import main
+from defslice.errors import InputError
+from defslice.model.sliced import sliced_forward
+from defslice.model.slicing import SliceGrid
+from defslice.nas.alpha import adaptive_alpha_divergence, alpha_divergence
+from defslice.nas.checkpoint import load_dat_checkpoint
+from defslice.nas.dat_torch import DatClassifier, DatSpec, SliceLayout, _bilinear
+from defslice.nas.evaluators import SubnetAccuracy, digits_objective, imagefolder_objective
+from defslice.nas.finetune import finetune_supernet
+from defslice.nas.space import SearchSpace, SubNet
+from defslice.nas.train import train_classifier
+
+torch.set_num_threads(1)
+
+TINY_DAT = C.Config(
+    name="tiny-dat",
+    workload=C.WorkloadConfig(kind="dat", levels=((16, 16),), heads=1, channels=8, points=1,
+                              key_grid=(4, 4), offset_range_factor=2.0),
+    slicing=C.SlicingConfig(slice_h=8, slice_w=8, overlap=1),
+    hw=C.HwConfig(lanes=2),
+    nas=C.NasConfig(slice_h_range=(4, 6), slice_w_range=(4, 6), overlaps=(0, 2),
+                    generations=3, samples_per_generation=4, train_epochs=1,
+                    finetune_epochs=1),
+)
+
+
+def tiny_model(seed=0, **kw):
+    torch.manual_seed(seed)
+    spec = DatSpec.from_config(TINY_DAT, **{"in_chans": 1, "mlp_ratio": 0.0,
+                                            "norm_before_pool": False, "pool_grid": 4,
+                                            "num_classes": 3, **kw})
+    m = DatClassifier(spec).eval()
+    with torch.no_grad():  # large offsets so that slicing clamps many points
+        m.stages[0].attns[0].conv_offset[3].weight.normal_(0, 3.0)
+    return m
+
+
+def test_bilinear_is_grid_sample_with_zero_padding():
+    torch.manual_seed(0)
+    feat = torch.randn(2, 3, 10, 12)
+    py, px = torch.rand(2, 30) * 14 - 2, torch.rand(2, 30) * 16 - 2
+    out = _bilinear(feat, py, px, torch.tensor([[0, 10, 0, 12]]).expand(30, 4))
+    grid = torch.stack([(px + 0.5) / 12 * 2 - 1, (py + 0.5) / 10 * 2 - 1], -1)[:, None]
+    ref = F.grid_sample(feat, grid, align_corners=False, padding_mode="zeros")[:, :, 0]
+    torch.testing.assert_close(out, ref, atol=1e-6, rtol=1e-6)
+
+
+@pytest.mark.parametrize("sub", [(4, 4, 0), (5, 6, 1), (8, 8, 2), (6, 16, 0)])
+@pytest.mark.parametrize("clamp", ["clamp", "drop"])
+def test_sampled_keys_match_the_golden_sliced_model(sub, clamp):
+    """The torch layer samples each key exactly as defslice.model.sliced does."""
+    m = tiny_model().double()
+    attn = m.stages[0].attns[0]
+    x = torch.randn(1, 8, 16, 16, dtype=torch.float64)
+    pos = attn.prepare(x).pos  # (1, 1, 16, 2) as (y, x) pixels
+    grid = SliceGrid([(16, 16)], *sub, clamp=clamp)
+    keys, _, _ = attn.sample_keys(x, pos, SliceLayout.build(grid, (4, 4)))
+    value = x.permute(0, 2, 3, 1).reshape(1, 256, 1, 8).numpy()
+    loc = ((pos[0, 0].flip(-1) + 0.5) / 16).detach().numpy()        # normalized (x, y)
+    ref_px = attn.ref_px.flip(-1).double().numpy()
+    golden, stats = sliced_forward(value, np.array([[16, 16]]), loc[None, :, None, None, None],
+                                   np.ones((1, 16, 1, 1, 1)), ((ref_px + 0.5) / 16)[None], grid)
+    np.testing.assert_allclose(keys[0].T.detach().numpy(), golden[0], atol=1e-12)
+    assert stats.clamped_fraction > 0  # the case really exercises clamping
+
+
+def test_one_slice_is_the_unsliced_model_and_cached_path_is_exact():
+    m = tiny_model(use_pe=True)
+    img = torch.randn(5, 1, 16, 16)
+    with torch.no_grad():
+        full = m(img)
+        torch.testing.assert_close(m(img, m.layout(16, 16, 0)), full)
+        for sub in [(4, 4, 0), (5, 6, 2), (16, 8, 1)]:
+            lay = m.layout(*sub)
+            torch.testing.assert_close(m.forward_cached(m.cache_inputs(img), lay),
+                                       m(img, lay), atol=1e-5, rtol=1e-5)
+        assert (m(img, m.layout(4, 4, 0)) - full).abs().max() > 1e-3
+
+
+def test_query_without_keys_gets_zero_attention():
+    # 16 rows cut by 6: the last slice row (rows 12..15) holds key row 3 (pixel row 14)
+    # but a 5-row slicing leaves rows 15..15 with no key row.
+    lay = SliceLayout.build(SliceGrid([(16, 16)], 5, 16, 0), (4, 4))
+    assert float(lay.has_key.min()) == 0.0
+    m = tiny_model()
+    with torch.no_grad():
+        out = m(torch.randn(2, 1, 16, 16), lay)
+    assert torch.isfinite(out).all()
+
+
+def test_alpha_divergence():
+    torch.manual_seed(0)
+    p, q = torch.randn(6, 5), torch.randn(6, 5)
+    assert torch.allclose(alpha_divergence(p, p, -1.0), torch.zeros(6), atol=1e-6)
+    kl = (p.softmax(-1) * (p.log_softmax(-1) - q.log_softmax(-1))).sum(-1)
+    torch.testing.assert_close(alpha_divergence(p, q, 1.0), kl)
+    near = alpha_divergence(p, q, 0.999, iw_clip=1e9)
+    torch.testing.assert_close(near, kl, atol=2e-3, rtol=2e-3)
+    assert (alpha_divergence(p, q, -1.0) >= 0).all()
+    assert adaptive_alpha_divergence(p, q, -1.0, 1.0) >= kl.mean() - 1e-6
+
+
+def _write_folder(root, n_per_class, seed):
+    """Three classes of 16x16 PNGs: a bright left, middle or right band, plus noise."""
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    for c in range(3):
+        (root / f"class_{c}").mkdir(parents=True)
+        for i in range(n_per_class):
+            img = rng.integers(0, 60, (16, 16)).astype(np.uint8)
+            img[:, 5 * c:5 * c + 6] = 230
+            Image.fromarray(img, "L").save(root / f"class_{c}" / f"{i}.png")
+
+
+def test_imagefolder_evaluator_with_a_dat_checkpoint(tmp_path):
+    _write_folder(tmp_path / "train", 12, 0)
+    _write_folder(tmp_path / "val", 6, 1)
+    from defslice.nas.data import image_folder
+
+    m = tiny_model(use_pe=True, stem_kernel=1, stem_stride=1)
+    tr = image_folder(tmp_path / "train", (16, 16), channels=1)
+    train_classifier(m, tr.images, tr.labels, epochs=15, seed=0, batch=12, lr=5e-3)
+    sd = {"model": {**m.state_dict(), "stages.1.attns.0.proj_q.weight": torch.zeros(2, 2)}}
+    torch.save(sd, tmp_path / "ckpt.pth")
+    cfg = TINY_DAT
+    acc, meta = imagefolder_objective(cfg, tmp_path / "val", tmp_path / "ckpt.pth",
+                                      img_size=(16, 16))
+    assert meta["unknown_keys"] == ["stages.1.attns.0.proj_q.weight"]
+    assert meta["missing_keys"] == [] and meta["mismatched_keys"] == []
+    assert acc.model.spec.use_pe and acc.model.spec.in_chans == 1
+    unsliced = acc(None)
+    assert unsliced >= 0.9          # the bands are easy: the trained model separates them
+    # a loaded model scores exactly like the original on the same folder
+    direct = SubnetAccuracy(m, image_folder(tmp_path / "val", (16, 16), 1))
+    assert direct(None) == unsliced
+    assert direct(SubNet(4, 4, 0)) == acc(SubNet(4, 4, 0))
+    with pytest.raises(InputError, match="does not exist"):
+        imagefolder_objective(cfg, tmp_path / "nope", tmp_path / "ckpt.pth")
+
+
+def test_checkpoint_mismatch_is_reported():
+    m = tiny_model()
+    sd = m.state_dict()
+    sd["cls_head.weight"] = torch.zeros(7, 3)
+    rep = load_dat_checkpoint(tiny_model(), sd)
+    assert any(k.startswith("cls_head.weight") for k in rep.mismatched)
+    with pytest.raises(InputError, match="cls_head.weight"):
+        load_dat_checkpoint(tiny_model(), sd, strict=True)
+
+
+def test_digits_objective_is_cached_and_finetuning_reports_epochs(tmp_path, monkeypatch):
+    monkeypatch.setenv("DEFSLICE_CACHE", str(tmp_path))
+    acc, meta = digits_objective(TINY_DAT)
+    assert not meta["cached"] and meta["val_images"] == 359
+    first = acc(None)
+    assert first > 0.5  # one epoch of real digits at 16x16 is far above chance (0.1)
+    acc2, meta2 = digits_objective(TINY_DAT)
+    assert meta2["cached"] and acc2(None) == first
+    space = SearchSpace.from_config(TINY_DAT)
+    hist = finetune_supernet(acc2.model, acc2.train, acc2.val, space, TINY_DAT.nas,
+                             [SubNet(4, 4, 0)])
+    assert [h["epoch"] for h in hist] == [0, 1]
+    assert hist[0]["accuracy"]["unsliced"] == first
+    assert set(hist[1]["accuracy"]) == {"unsliced", "Hs=4 Ws=4 O=0"}
+
+
+def test_cli_writes_the_reports(tmp_path, monkeypatch):
+    monkeypatch.setenv("DEFSLICE_CACHE", str(tmp_path / "cache"))
+    cfg_path = tmp_path / "tiny.toml"
+    C.dump(TINY_DAT, cfg_path)
+    out = tmp_path / "out"
+    assert main(["nas", "--config", str(cfg_path), "--out", str(out), "--quiet",
+                 "--threads", "1"]) == 0
+    rep = json.loads((out / "pareto.json").read_text())
+    assert rep["evaluations"]["exhaustive"] == 18
+    assert rep["evaluations"]["evolutionary"] <= 12
+    assert 0 < rep["hypervolume"]["evolutionary_ratio"] <= 1 + 1e-9
+    assert len(rep["evaluated"]) == 18
+    chosen = C.load(out / "chosen.toml")
+    c = rep["chosen"]
+    assert (chosen.slicing.slice_h, chosen.slicing.slice_w, chosen.slicing.overlap) == \
+        (c["slice_h"], c["slice_w"], c["overlap"])
+    assert chosen.replace(slicing=TINY_DAT.slicing) == TINY_DAT
+    assert (out / "pareto.png").stat().st_size > 1000
+    assert [f["epoch"] for f in rep["finetune"]] == [0, 1]
