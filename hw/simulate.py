@@ -120,6 +120,7 @@ def run_program(cfg, prog: SlicedProgram, *, seed: int | None = None,
         writes: deque = deque()    # [addr, beats left]
         b_pending = 0
         r_cur = None
+        held: dict = {}            # channel -> payload offered but not yet accepted
         arready = awready = wready = 1
         rvalid = 0
         for cycle in range(max_cycles):
@@ -145,6 +146,17 @@ def run_program(cfg, prog: SlicedProgram, *, seed: int | None = None,
                 dut.m_axi_arvalid, dut.m_axi_araddr, dut.m_axi_arlen, dut.m_axi_rready,
                 dut.m_axi_awvalid, dut.m_axi_awaddr, dut.m_axi_awlen, dut.m_axi_wvalid,
                 dut.m_axi_wdata, dut.m_axi_wlast, dut.m_axi_bready, dut.irq)
+            # AXI: a VALID not yet accepted stays high with its payload unchanged.
+            now = {"ar": (arvalid, araddr, arlen), "aw": (awvalid, awaddr, awlen),
+                   "w": (wvalid, wdata, wlast)}
+            for ch, ready in (("ar", arready), ("aw", awready), ("w", wready)):
+                if ch in held and held[ch] != now[ch]:
+                    raise DefsliceError(f"AXI {ch.upper()} changed before its handshake at "
+                                        f"cycle {cycle}: {held[ch]} -> {now[ch]}")
+                if now[ch][0] and not ready:
+                    held[ch] = now[ch]
+                else:
+                    held.pop(ch, None)
             if arvalid and arready:
                 bursts.append(Burst(araddr, arlen + 1, False, _tensor_of(lay, araddr)))
                 reads.append([araddr, arlen + 1])

@@ -262,9 +262,17 @@ class DefsliceTop(wiring.Component):
         grant_w = Signal()
         ar_beats = Signal.like(wa_beats)
         ar_fire = Signal()
+        # A request not yet accepted keeps the AR channel (AXI: ARVALID and ARADDR stay
+        # stable until ARREADY); otherwise the window agent goes first.
+        ar_pend = Signal()
+        ar_pend_q = Signal()
+        pick_q = Signal()
+        m.d.sync += [ar_pend.eq(self.m_axi_arvalid & ~self.m_axi_arready),
+                     ar_pend_q.eq(grant_q)]
         m.d.comb += [
-            grant_w.eq(wa_valid & tag_fifo.w_rdy),
-            grant_q.eq(~wa_valid & qa_valid & tag_fifo.w_rdy),
+            pick_q.eq(Mux(ar_pend, ar_pend_q, ~wa_valid)),
+            grant_w.eq(~pick_q & wa_valid & tag_fifo.w_rdy),
+            grant_q.eq(pick_q & qa_valid & tag_fifo.w_rdy),
             self.m_axi_arvalid.eq(grant_q | grant_w),
             ar_beats.eq(Mux(grant_q, qa_beats, wa_beats)),
             self.m_axi_araddr.eq(Mux(grant_q, qa_addr, wa_addr)),
