@@ -64,8 +64,8 @@ def saturate_to(m: Module, value, bits: int, name: str) -> Signal:
 
 
 class CoordUnit(wiring.Component):
-    """Coordinate unit, four pipeline stages (input; clamp; split and weights; bank
-    addresses).
+    """Coordinate unit, five pipeline stages (input; clamp; split; weights and validity;
+    bank addresses).
 
     Members
     -------
@@ -147,16 +147,20 @@ class CoordUnit(wiring.Component):
         ok2 = Signal(4)
         cols2 = Signal(unsigned(DESC_FIELD_BITS))
         tag2 = Signal(self.tag_shape)
+        # Stage 2a (registered): split and window-relative position.
         fx = Signal(f)
         fy = Signal(f)
         lr = Signal(signed(LOCAL_BITS))
         lc = Signal(signed(LOCAL_BITS))
-        m.d.comb += [
-            fx.eq(s1.x[:f]), fy.eq(s1.y[:f]),
-            lr.eq((s1.y >> f) - s1.win.row0), lc.eq((s1.x >> f) - s1.win.col0),
-        ]
+        s1b = Signal(self.in_layout)
+        v1b = Signal()
         with m.If(en):
-            m.d.sync += [v2.eq(v1), cols2.eq(s1.bank_cols), tag2.eq(s1.tag)]
+            m.d.sync += [
+                v1b.eq(v1), s1b.eq(s1),
+                fx.eq(s1.x[:f]), fy.eq(s1.y[:f]),
+                lr.eq((s1.y >> f) - s1.win.row0), lc.eq((s1.x >> f) - s1.win.col0),
+            ]
+            m.d.sync += [v2.eq(v1b), cols2.eq(s1b.bank_cols), tag2.eq(s1b.tag)]
         for b in range(4):
             pr, pc = b >> 1, b & 1
             dy = Signal(name=f"dy{b}")
@@ -169,7 +173,7 @@ class CoordUnit(wiring.Component):
             m.d.comb += [
                 dy.eq(pr ^ lr[0]), dx.eq(pc ^ lc[0]),
                 r.eq(lr + dy), c.eq(lc + dx),
-                ok.eq((r >= 0) & (r < s1.win.rows) & (c >= 0) & (c < s1.win.cols)),
+                ok.eq((r >= 0) & (r < s1b.win.rows) & (c >= 0) & (c < s1b.win.cols)),
                 wy.eq(Mux(dy, fy, one - fy)), wx.eq(Mux(dx, fx, one - fx)),
             ]
             with m.If(en):
@@ -179,7 +183,7 @@ class CoordUnit(wiring.Component):
                     rh2[b].eq(r >> 1), ch2[b].eq(c >> 1),
                 ]
 
-        m.d.comb += self.busy.eq(v0 | v1 | v2 | self.o.valid)
+        m.d.comb += self.busy.eq(v0 | v1 | v1b | v2 | self.o.valid)
 
         # Stage 3: pixel index inside the bank.
         with m.If(en):
