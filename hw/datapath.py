@@ -161,6 +161,10 @@ class CoordUnit(wiring.Component):
                 lr.eq((s1.y >> f) - s1.win.row0), lc.eq((s1.x >> f) - s1.win.col0),
             ]
             m.d.sync += [v2.eq(v1b), cols2.eq(s1b.bank_cols), tag2.eq(s1b.tag)]
+        # Corner row lr + dy inside [0, rows), for dy = 0 and 1, without the addition.
+        rows, cols = s1b.win.rows, s1b.win.cols
+        row_in = [(lr >= 0) & (lr < rows), (lr >= -1) & (lr < rows - 1)]
+        col_in = [(lc >= 0) & (lc < cols), (lc >= -1) & (lc < cols - 1)]
         for b in range(4):
             pr, pc = b >> 1, b & 1
             dy = Signal(name=f"dy{b}")
@@ -173,13 +177,13 @@ class CoordUnit(wiring.Component):
             m.d.comb += [
                 dy.eq(pr ^ lr[0]), dx.eq(pc ^ lc[0]),
                 r.eq(lr + dy), c.eq(lc + dx),
-                ok.eq((r >= 0) & (r < s1b.win.rows) & (c >= 0) & (c < s1b.win.cols)),
+                ok.eq(Mux(dy, row_in[1], row_in[0]) & Mux(dx, col_in[1], col_in[0])),
                 wy.eq(Mux(dy, fy, one - fy)), wx.eq(Mux(dx, fx, one - fx)),
             ]
             with m.If(en):
                 m.d.sync += [
                     ok2[b].eq(ok),
-                    w2[b].eq(Mux(ok, wy * wx, 0)),
+                    w2[b].eq(wy * wx),
                     rh2[b].eq(r >> 1), ch2[b].eq(c >> 1),
                 ]
 
@@ -190,7 +194,7 @@ class CoordUnit(wiring.Component):
             m.d.sync += [self.o.valid.eq(v2), self.o.payload.tag.eq(tag2)]
             for b in range(4):
                 m.d.sync += [
-                    self.o.payload.weight[b].eq(w2[b]),
+                    self.o.payload.weight[b].eq(Mux(ok2[b], w2[b], 0)),
                     self.o.payload.pixel[b].eq(
                         Mux(ok2[b], rh2[b] * cols2 + ch2[b], 0)),
                 ]
