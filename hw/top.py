@@ -89,18 +89,16 @@ def burst_beats(m: Module, p: HwParams, addr, remaining, name: str) -> Signal:
 def burst_beats_registered(m: Module, p: HwParams, addr, remaining, name: str):
     """:func:`burst_beats` one cycle late, off the critical path.
 
-    Returns ``(beats, ok)``: ``beats`` was computed from last cycle's ``addr`` and
-    ``remaining``; ``ok`` is high when they have not changed since, i.e. ``beats`` is
-    exact for the current values.
+    Returns ``(beats, ok, touch)``. The caller drives ``touch`` high in every cycle in
+    which it assigns ``addr`` or ``remaining``; ``beats`` is computed from last cycle's
+    values and ``ok`` is high when they did not change since, i.e. ``beats`` is exact.
     """
     comb = burst_beats(m, p, addr, remaining, name)
     beats = Signal.like(comb, name=f"{name}_beats_q")
-    addr_q = Signal.like(addr, name=f"{name}_addr_q")
-    rem_q = Signal.like(remaining, name=f"{name}_rem_q")
-    ok = Signal(name=f"{name}_ok")
-    m.d.sync += [beats.eq(comb), addr_q.eq(addr), rem_q.eq(remaining)]
-    m.d.comb += ok.eq((addr == addr_q) & (remaining == rem_q))
-    return beats, ok
+    touch = Signal(name=f"{name}_touch")
+    fresh = Signal(name=f"{name}_fresh", init=1)
+    m.d.sync += [beats.eq(comb), fresh.eq(touch)]
+    return beats, ~fresh, touch
 
 
 def _bits(n: int) -> int:
@@ -250,8 +248,8 @@ class DefsliceTop(wiring.Component):
         qa_rem = Signal(COUNT_BITS)
         qa_active = Signal()
         q_inflight = Signal(range(2 * q_depth + 1))
-        wa_beats, wa_ok = burst_beats_registered(m, p, wa_addr, wa_rem, "wa")
-        qa_beats, qa_ok = burst_beats_registered(m, p, qa_addr, qa_rem, "qa")
+        wa_beats, wa_ok, wa_touch = burst_beats_registered(m, p, wa_addr, wa_rem, "wa")
+        qa_beats, qa_ok, qa_touch = burst_beats_registered(m, p, qa_addr, qa_rem, "qa")
         # Room for the next query burst, registered: a grant changes qa_addr, which
         # drops qa_ok for the following cycles, so a stale "room" is never used.
         qa_room = Signal()
@@ -284,6 +282,7 @@ class DefsliceTop(wiring.Component):
         ]
         q_beat = Signal()
         with m.If(ar_fire & grant_q):
+            m.d.comb += qa_touch.eq(1)
             m.d.sync += [qa_addr.eq(qa_addr + (qa_beats << p.beat_shift)),
                          qa_rem.eq(qa_rem - qa_beats),
                          q_inflight.eq(q_inflight + qa_beats - q_beat)]
@@ -294,6 +293,7 @@ class DefsliceTop(wiring.Component):
         m.d.comb += qslice_fifo.r_en.eq(~qa_active)
         with m.If(~qa_active & qslice_fifo.r_rdy):
             beats_q = qslice_fifo.r_data[ab:]
+            m.d.comb += qa_touch.eq(1)
             m.d.sync += [qa_addr.eq(qslice_fifo.r_data[:ab]), qa_rem.eq(beats_q),
                          qa_active.eq(beats_q != 0)]
 
@@ -309,6 +309,7 @@ class DefsliceTop(wiring.Component):
                     m.d.sync += wa_done.eq(1)
                     m.next = "IDLE"
                 with m.Else():
+                    m.d.comb += wa_touch.eq(1)
                     m.d.sync += [wa_addr.eq(wa_desc_addr), wa_rem.eq(p.desc_beats),
                                  wa_tag.eq(TAG_DESC),
                                  wa_desc_addr.eq(wa_desc_addr + p.desc_stride)]
@@ -316,6 +317,7 @@ class DefsliceTop(wiring.Component):
             with m.State("BURST"):
                 m.d.comb += wa_valid.eq(wa_ok)
                 with m.If(grant_w & self.m_axi_arready):
+                    m.d.comb += wa_touch.eq(1)
                     m.d.sync += [wa_addr.eq(wa_addr + (wa_beats << p.beat_shift)),
                                  wa_rem.eq(wa_rem - wa_beats)]
                     with m.If(wa_rem == wa_beats):
@@ -349,6 +351,7 @@ class DefsliceTop(wiring.Component):
                 ]
                 m.next = "ROW"
             with m.State("ROW"):
+                m.d.comb += wa_touch.eq(1)
                 m.d.sync += [wa_addr.eq(wa_row_addr), wa_rem.eq(wa_row_beats),
                              wa_tag.eq(TAG_WIN)]
                 m.next = "BURST"
@@ -642,7 +645,7 @@ class DefsliceTop(wiring.Component):
         aw_left = Signal(9)
         aw_count = Signal(COUNT_BITS)
         b_count = Signal(COUNT_BITS)
-        aw_beats, aw_ok = burst_beats_registered(m, p, aw_addr, aw_rem, "aw")
+        aw_beats, aw_ok, aw_touch = burst_beats_registered(m, p, aw_addr, aw_rem, "aw")
         m.d.comb += [
             self.m_axi_awid.eq(0), self.m_axi_awaddr.eq(aw_addr),
             self.m_axi_awlen.eq(aw_beats - 1), self.m_axi_awsize.eq(p.beat_shift),
@@ -659,6 +662,7 @@ class DefsliceTop(wiring.Component):
             with m.State("IDLE"):
                 m.d.comb += region_fifo.r_en.eq(1)
                 with m.If(region_fifo.r_rdy):
+                    m.d.comb += aw_touch.eq(1)
                     m.d.sync += [aw_addr.eq(region_fifo.r_data[:ab]),
                                  aw_rem.eq(region_fifo.r_data[ab:])]
                     with m.If(region_fifo.r_data[ab:] != 0):
@@ -666,6 +670,7 @@ class DefsliceTop(wiring.Component):
             with m.State("AW"):
                 m.d.comb += self.m_axi_awvalid.eq(aw_ok)
                 with m.If(self.m_axi_awvalid & self.m_axi_awready):
+                    m.d.comb += aw_touch.eq(1)
                     m.d.sync += [aw_left.eq(aw_beats), aw_count.eq(aw_count + 1),
                                  aw_addr.eq(aw_addr + (aw_beats << p.beat_shift)),
                                  aw_rem.eq(aw_rem - aw_beats)]
