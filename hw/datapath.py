@@ -153,6 +153,8 @@ class CoordUnit(wiring.Component):
         lr = Signal(signed(LOCAL_BITS))
         lc = Signal(signed(LOCAL_BITS))
         s1b = Signal(self.in_layout)
+        rows_m1 = Signal(signed(DESC_FIELD_BITS + 1))
+        cols_m1 = Signal(signed(DESC_FIELD_BITS + 1))
         v1b = Signal()
         with m.If(en):
             m.d.sync += [
@@ -160,11 +162,12 @@ class CoordUnit(wiring.Component):
                 fx.eq(s1.x[:f]), fy.eq(s1.y[:f]),
                 lr.eq((s1.y >> f) - s1.win.row0), lc.eq((s1.x >> f) - s1.win.col0),
             ]
+            m.d.sync += [rows_m1.eq(s1.win.rows - 1), cols_m1.eq(s1.win.cols - 1)]
             m.d.sync += [v2.eq(v1b), cols2.eq(s1b.bank_cols), tag2.eq(s1b.tag)]
         # Corner row lr + dy inside [0, rows), for dy = 0 and 1, without the addition.
         rows, cols = s1b.win.rows, s1b.win.cols
-        row_in = [(lr >= 0) & (lr < rows), (lr >= -1) & (lr < rows - 1)]
-        col_in = [(lc >= 0) & (lc < cols), (lc >= -1) & (lc < cols - 1)]
+        row_in = [(lr >= 0) & (lr < rows), (lr >= -1) & (lr < rows_m1)]
+        col_in = [(lc >= 0) & (lc < cols), (lc >= -1) & (lc < cols_m1)]
         for b in range(4):
             pr, pc = b >> 1, b & 1
             dy = Signal(name=f"dy{b}")
