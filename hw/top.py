@@ -553,10 +553,11 @@ class DefsliceTop(wiring.Component):
         issue = Signal()
         last_g = Signal()
         m.d.comb += [
-            credit.eq(w_fifo.level <= W_FIFO_DEPTH - W_CREDIT_SLACK),
             issue.eq(e_valid & credit), last_g.eq(e_g == p.head_words - 1),
             coord.o.ready.eq(~e_valid | (issue & last_g)),
         ]
+        # Registered: the level it saw may be one push old, which the slack covers.
+        m.d.sync += credit.eq(w_fifo.level < W_FIFO_DEPTH - W_CREDIT_SLACK)
         c_off = Mux(c_set, p.set_depth, 0) if p.sets == 2 else C(0, 1)
         with m.If(coord.o.valid & coord.o.ready):
             ot = coord.o.payload.tag
@@ -706,16 +707,20 @@ class DefsliceTop(wiring.Component):
             | (c_fsm.ongoing("RUN") & ~q_fifo.r_rdy & coord.i.ready)))
         m.d.comb += [self.computing.eq(c_fsm.ongoing("RUN") | c_fsm.ongoing("DRAIN")),
                      self.sampling.eq(issue), self.stalling.eq(run & stall)]
+        # Events are registered before counting (off the handshake paths); the last
+        # event of a run precedes done by more than a cycle, so none is lost.
+        events = {
+            "BUSY_CYCLES": issue, "STALL_CYCLES": stall, "READ_BEATS": rbeat,
+            "WRITE_BEATS": self.m_axi_wvalid & self.m_axi_wready,
+            "READ_BURSTS": self.m_axi_arvalid & self.m_axi_arready,
+            "WRITE_BURSTS": self.m_axi_awvalid & self.m_axi_awready,
+        }
         with m.If(run & ~start):
             m.d.sync += counters["CYCLES"].eq(counters["CYCLES"] + 1)
-            m.d.sync += counters["BUSY_CYCLES"].eq(counters["BUSY_CYCLES"] + issue)
-            m.d.sync += counters["STALL_CYCLES"].eq(counters["STALL_CYCLES"] + stall)
-            m.d.sync += counters["READ_BEATS"].eq(counters["READ_BEATS"] + rbeat)
-            m.d.sync += counters["WRITE_BEATS"].eq(
-                counters["WRITE_BEATS"] + (self.m_axi_wvalid & self.m_axi_wready))
-            m.d.sync += counters["READ_BURSTS"].eq(
-                counters["READ_BURSTS"] + (self.m_axi_arvalid & self.m_axi_arready))
-            m.d.sync += counters["WRITE_BURSTS"].eq(
-                counters["WRITE_BURSTS"] + (self.m_axi_awvalid & self.m_axi_awready))
+        for name, event in events.items():
+            ev_q = Signal(name=f"ev_{name.lower()}")
+            m.d.sync += ev_q.eq(event & run & ~start)
+            with m.If(~start):
+                m.d.sync += counters[name].eq(counters[name] + ev_q)
         assert DESC_FIELD_BITS * len(WINDOW_FIELDS) == 128
         return m
