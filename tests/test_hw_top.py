@@ -5,6 +5,7 @@ equal :meth:`SlicedProgram.expected_outputs` bit for bit and the bursts issued m
 multiset of :meth:`SlicedProgram.transfers`.
 """
 
+import subprocess
 from collections import Counter
 from dataclasses import replace
 
@@ -107,3 +108,7 @@ def test_verilog_ports_and_lint(preset, tmp_path):
                  "s_axil_awaddr", "s_axil_rready"):
         assert f" {port};" in text or f" {port} " in text
     lint_verilog(path)
+    # Icarus (the other simulator of the system benches) compiles it too.
+    proc = subprocess.run(["iverilog", "-g2012", "-o", str(tmp_path / "a.out"), str(path)],
+                          capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, proc.stderr[-2000:]
