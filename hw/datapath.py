@@ -150,6 +150,8 @@ class CoordUnit(wiring.Component):
         # Stage 2a (registered): split and window-relative position.
         fx = Signal(f)
         fy = Signal(f)
+        nfx = Signal(f + 1)      # 2^f - fx
+        nfy = Signal(f + 1)
         lr = Signal(signed(LOCAL_BITS))
         lc = Signal(signed(LOCAL_BITS))
         s1b = Signal(self.in_layout)
@@ -160,6 +162,7 @@ class CoordUnit(wiring.Component):
             m.d.sync += [
                 v1b.eq(v1), s1b.eq(s1),
                 fx.eq(s1.x[:f]), fy.eq(s1.y[:f]),
+                nfx.eq(one - s1.x[:f]), nfy.eq(one - s1.y[:f]),
                 lr.eq((s1.y >> f) - s1.win.row0), lc.eq((s1.x >> f) - s1.win.col0),
             ]
             m.d.sync += [rows_m1.eq(s1.win.rows - 1), cols_m1.eq(s1.win.cols - 1)]
@@ -181,7 +184,7 @@ class CoordUnit(wiring.Component):
                 dy.eq(pr ^ lr[0]), dx.eq(pc ^ lc[0]),
                 r.eq(lr + dy), c.eq(lc + dx),
                 ok.eq(Mux(dy, row_in[1], row_in[0]) & Mux(dx, col_in[1], col_in[0])),
-                wy.eq(Mux(dy, fy, one - fy)), wx.eq(Mux(dx, fx, one - fx)),
+                wy.eq(Mux(dy, fy, nfy)), wx.eq(Mux(dx, fx, nfx)),
             ]
             with m.If(en):
                 m.d.sync += [
