@@ -9,9 +9,12 @@ PYTEST ?= $(PYTHON) -m pytest
 install:
 	@bash scripts/install.sh
 
-# The main job: the whole flow on PRESET.
+# The main job: the whole flow on PRESET (SEARCH=1 runs the slicing search first):
+# golden model, Verilog + Xilinx/ECP5 reports, cocotb simulation, DRAM traffic,
+# $(OUT)/$(PRESET)/summary.md.
+SEARCH ?=
 all: install
-	defslice model --preset $(PRESET) --out $(OUT)/$(PRESET)/model
+	defslice flow --preset $(PRESET) --out $(OUT)/$(PRESET) $(if $(SEARCH),--search,)
 
 # Every test: model, hardware blocks, cocotb system simulations on Icarus and Verilator.
 test: install
@@ -23,6 +26,19 @@ sim: install
 
 model: install
 	defslice model --preset $(PRESET) --out reports/model
+
+# Verilog of PRESET, Vivado build tree, yosys Xilinx utilization, ECP5 timing.
+verilog: install
+	defslice verilog --preset $(PRESET) --out $(OUT)/$(PRESET)/verilog
+
+# DRAM traffic of every dataflow on the paper's case and the MSDA encoder case.
+report: install
+	defslice traffic --preset dat56 --out reports
+	defslice traffic --preset msda-xmsda --out reports
+
+# The slicing-strategy search on PRESET.
+nas: install
+	defslice nas --preset $(PRESET) --out reports/nas
 
 bench: install
 	defslice bench --out reports

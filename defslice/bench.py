@@ -80,8 +80,85 @@ def bench_model(repeats: int = 2) -> dict:
     }
 
 
+def bench_hw() -> dict:
+    """RTL cycles per bilinear sample against the one-sample-per-cycle ideal.
+
+    Amaranth simulation of ``defslice_top`` with an always-ready memory (the design's own
+    throughput, not a DRAM's), outputs checked bit for bit (:func:`defslice.hw.bench.measure`).
+    ``ideal`` is one sample of ``lanes`` channels per cycle; ``cycles_per_sample`` above 1
+    is time spent loading windows that compute could not hide.
+    """
+    from defslice.hw.bench import measure
+
+    figs: dict = {}
+    cases = [("tiny", {}), ("tiny", {"buffering": "single"}), ("dat56", {})]
+    for name, hw in cases:
+        cfg = cfgmod.preset(name)
+        if hw:
+            cfg = cfg.replace(hw=hw)
+        m = measure(cfg)
+        key = f"{name}_{cfg.hw.buffering}"
+        figs[f"{key}_cycles"] = m["cycles"]
+        figs[f"{key}_busy_cycles"] = m["busy_cycles"]
+        figs[f"{key}_stall_cycles"] = m["stall_cycles"]
+        figs[f"{key}_samples_x_lane_groups"] = m["samples"]
+        figs[f"{key}_cycles_per_sample"] = m["cycles_per_sample"]
+        figs[f"{key}_samples_per_compute_cycle"] = m["samples_per_compute_cycle"]
+        figs[f"{key}_read_beats_per_cycle"] = m["read_beats_per_cycle"]
+        figs[f"{key}_amaranth_sim_s"] = m["sim_seconds"]
+    figs["ideal_cycles_per_sample"] = 1.0
+    return figs
+
+
+def bench_verilog() -> dict:
+    """Wall time of Verilog generation (Amaranth elaboration + Verilog) per preset."""
+    import tempfile
+
+    from defslice.hw import generate_verilog
+
+    figs: dict = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in ("tiny", "dat56"):
+            cfg = cfgmod.preset(name)
+            path = Path(tmp) / name
+            figs[f"{name}_generate_s"] = _best_of(
+                lambda cfg=cfg, path=path: generate_verilog(cfg, path), 2)
+            figs[f"{name}_verilog_lines"] = len((path / "defslice_top.v").read_text()
+                                                .splitlines())
+    return figs
+
+
+def bench_sim() -> dict:
+    """cocotb simulation speed per simulator: the whole ``tiny`` workload, one seed.
+
+    ``build_s`` is compiling the Verilog (Verilator: C++), ``run_s`` the bench itself;
+    ``cycles_per_s`` is simulated design cycles per wall second of the run.
+    """
+    import tempfile
+
+    from defslice.sim.api import run_simulation
+
+    figs: dict = {}
+    cfg = cfgmod.preset("tiny")
+    with tempfile.TemporaryDirectory() as tmp:
+        for sim in ("icarus", "verilator"):
+            rep = run_simulation(cfg, Path(tmp) / sim, sim, seed=0)
+            one = rep["simulators"][sim]
+            if not one["passed"]:
+                raise ToolError(f"bench: the {sim} simulation of tiny failed: "
+                                f"{one['failures'][:1]}")
+            wall, cycles = one["wall_seconds"], one["performance"]["bench_cycles"]
+            figs[f"{sim}_build_s"] = wall["build"]
+            figs[f"{sim}_run_s"] = wall["run"]
+            figs[f"{sim}_cycles"] = cycles
+            figs[f"{sim}_cycles_per_s"] = cycles / wall["run"] if cycles else None
+    figs["verilator_over_icarus_run_speed"] = (figs["icarus_run_s"] / figs["verilator_run_s"])
+    return figs
+
+
 #: name -> benchmark function returning a flat dict of figures
-BENCHES: dict[str, Callable[[], dict]] = {"model": bench_model}
+BENCHES: dict[str, Callable[[], dict]] = {"model": bench_model, "hw": bench_hw,
+                                          "verilog": bench_verilog, "sim": bench_sim}
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
