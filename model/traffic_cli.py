@@ -126,7 +126,7 @@ def run(args: argparse.Namespace) -> int:
         sw = sweep(ctx, hs, ws, list(nas.overlaps), progress=not args.quiet)
         sw["config"] = cfg.name
         sweep_json = write_json(out / f"traffic_sweep_{tag}.json", sw)
-        best = (cfg.slicing.slice_h, cfg.slicing.slice_w)
+        best = (cfg.slicing.slice_h, cfg.slicing.slice_w, cfg.slicing.overlap)
         plot_sweep(sw, out / f"traffic_sweep_{tag}.png", best)
         written += [sweep_json, out / f"traffic_sweep_{tag}.png"]
         res["sweep_file"] = sweep_json.name

@@ -190,15 +190,16 @@ def plot_bars(res: dict, path: Path) -> None:
     plt.close(fig)
 
 
-def plot_sweep(sw: dict, path: Path, best: tuple[int, int] | None = None) -> None:
+def plot_sweep(sw: dict, path: Path, best: tuple[int, int, int] | None = None) -> None:
     """Heat maps of sliced normalized beats over (Hs, Ws), one panel per overlap.
 
-    ``best``: the configured (Hs, Ws), marked on every panel (``dat56``: the paper's
-    best, Hs = 28, Ws = 14).
+    ``best``: the configured (Hs, Ws, overlap), marked on its overlap's panel
+    (``dat56``: the paper's best, Hs = 28, Ws = 14).
     """
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     data = np.array(sw["normalized"]["sliced"]["beats"])
     n = data.shape[0]
@@ -213,7 +214,9 @@ def plot_sweep(sw: dict, path: Path, best: tuple[int, int] | None = None) -> Non
         ax.set_title(f"overlap {sw['overlaps'][k]}")
         ax.set_xlabel("Ws (pixels)")
         ax.set_ylabel("Hs (pixels)")
-        if best is not None:
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+        if best is not None and best[2] == sw["overlaps"][k]:
             ax.plot(best[1], best[0], "r*", markersize=10, label="configured (Hs, Ws)")
             ax.legend(fontsize=7, loc="upper right")
     fig.colorbar(im, ax=axes[0].tolist(), label="sliced accesses / layer-by-layer")
