@@ -9,6 +9,7 @@ from typing import Any
 
 from defslice.config import Config
 from defslice.nas.pareto import Point, hypervolume
+from defslice.nas.replay import hv_reference, seed_study
 from defslice.nas.resources import buffer_bram18, eq3_resource, with_subnet
 from defslice.nas.search import (
     Objective,
@@ -19,7 +20,10 @@ from defslice.nas.search import (
 )
 from defslice.nas.space import SearchSpace, SubNet
 
-__all__ = ["choose", "resource_function", "run_search"]
+__all__ = ["SEED_STUDY_SEEDS", "choose", "resource_function", "run_search"]
+
+#: Seeds of the replayed seed study (``nas.seed`` onwards) when the exhaustive search ran.
+SEED_STUDY_SEEDS = 5
 
 
 def resource_function(cfg: Config) -> Callable[[SubNet], float]:
@@ -86,12 +90,10 @@ def run_search(cfg: Config, acc, meta: dict, exhaustive: bool = True,
     chosen = choose(evo.front, unsliced, nas.max_accuracy_drop)
 
     hv: dict[str, Any] = {}
+    study: dict[str, Any] | None = None
     if ex is not None:
-        accs = [p.accuracy for p in ex.evaluated]
-        ress = [p.resource for p in ex.evaluated]
         # Reference: 1% of each objective's range beyond the worst sub-net of the space.
-        ref_acc = min(accs) - 0.01 * (max(accs) - min(accs))
-        ref_res = max(ress) + 0.01 * (max(ress) - min(ress))
+        ref_acc, ref_res = hv_reference(ex.evaluated)
         full = hypervolume(ex.front, ref_acc, ref_res)
         hv = {"reference": {"accuracy": ref_acc, "resource": ref_res},
               "exhaustive": full}
@@ -99,6 +101,10 @@ def run_search(cfg: Config, acc, meta: dict, exhaustive: bool = True,
             h = hypervolume(r.front, ref_acc, ref_res)
             hv[r.name] = h
             hv[f"{r.name}_ratio"] = h / full if full > 0 else 1.0
+        # Other seeds replayed on the exhaustive table: no network evaluation.
+        study = seed_study(space, ex.evaluated, nas,
+                           range(nas.seed, nas.seed + SEED_STUDY_SEEDS), nas.r_min, nas.r_max)
+    t_study = time.perf_counter()
 
     # The chosen point before fine-tuning (the weights as trained / loaded).
     after_state = copy.deepcopy(acc.model.state_dict())
@@ -131,11 +137,13 @@ def run_search(cfg: Config, acc, meta: dict, exhaustive: bool = True,
         "chosen": _point_dict(cfg, chosen),
         "evaluations": {r.name: r.evaluations for r in results},
         "hypervolume": hv,
+        "seed_study": study,
         "fronts": {r.name: pts(r.front) for r in results},
         "front_size_per_generation": evo.front_per_generation,
         "evaluated": pts(sorted(obj.cache.values(), key=lambda p: p.subnet)),
         "seconds": {"finetune": t_ft - t0, "evolutionary": t_evo - t_ft,
-                    "nsga2_and_exhaustive": t_all - t_evo},
+                    "nsga2_and_exhaustive": t_all - t_evo,
+                    "seed_study": t_study - t_all},
     }
 
 

