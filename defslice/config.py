@@ -419,7 +419,7 @@ class NasConfig:
     beta: float = 0.0
     r_min: float | None = None
     r_max: float | None = None
-    generations: int = 20
+    generations: int = 30
     samples_per_generation: int = 8
     crossover_prob: float = 0.5
     seed: int = 0
