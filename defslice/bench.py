@@ -129,30 +129,34 @@ def bench_verilog() -> dict:
 
 
 def bench_sim() -> dict:
-    """cocotb simulation speed per simulator: the whole ``tiny`` workload, one seed.
+    """cocotb simulation speed per simulator: whole ``tiny`` and ``dat56`` workloads.
 
-    ``build_s`` is compiling the Verilog (Verilator: C++), ``run_s`` the bench itself;
-    ``cycles_per_s`` is simulated design cycles per wall second of the run.
+    ``build_s`` is compiling the Verilog (Verilator: C++), ``run_s`` the bench itself
+    (its Python side included); ``cycles_per_s`` is simulated design cycles per wall
+    second of the run.
     """
     import tempfile
 
     from defslice.sim.api import run_simulation
 
     figs: dict = {}
-    cfg = cfgmod.preset("tiny")
     with tempfile.TemporaryDirectory() as tmp:
-        for sim in ("icarus", "verilator"):
-            rep = run_simulation(cfg, Path(tmp) / sim, sim, seed=0)
-            one = rep["simulators"][sim]
-            if not one["passed"]:
-                raise ToolError(f"bench: the {sim} simulation of tiny failed: "
-                                f"{one['failures'][:1]}")
-            wall, cycles = one["wall_seconds"], one["performance"]["bench_cycles"]
-            figs[f"{sim}_build_s"] = wall["build"]
-            figs[f"{sim}_run_s"] = wall["run"]
-            figs[f"{sim}_cycles"] = cycles
-            figs[f"{sim}_cycles_per_s"] = cycles / wall["run"] if cycles else None
-    figs["verilator_over_icarus_run_speed"] = (figs["icarus_run_s"] / figs["verilator_run_s"])
+        for name in ("tiny", "dat56"):
+            cfg = cfgmod.preset(name)
+            for sim in ("icarus", "verilator"):
+                rep = run_simulation(cfg, Path(tmp) / name / sim, sim, seed=0)
+                one = rep["simulators"][sim]
+                if not one["passed"]:
+                    raise ToolError(f"bench: the {sim} simulation of {name} failed: "
+                                    f"{one['failures'][:1]}")
+                wall, cycles = one["wall_seconds"], one["performance"]["bench_cycles"]
+                key = f"{name}_{sim}"
+                figs[f"{key}_build_s"] = wall["build"]
+                figs[f"{key}_run_s"] = wall["run"]
+                figs[f"{key}_cycles"] = cycles
+                figs[f"{key}_cycles_per_s"] = cycles / wall["run"] if cycles else None
+            figs[f"{name}_verilator_over_icarus_run_speed"] = (
+                figs[f"{name}_icarus_run_s"] / figs[f"{name}_verilator_run_s"])
     return figs
 
 
