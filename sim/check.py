@@ -22,7 +22,7 @@ from defslice.hw.regmap import ID_VALUE
 from defslice.model.layout import Burst
 from defslice.sim.stimulus import Stimulus
 
-__all__ = ["MAX_REPORTED", "check_result", "expected_traffic"]
+__all__ = ["MAX_REPORTED", "check_result", "expected_traffic", "traffic_counter_prediction"]
 
 #: Mismatching outputs listed in a report (the first one is always the first in order).
 MAX_REPORTED = 10
@@ -35,6 +35,23 @@ def expected_traffic(transfers: list[Burst]) -> dict:
         "read_bursts": len(reads), "read_beats": sum(b.beats for b in reads),
         "write_bursts": len(writes), "write_beats": sum(b.beats for b in writes),
     }
+
+
+def traffic_counter_prediction(prog) -> dict:
+    """Bursts and beats the DRAM-traffic counter's sliced dataflow predicts for ``prog``.
+
+    Counted by :class:`defslice.model.traffic.Sliced` on a trace of the very inputs the
+    bench ran (``defslice traffic`` uses the same class), so every bench configuration
+    checks the counter against the bus.
+    """
+    from defslice.model.traffic.base import TrafficContext
+    from defslice.model.traffic.sliced import Sliced
+    from defslice.model.traffic.trace import SamplingTrace
+
+    trace = SamplingTrace(prog.cfg, prog.inputs, prog.reference_points)
+    d = Sliced().count(TrafficContext(prog.cfg, trace)).as_dict()
+    return {"read_bursts": d["read"]["bursts"], "read_beats": d["read"]["beats"],
+            "write_bursts": d["write"]["bursts"], "write_beats": d["write"]["beats"]}
 
 
 def _multiset_diff(observed: list[tuple[int, int]], expected: list[tuple[int, int]]):
@@ -113,7 +130,9 @@ def check_result(stim: Stimulus, result: dict | None) -> dict:
              "read_beats": counters.get("READ_BEATS"),
              "write_bursts": counters.get("WRITE_BURSTS"),
              "write_beats": counters.get("WRITE_BEATS")}
+    counted = traffic_counter_prediction(prog)
     report["traffic"] = {"expected": exp_t, "observed": obs_t, "rtl_counters": rtl_t,
+                         "traffic_counter": counted,
                          "missing_read_bursts": missing_r, "extra_read_bursts": extra_r,
                          "missing_write_bursts": missing_w, "extra_write_bursts": extra_w,
                          "write_responses": mon.get("write_responses")}
@@ -123,6 +142,9 @@ def check_result(stim: Stimulus, result: dict | None) -> dict:
                         f"{missing_w}, extra writes {extra_w}")
     if obs_t != exp_t:
         failures.append(f"observed traffic {obs_t} != expected {exp_t}")
+    if counted != obs_t:
+        failures.append(f"the DRAM-traffic counter's sliced dataflow predicts {counted}, "
+                        f"the bus carried {obs_t}")
     if rtl_t != obs_t:
         failures.append(f"the design's counters {rtl_t} != observed {obs_t}")
     if mon.get("write_responses") != exp_t["write_bursts"]:

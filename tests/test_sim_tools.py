@@ -153,6 +153,17 @@ def test_check_accepts_exact_result():
     rep = check_result(st, _perfect_result(st))
     assert rep["passed"], rep["failures"]
     assert rep["performance"]["utilisation"] == pytest.approx(0.6)
+    assert rep["traffic"]["traffic_counter"] == rep["traffic"]["observed"]
+
+
+def test_check_compares_the_bus_with_the_traffic_counter():
+    """One extra beat on the bus (and in the design's counters) contradicts the counter."""
+    st = make_stimulus(CONFIGS["tiny"], seed=2)
+    res = _perfect_result(st)
+    res["monitor"]["read_beats"] += 1
+    res["counters"]["READ_BEATS"] += 1
+    fails = check_result(st, res)["failures"]
+    assert any("DRAM-traffic counter's sliced dataflow predicts" in f for f in fails)
 
 
 def test_check_names_first_mismatching_query_head_channel():
