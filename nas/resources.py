@@ -69,18 +69,30 @@ def eq3_resource(cfg: Config, x: SubNet) -> float:
 def bram18_blocks(depth: int, width: int) -> int:
     """RAMB18 blocks of one memory of ``depth`` words of ``width`` bits.
 
-    The word is cut into ``ceil(width / 36)`` columns of at most 36 bits; each column
-    uses the narrowest RAMB18 shape that holds its width and takes
-    ``ceil(depth / shape_depth)`` blocks.
+    The fewer of two packings:
+
+    * by columns: the word is cut into ``ceil(width / 36)`` columns of at most 36 bits;
+      each column uses the narrowest RAMB18 shape that holds its width and takes
+      ``ceil(depth / shape_depth)`` blocks;
+    * by depth: for one shape ``(w, d)``, ``floor(depth / d)`` full rows of
+      ``ceil(width / w)`` blocks, and the remaining ``depth mod d`` words in the cheapest
+      single shape, ``ceil(width / w') * ceil(rest / d')`` (yosys maps a 2160 x 128
+      memory as 2048 words of 9-bit blocks plus 112 words of 36-bit blocks: 15 + 4).
     """
     if depth <= 0 or width <= 0:
         return 0
-    blocks = 0
+    by_columns = 0
     for col in range(math.ceil(width / 36)):
         col_width = min(36, width - 36 * col)
         shape_depth = next(d for w, d in RAMB18_SHAPES if w >= col_width)
-        blocks += math.ceil(depth / shape_depth)
-    return blocks
+        by_columns += math.ceil(depth / shape_depth)
+
+    def single(words: int) -> int:
+        return min(math.ceil(width / w) * math.ceil(words / d) for w, d in RAMB18_SHAPES)
+
+    by_depth = min((depth // d) * math.ceil(width / w) + (single(depth % d) if depth % d else 0)
+                   for w, d in RAMB18_SHAPES)
+    return min(by_columns, by_depth)
 
 
 @dataclass(frozen=True)
@@ -188,3 +200,28 @@ def check_bram_against_yosys(cfg: Config) -> dict | None:
     total = sum(units(r) for r in modules.values())
     return {"estimate": buffer_bram18(cfg).blocks, "buffers": buffers,
             "other": total - buffers, "total": total, "tool": tool, "modules": modules}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m defslice.nas.resources [--preset P | --config F] HS,WS,O ...``: the
+    yosys block-RAM check of each sub-net (one synthesis each, minutes for ``dat56``)."""
+    import argparse
+
+    from defslice import config as cfgmod
+
+    ap = argparse.ArgumentParser(prog="python -m defslice.nas.resources",
+                                 description="compare the RAMB18 estimate with yosys")
+    ap.add_argument("subnets", nargs="+", help="sub-nets as HS,WS,O")
+    ap.add_argument("--preset", default="dat56")
+    ap.add_argument("--config", type=Path, default=None)
+    args = ap.parse_args(argv)
+    cfg = cfgmod.load(args.config) if args.config else cfgmod.preset(args.preset)
+    for text in args.subnets:
+        h, w, o = (int(v) for v in text.split(","))
+        res = check_bram_against_yosys(with_subnet(cfg, SubNet(h, w, o)))
+        print(json.dumps({"subnet": text, **(res or {"result": "no generator"})}), flush=True)
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())
