@@ -116,13 +116,19 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def preflight(cfg: cfgmod.Config, args: argparse.Namespace) -> None:
     """Refuse, before any stage runs, what would fail minutes later.
 
-    An impossible hardware configuration (:func:`defslice.hw.params.derive`) and a missing
-    simulator both end here with their fix, so nothing is synthesized in vain. With
-    ``--search`` the slicing is not known yet; the Verilog stage checks the chosen one.
+    An impossible hardware configuration (:func:`defslice.hw.params.derive`), a workload
+    the search cannot model and a missing simulator all end here with their fix, so
+    nothing is synthesized or trained in vain. With ``--search`` the slicing is not known
+    yet; the Verilog stage checks the chosen one.
     """
     from defslice.sim.tools import check_simulator, simulator_list
 
-    if not args.search:
+    if args.search:
+        # The search needs PyTorch and a DAT workload; both are known now.
+        from defslice.nas.dat_torch import DatSpec
+
+        DatSpec.from_config(cfg)
+    else:
         from defslice.hw.params import derive
 
         derive(cfg)

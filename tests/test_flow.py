@@ -128,6 +128,13 @@ def test_hardware_refuses_impossible_buffers_before_any_stage(tmp_path, capsys):
     assert not out.exists()                         # refused before anything was written
 
 
+def test_search_needs_a_dat_workload(tmp_path, capsys):
+    out = tmp_path / "flow"
+    code = main(["flow", "--preset", "tiny", "--search", "--out", str(out)])
+    _assert_failed_cleanly(out, code, 2, capsys.readouterr().err, "workload.kind", "'dat'")
+    assert not out.exists()
+
+
 def test_missing_simulator(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("PATH", str(tmp_path))
     out = tmp_path / "flow"
