@@ -42,13 +42,16 @@ def _plot(report: dict, path: Path) -> Path:
     ev = report["evaluated"]
     ax.scatter([p["resource"] for p in ev], [100 * p["accuracy"] for p in ev], s=6,
                c="0.75", label=f"evaluated sub-nets ({len(ev)})")
-    styles = {"exhaustive": ("k-", "exhaustive front"), "evolutionary": ("C0o-", "Alg. 1"),
-              "nsga2": ("C1s--", "NSGA-II")}
-    for name, front in report["fronts"].items():
-        fmt, label = styles[name]
+    # Alg. 1 last and hollow, so it stays visible where the fronts coincide.
+    styles = {"exhaustive": ("k-", "exhaustive front", {}),
+              "nsga2": ("C1s--", "NSGA-II", {"ms": 4}),
+              "evolutionary": ("C0o-", "Alg. 1", {"ms": 9, "mfc": "none", "mew": 1.5})}
+    for name in sorted(report["fronts"], key=list(styles).index):
+        front = report["fronts"][name]
+        fmt, label, kw = styles[name]
         ax.plot([p["resource"] for p in front], [100 * p["accuracy"] for p in front], fmt,
-                ms=4, lw=1, drawstyle="steps-post",
-                label=f"{label} ({report['evaluations'][name]} evals)")
+                lw=1, drawstyle="steps-post",
+                label=f"{label} ({report['evaluations'][name]} evals)", **kw)
     c = report["chosen"]
     ax.plot([c["resource"]], [100 * c["accuracy"]], "r*", ms=14,
             label=f"chosen Hs={c['slice_h']} Ws={c['slice_w']} O={c['overlap']}")
