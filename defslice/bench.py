@@ -160,9 +160,49 @@ def bench_sim() -> dict:
     return figs
 
 
+def bench_nas() -> dict:
+    """Slicing search time on ``dat56``: Algorithm 1 with the preset's T and k.
+
+    The digits objective of ``defslice nas`` (classifier weights cached after the first
+    training, which is timed apart), without fine-tuning: the figure is the search's own
+    cost, evaluations x seconds per sub-net plus the algorithm.
+    """
+    from defslice.nas._torch import require_torch
+
+    torch = require_torch()
+    torch.set_num_threads(2)
+    from defslice.nas.evaluators import digits_objective
+    from defslice.nas.pipeline import resource_function
+    from defslice.nas.search import Objective, evolutionary_search
+    from defslice.nas.space import SearchSpace
+
+    cfg = cfgmod.preset("dat56")
+    t0 = time.perf_counter()
+    acc, _meta = digits_objective(cfg)
+    t_model = time.perf_counter() - t0
+    space = SearchSpace.from_config(cfg)
+    t0 = time.perf_counter()
+    unsliced = acc(None)
+    t_unsliced = time.perf_counter() - t0
+    objective = Objective(acc, resource_function(cfg))
+    t0 = time.perf_counter()
+    res = evolutionary_search(space, objective, cfg.nas)
+    t_search = time.perf_counter() - t0
+    n = len(res.evaluated)
+    return {
+        "space_size": space.size, "generations": cfg.nas.generations,
+        "samples_per_generation": cfg.nas.samples_per_generation,
+        "classifier_ready_s": t_model, "unsliced_eval_s": t_unsliced,
+        "unsliced_accuracy": unsliced, "evaluations": n, "search_s": t_search,
+        "seconds_per_subnet": t_search / n, "front_size": len(res.front),
+        "exhaustive_estimate_s": space.size * t_search / n,
+    }
+
+
 #: name -> benchmark function returning a flat dict of figures
 BENCHES: dict[str, Callable[[], dict]] = {"model": bench_model, "hw": bench_hw,
-                                          "verilog": bench_verilog, "sim": bench_sim}
+                                          "verilog": bench_verilog, "sim": bench_sim,
+                                          "nas": bench_nas}
 
 
 def configure(parser: argparse.ArgumentParser) -> None:

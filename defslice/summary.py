@@ -124,6 +124,12 @@ def _hw_section(cfg: Config, util: dict | None, timing: dict | None) -> list[str
                   f"**{timing['fmax_mhz']:.1f} MHz** against a {timing['target_mhz']:g} MHz "
                   f"target ({verdict}). A Vivado run on the Xilinx part is not part of the "
                   "flow; the Vivado project is in `verilog/xilinx/`.", ""]
+        cp = timing.get("critical_path")
+        if cp:
+            nets = ", ".join(f"`{n}`" for n in cp["nets"]) or "yosys-internal nets only"
+            lines += [f"Critical path: `{cp['start']}` -> `{cp['end']}`, {cp['delay_ns']:.2f} ns "
+                      f"({cp['logic_ns']:.2f} logic, {cp['routing_ns']:.2f} routing) through "
+                      f"{nets}; `verilog/defslice_top.v` lines {', '.join(cp['lines'])}.", ""]
     return lines
 
 

@@ -65,6 +65,15 @@ def write_vivado_tree(cfg: Config, out_dir: Path) -> Path:
     return out_dir
 
 
+def _critical_path_text(cp: dict | None) -> str:
+    if not cp:
+        return ""
+    return (f"\nCritical path: `{cp['start']}` -> `{cp['end']}`, {cp['delay_ns']:.2f} ns "
+            f"({cp['logic_ns']:.2f} logic, {cp['routing_ns']:.2f} routing), nets "
+            f"{', '.join(cp['nets']) or '(internal)'}; defslice_top.v lines "
+            f"{', '.join(cp['lines'])}.\n")
+
+
 def _step(msg: str) -> float:
     print(f"defslice verilog: {msg}", flush=True)
     return time.perf_counter()
@@ -110,7 +119,7 @@ def run(args: argparse.Namespace) -> int:
             f"# ECP5 timing: {cfg.name}\n\n" + markdown_table(
                 ("device", "target MHz", "Fmax MHz", "met"),
                 [[timing["device"], timing["target_mhz"], timing["fmax_mhz"],
-                  timing["met"]]]) + "\n")
+                  timing["met"]]]) + "\n" + _critical_path_text(timing.get("critical_path")))
         print(f"defslice verilog: LUT {util['LUT']}  FF {util['FF']}  RAMB18 "
               f"{util['RAMB18']}  RAMB36 {util['RAMB36']}  DSP {util['DSP48E1']}  "
               f"ECP5 Fmax {timing['fmax_mhz']} MHz")

