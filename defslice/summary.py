@@ -129,7 +129,8 @@ def _hw_section(cfg: Config, util: dict | None, timing: dict | None) -> list[str
             nets = ", ".join(f"`{n}`" for n in cp["nets"]) or "yosys-internal nets only"
             lines += [f"Critical path: `{cp['start']}` -> `{cp['end']}`, {cp['delay_ns']:.2f} ns "
                       f"({cp['logic_ns']:.2f} logic, {cp['routing_ns']:.2f} routing) through "
-                      f"{nets}; `verilog/defslice_top.v` lines {', '.join(cp['lines'])}.", ""]
+                      f"{nets}" + (f"; `verilog/defslice_top.v` lines {', '.join(cp['lines'])}"
+                                     if cp["lines"] else "") + ".", ""]
     return lines
 
 

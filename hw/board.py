@@ -20,7 +20,7 @@ AXI4 master port and any AXI4-Lite master (JTAG-to-AXI, MicroBlaze) on the regis
 from __future__ import annotations
 
 from amaranth.hdl import Cat, Elaboratable, Module, Signal
-from amaranth.lib import wiring
+from amaranth.lib import io, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
@@ -326,11 +326,14 @@ class BoardTop(Elaboratable):
                      ram.host_we.eq(bridge.ram_we), ram.host_sel.eq(bridge.ram_sel),
                      bridge.ram_rdata.eq(ram.host_rdata)]
         if platform is not None:
-            uart = platform.request("uart", 0)
-            m.d.comb += [bridge.rx.eq(uart.rx.i), uart.tx.o.eq(bridge.tx)]
+            uart = platform.request("uart", 0, dir="-")
+            m.submodules.uart_rx = rx = io.Buffer("i", uart.rx)
+            m.submodules.uart_tx = tx = io.Buffer("o", uart.tx)
+            m.d.comb += [bridge.rx.eq(rx.i), tx.o.eq(bridge.tx)]
             status = Signal(3)
             m.d.sync += status.eq(Cat(core.busy_o, core.irq, core.error_o))
             for k in range(3):
-                led = platform.request("led", k)
+                led = io.Buffer("o", platform.request("led", k, dir="-"))
+                m.submodules[f"led{k}"] = led
                 m.d.comb += led.o.eq(status[k])
         return m

@@ -70,8 +70,9 @@ def _critical_path_text(cp: dict | None) -> str:
         return ""
     return (f"\nCritical path: `{cp['start']}` -> `{cp['end']}`, {cp['delay_ns']:.2f} ns "
             f"({cp['logic_ns']:.2f} logic, {cp['routing_ns']:.2f} routing), nets "
-            f"{', '.join(cp['nets']) or '(internal)'}; defslice_top.v lines "
-            f"{', '.join(cp['lines'])}.\n")
+            f"{', '.join(cp['nets']) or '(internal)'}"
+            + (f"; defslice_top.v lines {', '.join(cp['lines'])}" if cp["lines"] else "")
+            + ".\n")
 
 
 def _step(msg: str) -> float:
