@@ -20,7 +20,7 @@ from defslice.model.layout import (
 )
 from defslice.model.slicing import SliceGrid
 
-__all__ = ["MAX_BUFFER_BITS", "HwParams", "derive"]
+__all__ = ["MAX_BUFFER_BITS", "HwParams", "bank_chunk_depth", "derive"]
 
 #: Largest total window-buffer size the generator accepts (bits, all banks and sets):
 #: 32 Mbit, more than the block RAM of any part the project targets (Arty A7-100T: 4.9
@@ -29,6 +29,16 @@ MAX_BUFFER_BITS = 1 << 25
 
 #: Width of the AXI ID signals (the master uses ID 0 for everything).
 AXI_ID_BITS = 1
+
+
+def bank_chunk_depth(word_bits: int) -> int:
+    """Words per window-bank chunk: the depth of one 18 Kbit block RAM at ``word_bits``
+    (512 above 18 bits, 1024 above 9, else 2048). A bank is a column of such chunks, so
+    each chunk maps to one row of blocks with no multiplexer between a block's read data
+    and the register that follows it (``docs/hw.md``, "Window buffers")."""
+    if word_bits > 18:
+        return 512
+    return 1024 if word_bits > 9 else 2048
 
 
 def _ceil_div(a: int, b: int) -> int:

@@ -29,7 +29,7 @@ from defslice.hw.datapath import (
     MacUnit,
     window_layout,
 )
-from defslice.hw.params import AXI_ID_BITS, HwParams
+from defslice.hw.params import AXI_ID_BITS, HwParams, bank_chunk_depth
 from defslice.hw.regs import COUNTERS, SETTINGS, ControlRegs, axil_members
 
 __all__ = ["DefsliceTop", "axi_members", "burst_beats", "burst_beats_registered"]
@@ -38,7 +38,7 @@ PAGE = 4096
 #: Beats of the W FIFO; compute issues only while this many minus ``W_CREDIT_SLACK`` are
 #: free, so everything in flight behind the bank read always finds room.
 W_FIFO_DEPTH = 32
-W_CREDIT_SLACK = 10
+W_CREDIT_SLACK = 11
 #: The query FIFO holds at least one longest burst (query bursts wait for room).
 Q_FIFO_MIN_DEPTH = 32
 #: Read bursts in flight (AR accepted, last R beat not yet).
@@ -181,11 +181,21 @@ class DefsliceTop(wiring.Component):
         mem_addr_bits = _bits(p.bank_depth)
 
         # ---------------------------------------------------------------- banks
+        # Each bank is a column of chunks of at most one block RAM's depth at the word
+        # width, so every chunk's read data is registered in the fabric right at the
+        # block RAM, before the multiplexer that selects the chunk (see "bank read").
+        chunk_depth = bank_chunk_depth(p.word_bits)
+        n_chunks = -(-p.bank_depth // chunk_depth)
+        chunk_bits = _bits(chunk_depth)
         banks = []
         for b in range(4):
-            mem = Memory(shape=unsigned(p.word_bits), depth=p.bank_depth, init=[])
-            m.submodules[f"bank{b}"] = mem
-            banks.append((mem.write_port(), mem.read_port()))
+            chunks = []
+            for c in range(n_chunks):
+                depth = min(chunk_depth, p.bank_depth - c * chunk_depth)
+                mem = Memory(shape=unsigned(p.word_bits), depth=depth, init=[])
+                m.submodules[f"bank{b}_{c}"] = mem
+                chunks.append((mem.write_port(), mem.read_port()))
+            banks.append(chunks)
 
         # ---------------------------------------------------------------- shared state
         set_busy = Signal(2)          # buffer set holds a slice not yet computed
@@ -231,6 +241,14 @@ class DefsliceTop(wiring.Component):
         wa_row_addr = Signal(ab)
         wa_row_beats = Signal(COUNT_BITS)
         row_pitch = Array(C(w * p.pixel_stride, ab) for _, w in p.levels)
+        # The level being requested: its fields and constants, registered in LEVEL.
+        lv_row0 = Signal(16)
+        lv_col0 = Signal(16)
+        lv_w = Signal(16)
+        lv_rows = Signal(16)
+        lv_pitch = Signal(ab)
+        lv_base = Signal(ab)
+        lv_prod = Signal(COUNT_BITS)
         # Query and output regions of the slice being loaded, registered products of the
         # parsed descriptor (used many cycles after the parse).
         ld_qaddr = Signal(ab)
@@ -336,19 +354,27 @@ class DefsliceTop(wiring.Component):
                     m.d.sync += [ld_set.eq(nxt), set_busy.bit_select(nxt, 1).eq(1),
                                  wa_lvl.eq(0), wa_row.eq(0)]
                     m.next = "LEVEL"
-            # A level's first row address takes two registered steps; the next rows add
-            # a constant row pitch.
+            # A level's first row address takes four registered steps (the level's
+            # fields, their product, the sum, the byte address); the next rows add a
+            # constant row pitch.
             with m.State("LEVEL"):
-                m.d.sync += wa_pix.eq(cur_win.row0.as_unsigned() * level_w[wa_lvl]
-                                      + cur_win.col0.as_unsigned())
+                m.d.sync += [lv_row0.eq(cur_win.row0.as_unsigned()),
+                             lv_col0.eq(cur_win.col0.as_unsigned()),
+                             lv_w.eq(level_w[wa_lvl]),
+                             lv_rows.eq(cur_win.rows.as_unsigned()),
+                             lv_pitch.eq(row_pitch[wa_lvl]),
+                             lv_base.eq(value_base + level_offset[wa_lvl]),
+                             wa_row_beats.eq(cur_win.cols.as_unsigned()
+                                             * (p.pixel_stride // p.bus_bytes))]
+                m.next = "LEVEL_MUL"
+            with m.State("LEVEL_MUL"):
+                m.d.sync += lv_prod.eq(lv_row0 * lv_w)
+                m.next = "LEVEL_ADD"
+            with m.State("LEVEL_ADD"):
+                m.d.sync += wa_pix.eq(lv_prod + lv_col0)
                 m.next = "LEVEL2"
             with m.State("LEVEL2"):
-                m.d.sync += [
-                    wa_row_addr.eq(value_base + level_offset[wa_lvl]
-                                   + wa_pix * p.pixel_stride),
-                    wa_row_beats.eq(cur_win.cols.as_unsigned()
-                                    * (p.pixel_stride // p.bus_bytes)),
-                ]
+                m.d.sync += wa_row_addr.eq(lv_base + wa_pix * p.pixel_stride)
                 m.next = "ROW"
             with m.State("ROW"):
                 m.d.comb += wa_touch.eq(1)
@@ -356,7 +382,7 @@ class DefsliceTop(wiring.Component):
                              wa_tag.eq(TAG_WIN)]
                 m.next = "BURST"
             with m.State("NEXT_ROW"):
-                with m.If(wa_row + 1 == cur_win.rows.as_unsigned()):
+                with m.If(wa_row + 1 == lv_rows):
                     m.d.sync += wa_row.eq(0)
                     with m.If(wa_lvl == L - 1):
                         # The window is requested: its queries may follow.
@@ -366,7 +392,7 @@ class DefsliceTop(wiring.Component):
                         m.next = "LEVEL"
                 with m.Else():
                     m.d.sync += [wa_row.eq(wa_row + 1),
-                                 wa_row_addr.eq(wa_row_addr + row_pitch[wa_lvl])]
+                                 wa_row_addr.eq(wa_row_addr + lv_pitch)]
                     m.next = "ROW"
             with m.State("QUERIES"):
                 m.d.comb += [qslice_fifo.w_en.eq(1),
@@ -393,8 +419,9 @@ class DefsliceTop(wiring.Component):
         wr_addr = Signal(mem_addr_bits)
         wr_data = Signal(p.word_bits)
         for b in range(4):
-            wp = banks[b][0]
-            m.d.comb += [wp.en.eq(wr_en[b]), wp.addr.eq(wr_addr), wp.data.eq(wr_data)]
+            for c, (wp, _) in enumerate(banks[b]):
+                hit = wr_en[b] if n_chunks == 1 else wr_en[b] & (wr_addr[chunk_bits:] == c)
+                m.d.comb += [wp.en.eq(hit), wp.addr.eq(wr_addr), wp.data.eq(wr_data)]
         m.d.sync += wr_en.eq(0)
         chunk = p.lanes * eb_bits
         sub_data = self.m_axi_rdata.word_select(w_sub, chunk) if k_v > 1 else self.m_axi_rdata
@@ -571,21 +598,44 @@ class DefsliceTop(wiring.Component):
             m.d.sync += e_valid.eq(0)
         with m.If(issue):
             m.d.sync += e_g.eq(Mux(last_g, 0, e_g + 1))
+        # Bank read: the chunks' block RAMs return the word one cycle after the address
+        # (R1), each chunk's word is registered next to its RAM (R2), and the chunk
+        # multiplexer feeds the MAC's input register. The side information follows.
+        values = []
         for b in range(4):
-            m.d.comb += banks[b][1].addr.eq(e_base[b] + e_g)
-        # Bank data arrives one cycle after the address: delay the side information.
+            rd_addr = Signal(mem_addr_bits, name=f"rd_addr{b}")
+            m.d.comb += rd_addr.eq(e_base[b] + e_g)
+            words = []
+            for c, (_, rp) in enumerate(banks[b]):
+                m.d.comb += rp.addr.eq(rd_addr)
+                q = Signal(p.word_bits, name=f"rd_word{b}_{c}")
+                m.d.sync += q.eq(rp.data)
+                words.append(q)
+            if n_chunks == 1:
+                values.append(words[0])
+            else:
+                sel1 = Signal(mem_addr_bits - chunk_bits, name=f"rd_sel{b}")
+                sel2 = Signal.like(sel1, name=f"rd_sel{b}_q")
+                m.d.sync += [sel1.eq(rd_addr[chunk_bits:]), sel2.eq(sel1)]
+                values.append(Array(words)[sel2])
         r_valid = Signal()
         r_weight = Signal.like(e_weight)
         r_tag = Signal(tag_layout)
         r_qend = Signal()
         m.d.sync += [r_valid.eq(issue), r_weight.eq(e_weight), r_tag.eq(e_tag),
                      r_qend.eq(e_tag.qend & last_g)]
+        r2_valid = Signal()
+        r2_weight = Signal.like(e_weight)
+        r2_tag = Signal(tag_layout)
+        r2_qend = Signal()
+        m.d.sync += [r2_valid.eq(r_valid), r2_weight.eq(r_weight), r2_tag.eq(r_tag),
+                     r2_qend.eq(r_qend)]
         mp = mac.i.payload
-        m.d.comb += [mac.i.valid.eq(r_valid), mp.weight.eq(r_weight), mp.attn.eq(r_tag.attn),
-                     mp.tag.first.eq(r_tag.first), mp.tag.last.eq(r_tag.last),
-                     mp.tag.qend.eq(r_qend)]
+        m.d.comb += [mac.i.valid.eq(r2_valid), mp.weight.eq(r2_weight),
+                     mp.attn.eq(r2_tag.attn), mp.tag.first.eq(r2_tag.first),
+                     mp.tag.last.eq(r2_tag.last), mp.tag.qend.eq(r2_qend)]
         for b in range(4):
-            m.d.comb += mp.value[b].eq(banks[b][1].data)
+            m.d.comb += mp.value[b].eq(values[b])
         m.d.comb += [acc.i_valid.eq(mac.o.valid), acc.i_term.eq(mac.o.payload.term),
                      acc.i_first.eq(mac.o.payload.tag.first),
                      acc.i_last.eq(mac.o.payload.tag.last),

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from defslice.config import Config
 from defslice.errors import ToolError
+from defslice.hw.params import bank_chunk_depth
 from defslice.model.slicing import SliceGrid
 from defslice.nas.space import SubNet
 
@@ -128,8 +129,10 @@ def buffer_bram18(cfg: Config) -> BramEstimate:
     ``heads * channels / lanes`` words each, a word being ``lanes * value_bits`` wide.
     Levels are stacked in the same banks. Double buffering stacks the two window sets
     (ping and pong) in the same bank memory, doubling its depth, as ``defslice.hw``
-    does (one ``Memory`` of ``sets * set_depth`` words per bank). Each bank memory is
-    counted by :func:`bram18_blocks`.
+    does (``sets * set_depth`` words per bank). A bank is built as a column of chunks of
+    ``defslice.hw.params.bank_chunk_depth(word_bits)`` words (one 18 Kbit block's depth
+    at the word width; the last chunk holds the rest), each a separate memory counted by
+    :func:`bram18_blocks`.
     """
     grid = SliceGrid.from_config(cfg)
     wl, hw = cfg.workload, cfg.hw
@@ -139,7 +142,9 @@ def buffer_bram18(cfg: Config) -> BramEstimate:
     depth = sum(math.ceil(r / 2) * math.ceil(c / 2) * words_per_pixel for r, c in windows)
     copies = 2 if hw.buffering == "double" else 1
     banks = 4
-    blocks = banks * bram18_blocks(copies * depth, word_bits)
+    chunk = bank_chunk_depth(word_bits)
+    full, rest = divmod(copies * depth, chunk)
+    blocks = banks * (full * bram18_blocks(chunk, word_bits) + bram18_blocks(rest, word_bits))
     return BramEstimate(blocks, depth, word_bits, copies, banks, windows)
 
 

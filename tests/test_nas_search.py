@@ -53,11 +53,12 @@ def test_buffer_bram18_by_hand():
     est = buffer_bram18(DAT56)  # Hs=28, Ws=14, O=2 on 56x56
     # largest window: rows 26..56 (30), cols 12..30 (18); banks hold 15 x 9 pixels of
     # 64 / 8 = 8 words of 128 bits -> 1080 words per set; double buffering stacks two
-    # sets in one bank memory: 2160 words, 2048 in 9-bit blocks (15) + 112 in 36-bit
-    # blocks (4) = 19 per bank (what yosys synth_xilinx infers for the generated design)
+    # sets in one bank: 2160 words, built as chunks of 512 words (one 36-bit block's
+    # depth): 4 chunks of 512 x 128 bits (4 blocks each) + 112 words (4 blocks) = 20 per
+    # bank (what yosys synth_xilinx infers for the generated design)
     assert est.windows == ((30, 18),)
     assert (est.bank_depth, est.word_bits, est.copies) == (1080, 128, 2)
-    assert est.blocks == 4 * 19
+    assert est.blocks == 4 * 20
     single = buffer_bram18(DAT56.replace(hw={"buffering": "single"}))
     assert single.blocks == 4 * 4 * 3   # 1080 words: 4 columns x 3 blocks per bank
 
