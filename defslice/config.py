@@ -430,7 +430,7 @@ class NasConfig:
     alpha_min: float = -1.0
     alpha_max: float = 1.0
     finetune_students: int = 2
-    train_epochs: int = 4
+    train_epochs: int = 16
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "slice_h_range", tuple(self.slice_h_range))

@@ -338,18 +338,18 @@ class DAttention(nn.Module):
         sampled = sampled.reshape(B, C, 1, nk)
         k = self.proj_k(sampled).reshape(B * h, hc, nk)
         v = self.proj_v(sampled).reshape(B * h, hc, nk)
-        rpe = self._rpe_bias(torch.stack([py, px], -1), B, H, W) if self.spec.use_pe else None
+        kpos = torch.stack([py, px], -1) if self.spec.use_pe else None
         if pooled:
             # Mean attention weight of each key over all queries, slice by slice: only
             # pairs inside one slice are computed (the mean commutes with v and proj_out).
-            cell_attn = self._pooled_weights(q, k, rpe, layout, H, W, pooled)
+            cell_attn = self._pooled_weights(q, k, kpos, layout, H, W, pooled)
             o = torch.einsum("brn,bcn->brc", cell_attn, v)
             o = o.reshape(B, h, pooled * pooled, hc).permute(0, 2, 1, 3).reshape(B, -1, C)
             o = F.linear(o, self.proj_out.weight.reshape(C, C), self.proj_out.bias)
             return o.transpose(1, 2).reshape(B, C, pooled, pooled)
         logits = torch.bmm(q, k) * self.scale
-        if rpe is not None:
-            logits = logits + rpe
+        if kpos is not None:
+            logits = logits + self._rpe_bias(kpos, B, H, W)
         if layout is None:
             attn = torch.softmax(logits, dim=-1)
         else:
@@ -383,10 +383,11 @@ class DAttention(nn.Module):
                                              layout.rpe_bounds[:, 3]), layout.rpe_bounds[:, 2])
         return sampled.reshape(B, C, nk), py, px
 
-    def _pooled_weights(self, q, k, rpe, layout: SliceLayout | None, H: int, W: int,
+    def _pooled_weights(self, q, k, kpos, layout: SliceLayout | None, H: int, W: int,
                         g: int):
         """Attention weights averaged over the queries of each cell of a g x g grid:
-        (B*heads, g*g, Nk)."""
+        (B*heads, g*g, Nk). ``kpos`` (B*G, Nk, 2): key positions for the position bias
+        (``None``: no bias), which is sampled for the pairs of each slice only."""
         nk = k.shape[2]
         cell = (torch.arange(H)[:, None] // (H // g) * g + torch.arange(W) // (W // g))
         if layout is None:
@@ -398,29 +399,33 @@ class DAttention(nn.Module):
         for r0, r1, c0, c1, keys in blocks:
             qs = qmap[:, r0:r1, c0:c1].reshape(q.shape[0], -1, q.shape[2])
             logits = torch.bmm(qs, k[:, :, keys]) * self.scale
-            if rpe is not None:
+            if kpos is not None:
                 rows = (torch.arange(r0, r1)[:, None] * W + torch.arange(c0, c1)).reshape(-1)
-                logits = logits + rpe[:, rows][:, :, keys]
+                logits = logits + self._rpe_bias(kpos[:, keys], q.shape[0] // self.n_heads,
+                                                 H, W, rows)
             a = torch.softmax(logits, dim=-1)
             part = a.new_zeros(a.shape[0], g * g, a.shape[2])
             part = part.index_add(1, cell[r0:r1, c0:c1].reshape(-1), a)
             total = total.index_add(2, keys, part)
         return total / ((H // g) * (W // g))
 
-    def _rpe_bias(self, pos, B: int, H: int, W: int):
+    def _rpe_bias(self, pos, B: int, H: int, W: int, rows=None):
         """DAT's relative-position bias: the table sampled at the normalized displacement
-        (query - key) / size with ``align_corners=True``; (B*heads, H*W, Nk)."""
+        (query - key) / size with ``align_corners=True``; (B*heads, H*W, Nk), or only
+        the queries ``rows`` (row-major pixel indices), (B*heads, len(rows), Nk)."""
         G, hg = self.n_groups, self.n_heads // self.n_groups
         nk = pos.shape[1]
         qy, qx = torch.meshgrid(torch.arange(H, dtype=pos.dtype, device=pos.device),
                                 torch.arange(W, dtype=pos.dtype, device=pos.device),
                                 indexing="ij")
         qg = torch.stack([qx.reshape(-1) / W, qy.reshape(-1) / H], -1)  # (HW, 2) as (x, y)
+        if rows is not None:
+            qg = qg[rows]
         kg = torch.stack([pos[..., 1] / W, pos[..., 0] / H], -1)      # (B*G, Nk, 2)
         disp = qg[None, :, None, :] - kg[:, None, :, :]               # (B*G, HW, Nk, 2)
         table = self.rpe_table.reshape(G, hg, 2 * H - 1, 2 * W - 1).repeat(B, 1, 1, 1)
         bias = F.grid_sample(table, disp, mode="bilinear", align_corners=True)
-        return bias.reshape(B * self.n_heads, H * W, nk)
+        return bias.reshape(B * self.n_heads, qg.shape[0], nk)
 
     def forward(self, x, layout: SliceLayout | None = None):
         return self.attend(self.prepare(x), layout)
@@ -521,10 +526,15 @@ class DatClassifier(nn.Module):
 
 
 def spec_for_digits(cfg: Config) -> DatSpec:
-    """The offline classifier of the digits objective on ``cfg``'s DAT map."""
+    """The offline classifier of the digits objective on ``cfg``'s DAT map.
+
+    Spatial context reaches the head only through the (sliced) deformable attention:
+    the stem is a 3x3 convolution on the map (local intensity and gradient only), the
+    head reads the global average (DAT's head), and the attention has DAT's relative
+    position bias (``rpe_table``), so restricting attention to slices costs accuracy.
+    """
     return DatSpec.from_config(cfg, in_chans=1, mlp_ratio=0.0, norm_before_pool=False,
-                               pool_grid=cfg.workload.key_grid[0],
-                               num_classes=10)
+                               pool_grid=1, use_pe=True, num_classes=10)
 
 
 def with_spec(spec: DatSpec, **changes: Any) -> DatSpec:

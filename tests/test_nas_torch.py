@@ -30,7 +30,7 @@ TINY_DAT = C.Config(
     slicing=C.SlicingConfig(slice_h=8, slice_w=8, overlap=1),
     hw=C.HwConfig(lanes=2),
     nas=C.NasConfig(slice_h_range=(4, 6), slice_w_range=(4, 6), overlaps=(0, 2),
-                    generations=3, samples_per_generation=4, train_epochs=1,
+                    generations=3, samples_per_generation=4, train_epochs=4,
                     finetune_epochs=1),
 )
 
@@ -75,8 +75,11 @@ def test_sampled_keys_match_the_golden_sliced_model(sub, clamp):
     assert stats.clamped_fraction > 0  # the case really exercises clamping
 
 
-def test_one_slice_is_the_unsliced_model_and_cached_path_is_exact():
-    m = tiny_model(use_pe=True)
+@pytest.mark.parametrize("kw", [{}, {"pool_grid": 1}, {"pool_grid": 1, "stem_kernel": 1}])
+def test_one_slice_is_the_unsliced_model_and_cached_path_is_exact(kw):
+    """Also with the digits objective's global pool (the position bias is then sampled
+    slice by slice in the cached path)."""
+    m = tiny_model(use_pe=True, **kw)
     img = torch.randn(5, 1, 16, 16)
     with torch.no_grad():
         full = m(img)
@@ -165,7 +168,9 @@ def test_digits_objective_is_cached_and_finetuning_reports_epochs(tmp_path, monk
     acc, meta = digits_objective(TINY_DAT)
     assert not meta["cached"] and meta["val_images"] == 359
     first = acc(None)
-    assert first > 0.5  # one epoch of real digits at 16x16 is far above chance (0.1)
+    # four epochs of real digits at 16x16, spatial context through the attention only:
+    # far above chance (0.1)
+    assert first > 0.3
     acc2, meta2 = digits_objective(TINY_DAT)
     assert meta2["cached"] and acc2(None) == first
     space = SearchSpace.from_config(TINY_DAT)
