@@ -30,6 +30,7 @@ __all__ = [
     "buffer_bram18",
     "check_bram_against_yosys",
     "eq3_resource",
+    "in_lutram",
     "with_subnet",
 ]
 
@@ -38,6 +39,10 @@ __all__ = [
 #: port from the loader, one read port to the sampler) uses.
 RAMB18_SHAPES = ((1, 16384), (2, 8192), (4, 4096), (9, 2048), (18, 1024), (36, 512))
 RAMB18_BITS = 18 * 1024
+#: yosys ``memory_libmap`` costs (xc7): a RAMB18 129, one simple-dual-port LUT RAM cell
+#: 8 (32 x 6 or 64 x 3 bits). A memory goes where it costs less, see :func:`in_lutram`.
+RAMB18_COST = 129
+LUTRAM_COST = 8
 
 
 def with_subnet(cfg: Config, x: SubNet) -> Config:
@@ -65,6 +70,19 @@ def eq3_resource(cfg: Config, x: SubNet) -> float:
         ws = -(-x.slice_w * wlv // w0)
         total += (ws + 2 * x.overlap) * (hs + 2 * x.overlap)
     return float(bit_width * total + cfg.nas.beta)
+
+
+def in_lutram(depth: int, width: int) -> bool:
+    """Whether synthesis maps a ``depth`` x ``width`` memory to distributed (LUT) RAM
+    rather than block RAM: yosys's cheaper choice, LUT RAM cells of 32 x 6 or 64 x 3 bits
+    (cost 8 each) against :func:`bram18_blocks` RAMB18 (cost 129 each). Up to 64 words
+    LUT RAM always wins; a 16 x 128 chunk is LUT RAM (22 cells, 176 < 516), a 112 x 128
+    chunk block RAM (86 cells, 688 > 516), a 104 x 32 bank block RAM (22 cells, 176 > 129).
+    """
+    if depth <= 0 or width <= 0:
+        return False
+    cells = math.ceil(width / 6) if depth <= 32 else math.ceil(depth / 64) * math.ceil(width / 3)
+    return LUTRAM_COST * cells < RAMB18_COST * bram18_blocks(depth, width)
 
 
 def bram18_blocks(depth: int, width: int) -> int:
@@ -132,7 +150,8 @@ def buffer_bram18(cfg: Config) -> BramEstimate:
     does (``sets * set_depth`` words per bank). A bank is built as a column of chunks of
     ``defslice.hw.params.bank_chunk_depth(word_bits)`` words (one 18 Kbit block's depth
     at the word width; the last chunk holds the rest), each a separate memory counted by
-    :func:`bram18_blocks`.
+    :func:`bram18_blocks`, except chunks that synthesis puts in distributed RAM
+    (:func:`in_lutram`: 0 RAMB18).
     """
     grid = SliceGrid.from_config(cfg)
     wl, hw = cfg.workload, cfg.hw
@@ -144,7 +163,9 @@ def buffer_bram18(cfg: Config) -> BramEstimate:
     banks = 4
     chunk = bank_chunk_depth(word_bits)
     full, rest = divmod(copies * depth, chunk)
-    blocks = banks * (full * bram18_blocks(chunk, word_bits) + bram18_blocks(rest, word_bits))
+    chunks = [chunk] * full + ([rest] if rest else [])
+    blocks = banks * sum(bram18_blocks(d, word_bits) for d in chunks
+                         if not in_lutram(d, word_bits))
     return BramEstimate(blocks, depth, word_bits, copies, banks, windows)
 
 

@@ -12,7 +12,13 @@ from defslice import config as C
 from defslice.errors import ConfigError
 from defslice.nas.pareto import Point, dominates, hypervolume, pareto_front, update_front
 from defslice.nas.pipeline import choose
-from defslice.nas.resources import bram18_blocks, buffer_bram18, eq3_resource, with_subnet
+from defslice.nas.resources import (
+    bram18_blocks,
+    buffer_bram18,
+    eq3_resource,
+    in_lutram,
+    with_subnet,
+)
 from defslice.nas.search import (
     Objective,
     evolutionary_search,
@@ -60,7 +66,17 @@ def test_buffer_bram18_by_hand():
     assert (est.bank_depth, est.word_bits, est.copies) == (1080, 128, 2)
     assert est.blocks == 4 * 20
     single = buffer_bram18(DAT56.replace(hw={"buffering": "single"}))
-    assert single.blocks == 4 * 4 * 3   # 1080 words: 4 columns x 3 blocks per bank
+    # 1080 words: 2 chunks of 512 (4 blocks each), 56 words in LUT RAM
+    assert single.blocks == 4 * 2 * 4
+
+
+def test_shallow_chunks_go_to_lut_ram():
+    # the cases yosys synth_xilinx was seen to map (docs/nas.md)
+    assert in_lutram(16, 128) and in_lutram(64, 128) and in_lutram(40, 32)
+    assert not in_lutram(112, 128) and not in_lutram(104, 32) and not in_lutram(512, 128)
+    # 28 x 28 slices, O = 2: 3600 words per bank = 7 chunks of 512 (4 blocks each) and a
+    # 16-word chunk in LUT RAM -> 28 per bank (yosys: 56 RAMB36)
+    assert buffer_bram18(with_subnet(DAT56, SubNet(28, 28, 2))).blocks == 4 * 28
 
 
 def test_bram18_grows_with_the_window():
