@@ -409,6 +409,12 @@ class NasConfig:
         alpha- < 0 < alpha+ of the alpha-divergence of eq. 1 (AlphaNet: -1 and 1).
     finetune_students : int
         Sub-nets per fine-tuning step: the smallest one plus this many minus one random.
+    finetune_lr : float
+        Peak learning rate of the fine-tuning (AdamW; linear warm-up over the first 10%
+        of the steps, then cosine decay to 0).
+    finetune_teacher_weight : float
+        Weight of the unsliced model's cross-entropy in the fine-tuning loss (each
+        student's alpha-divergence has weight 1).
     train_epochs : int
         Epochs of the offline digits classifier's first training (then cached).
     """
@@ -431,6 +437,8 @@ class NasConfig:
     alpha_max: float = 1.0
     finetune_students: int = 2
     train_epochs: int = 16
+    finetune_lr: float = 3e-4
+    finetune_teacher_weight: float = 3.0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "slice_h_range", tuple(self.slice_h_range))
@@ -464,6 +472,12 @@ class NasConfig:
                  "nas.alpha_max", self.alpha_max, "a number in (0, 10]")
         _require_int(self.finetune_students, "nas.finetune_students", 1, 64)
         _require_int(self.train_epochs, "nas.train_epochs", 1, 1000)
+        _require(isinstance(self.finetune_lr, (int, float)) and 0 < self.finetune_lr <= 1,
+                 "nas.finetune_lr", self.finetune_lr, "a number in (0, 1]")
+        _require(isinstance(self.finetune_teacher_weight, (int, float))
+                 and 0 <= self.finetune_teacher_weight <= 100,
+                 "nas.finetune_teacher_weight", self.finetune_teacher_weight,
+                 "a number in [0, 100]")
         if self.r_min is not None and self.r_max is not None:
             _require(self.r_min <= self.r_max, "nas.r_min", self.r_min,
                      f"<= nas.r_max = {self.r_max}")

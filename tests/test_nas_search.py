@@ -97,6 +97,10 @@ def test_space_from_config_and_bad_ranges():
         C.NasConfig(crossover_prob=1.5)
     with pytest.raises(ConfigError, match="nas.resource"):
         C.NasConfig(resource="luts")
+    with pytest.raises(ConfigError, match="nas.finetune_lr"):
+        C.NasConfig(finetune_lr=0.0)
+    with pytest.raises(ConfigError, match="nas.finetune_teacher_weight"):
+        C.NasConfig(finetune_teacher_weight=-1.0)
 
 
 SPACE = SearchSpace((8, 28), (8, 28), (0, 1, 2))

@@ -1,6 +1,7 @@
 """NAS accuracy objective in PyTorch: the sliced DAT layer, the evaluators, fine-tuning,
 and the command line, on a 16x16 DAT map and generated data."""
 
+import itertools
 import json
 
 import numpy as np
@@ -17,7 +18,7 @@ from defslice.nas.alpha import adaptive_alpha_divergence, alpha_divergence
 from defslice.nas.checkpoint import load_dat_checkpoint
 from defslice.nas.dat_torch import DatClassifier, DatSpec, SliceLayout, _bilinear
 from defslice.nas.evaluators import SubnetAccuracy, digits_objective, imagefolder_objective
-from defslice.nas.finetune import finetune_supernet
+from defslice.nas.finetune import finetune_supernet, lr_factor
 from defslice.nas.space import SearchSpace, SubNet
 from defslice.nas.train import train_classifier
 
@@ -179,6 +180,16 @@ def test_digits_objective_is_cached_and_finetuning_reports_epochs(tmp_path, monk
     assert [h["epoch"] for h in hist] == [0, 1]
     assert hist[0]["accuracy"]["unsliced"] == first
     assert set(hist[1]["accuracy"]) == {"unsliced", "Hs=4 Ws=4 O=0"}
+    # the last step's learning rate is near the end of the cosine decay
+    assert hist[0]["lr"] is None and 0 < hist[1]["lr"] < 0.05 * TINY_DAT.nas.finetune_lr
+
+
+def test_finetune_lr_warms_up_then_decays_by_a_cosine():
+    f = [lr_factor(s, 40) for s in range(40)]
+    assert f[:4] == [0.25, 0.5, 0.75, 1.0]          # 10% of 40 steps of warm-up
+    assert f[4] == 1.0 and all(a >= b for a, b in itertools.pairwise(f[4:]))
+    assert f[22] == pytest.approx(0.5) and 0 < f[-1] < 0.01
+    assert lr_factor(0, 1) == 1.0                    # no warm-up step to round to
 
 
 def test_cli_writes_the_reports(tmp_path, monkeypatch):
