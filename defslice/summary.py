@@ -13,6 +13,7 @@ from pathlib import Path
 
 from defslice.config import Config
 from defslice.errors import DefsliceError
+from defslice.hw.reports import critical_path_text
 from defslice.reporting import markdown_table
 
 __all__ = ["DEVICE_CAPACITY", "PAPER", "write_summary"]
@@ -124,13 +125,9 @@ def _hw_section(cfg: Config, util: dict | None, timing: dict | None) -> list[str
                   f"**{timing['fmax_mhz']:.1f} MHz** against a {timing['target_mhz']:g} MHz "
                   f"target ({verdict}). A Vivado run on the Xilinx part is not part of the "
                   "flow; the Vivado project is in `verilog/xilinx/`.", ""]
-        cp = timing.get("critical_path")
-        if cp:
-            nets = ", ".join(f"`{n}`" for n in cp["nets"]) or "yosys-internal nets only"
-            lines += [f"Critical path: `{cp['start']}` -> `{cp['end']}`, {cp['delay_ns']:.2f} ns "
-                      f"({cp['logic_ns']:.2f} logic, {cp['routing_ns']:.2f} routing) through "
-                      f"{nets}" + (f"; `verilog/defslice_top.v` lines {', '.join(cp['lines'])}"
-                                     if cp["lines"] else "") + ".", ""]
+        text = critical_path_text(timing.get("critical_path"), "verilog/defslice_top.v")
+        if text:
+            lines += [text, ""]
     return lines
 
 

@@ -65,16 +65,6 @@ def write_vivado_tree(cfg: Config, out_dir: Path) -> Path:
     return out_dir
 
 
-def _critical_path_text(cp: dict | None) -> str:
-    if not cp:
-        return ""
-    return (f"\nCritical path: `{cp['start']}` -> `{cp['end']}`, {cp['delay_ns']:.2f} ns "
-            f"({cp['logic_ns']:.2f} logic, {cp['routing_ns']:.2f} routing), nets "
-            f"{', '.join(cp['nets']) or '(internal)'}"
-            + (f"; defslice_top.v lines {', '.join(cp['lines'])}" if cp["lines"] else "")
-            + ".\n")
-
-
 def _step(msg: str) -> float:
     print(f"defslice verilog: {msg}", flush=True)
     return time.perf_counter()
@@ -99,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
         _step(f"Vivado build tree for {cfg.hw.board} in {out / 'xilinx'}")
         write_vivado_tree(cfg, out / "xilinx")
     if not args.no_reports:
-        from defslice.hw.reports import ecp5_timing, xilinx_utilization
+        from defslice.hw.reports import critical_path_text, ecp5_timing, xilinx_utilization
 
         t0 = _step(f"synth_xilinx -family xc7 ({cfg.hw.part})")
         util = xilinx_utilization(vpath, cfg.hw.part)
@@ -116,11 +106,12 @@ def run(args: argparse.Namespace) -> int:
         timing["seconds"] = round(time.perf_counter() - t0, 1)
         timing["config"] = cfg.name
         write_json(out / "reports" / "ecp5_timing.json", timing)
+        path_text = critical_path_text(timing.get("critical_path"), "defslice_top.v")
         (out / "reports" / "ecp5_timing.md").write_text(
             f"# ECP5 timing: {cfg.name}\n\n" + markdown_table(
                 ("device", "target MHz", "Fmax MHz", "met"),
                 [[timing["device"], timing["target_mhz"], timing["fmax_mhz"],
-                  timing["met"]]]) + "\n" + _critical_path_text(timing.get("critical_path")))
+                  timing["met"]]]) + "\n" + (f"\n{path_text}\n" if path_text else ""))
         print(f"defslice verilog: LUT {util['LUT']}  FF {util['FF']}  RAMB18 "
               f"{util['RAMB18']}  RAMB36 {util['RAMB36']}  DSP {util['DSP48E1']}  "
               f"ECP5 Fmax {timing['fmax_mhz']} MHz")

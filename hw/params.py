@@ -20,7 +20,7 @@ from defslice.model.layout import (
 )
 from defslice.model.slicing import SliceGrid
 
-__all__ = ["MAX_BUFFER_BITS", "HwParams", "bank_chunk_depth", "derive"]
+__all__ = ["MAX_BUFFER_BITS", "HwParams", "bank_chunk_depth", "bank_chunk_depths", "derive"]
 
 #: Largest total window-buffer size the generator accepts (bits, all banks and sets):
 #: 32 Mbit, more than the block RAM of any part the project targets (Arty A7-100T: 4.9
@@ -39,6 +39,14 @@ def bank_chunk_depth(word_bits: int) -> int:
     if word_bits > 18:
         return 512
     return 1024 if word_bits > 9 else 2048
+
+
+def bank_chunk_depths(bank_depth: int, word_bits: int) -> list[int]:
+    """Depths of a bank's chunks, top to bottom: full chunks of
+    :func:`bank_chunk_depth` words, the last one holding the rest."""
+    chunk = bank_chunk_depth(word_bits)
+    full, rest = divmod(bank_depth, chunk)
+    return [chunk] * full + ([rest] if rest else [])
 
 
 def _ceil_div(a: int, b: int) -> int:

