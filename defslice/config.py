@@ -417,6 +417,15 @@ class NasConfig:
         student's alpha-divergence has weight 1).
     train_epochs : int
         Epochs of the offline digits classifier's first training (then cached).
+    digits_margin : int or None
+        Background margin of the digits objective, pixels of the map on each side: the
+        digit fills the map minus this margin and is moved by up to this many pixels in
+        each direction (randomly every training step; at fixed seeded shifts for
+        validation), so no slice boundary always cuts the same stroke. ``None``: one
+        key-grid cell (8 on the 56x56 map with 7x7 keys).
+    digits_val_shifts : int
+        Placements of each validation digit (the first one centred); more placements
+        give a less noisy accuracy per sub-net, at proportional evaluation cost.
     """
 
     slice_h_range: tuple[int, int] = (8, 28)
@@ -425,7 +434,7 @@ class NasConfig:
     beta: float = 0.0
     r_min: float | None = None
     r_max: float | None = None
-    generations: int = 30
+    generations: int = 60
     samples_per_generation: int = 8
     crossover_prob: float = 0.5
     seed: int = 0
@@ -439,6 +448,8 @@ class NasConfig:
     train_epochs: int = 16
     finetune_lr: float = 3e-4
     finetune_teacher_weight: float = 3.0
+    digits_margin: int | None = None
+    digits_val_shifts: int = 4
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "slice_h_range", tuple(self.slice_h_range))
@@ -478,6 +489,9 @@ class NasConfig:
                  and 0 <= self.finetune_teacher_weight <= 100,
                  "nas.finetune_teacher_weight", self.finetune_teacher_weight,
                  "a number in [0, 100]")
+        if self.digits_margin is not None:
+            _require_int(self.digits_margin, "nas.digits_margin", 0, MAX_MAP_SIDE // 4)
+        _require_int(self.digits_val_shifts, "nas.digits_val_shifts", 1, 64)
         if self.r_min is not None and self.r_max is not None:
             _require(self.r_min <= self.r_max, "nas.r_min", self.r_min,
                      f"<= nas.r_max = {self.r_max}")

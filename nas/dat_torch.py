@@ -403,7 +403,9 @@ class DAttention(nn.Module):
                 rows = (torch.arange(r0, r1)[:, None] * W + torch.arange(c0, c1)).reshape(-1)
                 logits = logits + self._rpe_bias(kpos[:, keys], q.shape[0] // self.n_heads,
                                                  H, W, rows)
-            a = torch.softmax(logits, dim=-1)
+            # Softmax over a short last dimension (the slice's keys) is many times slower
+            # on CPU than over the middle one of the transposed copy.
+            a = torch.softmax(logits.transpose(1, 2).contiguous(), dim=1).transpose(1, 2)
             part = a.new_zeros(a.shape[0], g * g, a.shape[2])
             part = part.index_add(1, cell[r0:r1, c0:c1].reshape(-1), a)
             total = total.index_add(2, keys, part)
@@ -423,9 +425,14 @@ class DAttention(nn.Module):
             qg = qg[rows]
         kg = torch.stack([pos[..., 1] / W, pos[..., 0] / H], -1)      # (B*G, Nk, 2)
         disp = qg[None, :, None, :] - kg[:, None, :, :]               # (B*G, HW, Nk, 2)
-        table = self.rpe_table.reshape(G, hg, 2 * H - 1, 2 * W - 1).repeat(B, 1, 1, 1)
+        nq = qg.shape[0]
+        # The table is shared by the batch: sample it once per group with the batch's
+        # displacements stacked along the grid's rows (no per-image copy of the table).
+        disp = disp.reshape(B, G, nq, nk, 2).transpose(0, 1).reshape(G, B * nq, nk, 2)
+        table = self.rpe_table.reshape(G, hg, 2 * H - 1, 2 * W - 1)
         bias = F.grid_sample(table, disp, mode="bilinear", align_corners=True)
-        return bias.reshape(B * self.n_heads, qg.shape[0], nk)
+        bias = bias.reshape(G, hg, B, nq, nk).permute(2, 0, 1, 3, 4)
+        return bias.reshape(B * self.n_heads, nq, nk)
 
     def forward(self, x, layout: SliceLayout | None = None):
         return self.attend(self.prepare(x), layout)

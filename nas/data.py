@@ -5,6 +5,7 @@ Both return float32 tensors (N, C, H, W) and int64 labels (N,). Importing needs 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,7 @@ from defslice.nas._torch import require_torch
 torch = require_torch()
 from torch.nn import functional as F  # noqa: E402
 
-__all__ = ["Dataset", "digits", "image_folder"]
+__all__ = ["Dataset", "digits", "image_folder", "random_shifter", "shift_images"]
 
 #: ImageNet channel statistics (DAT's evaluation transform).
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -27,30 +28,66 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
 
 @dataclass
 class Dataset:
-    """Images (N, C, H, W) float32, labels (N,) int64, class names."""
+    """Images (N, C, H, W) float32, labels (N,) int64, class names.
+
+    ``augment(images, generator)``, when set, transforms a training batch (same shape)
+    with randomness drawn from the ``torch.Generator``.
+    """
 
     images: Any
     labels: Any
     classes: list[str]
+    augment: Callable[[Any, Any], Any] | None = None
 
     def __len__(self) -> int:
         return int(self.labels.shape[0])
 
 
-def digits(size: tuple[int, int], val_fraction: float = 0.2,
-           seed: int = 0) -> tuple[Dataset, Dataset]:
-    """scikit-learn's bundled 8x8 handwritten digits (1797 images), resized to ``size``.
+def shift_images(images, shifts):
+    """``images`` (N, C, H, W) each moved by ``shifts`` (N, 2) int pixels (dy, dx).
+
+    A cyclic roll: exact as a shift with background fill when every image has at least
+    ``max |shift|`` background pixels on each side (the digits' margin).
+    """
+    return torch.stack([torch.roll(img, (int(dy), int(dx)), dims=(1, 2))
+                        for img, (dy, dx) in zip(images, shifts, strict=True)])
+
+
+def random_shifter(margin: int) -> Callable[[Any, Any], Any]:
+    """Augmentation moving each image by a uniform random shift in [-margin, margin]^2."""
+    def augment(images, gen):
+        if margin == 0:
+            return images
+        shifts = torch.randint(-margin, margin + 1, (len(images), 2), generator=gen)
+        return shift_images(images, shifts)
+    return augment
+
+
+def digits(size: tuple[int, int], val_fraction: float = 0.2, seed: int = 0,
+           margin: int = 0, val_shifts: int = 1) -> tuple[Dataset, Dataset]:
+    """scikit-learn's bundled 8x8 handwritten digits (1797 images) on a ``size`` map.
 
     Intensities 0..16 are scaled to [0, 1], resized bilinearly (``align_corners=False``)
-    and standardised with the training split's mean and deviation. The split is
-    stratified and seeded. Returns ``(train, val)``.
+    to ``size`` minus ``margin`` background pixels on each side, and standardised with
+    the training split's mean and deviation. The split is stratified and seeded.
+
+    With a margin, training batches are moved by random shifts of up to ``margin``
+    pixels (``train.augment``), and the validation set holds each digit at
+    ``val_shifts`` placements: centred, then seeded random shifts (validation image
+    ``k * n + i`` is digit ``i`` at placement ``k``). Returns ``(train, val)``.
     """
     from sklearn.datasets import load_digits
 
+    h, w = (int(v) for v in size)
+    if not 0 <= margin < min(h, w) // 2 - 3:
+        raise InputError(f"digits margin {margin} leaves no room for the digit on a "
+                         f"{h}x{w} map (allowed: 0..{min(h, w) // 2 - 4})")
     d = load_digits()
     x = torch.from_numpy(d.images.astype(np.float32) / 16.0)[:, None]
     y = torch.from_numpy(d.target.astype(np.int64))
-    x = F.interpolate(x, size=tuple(size), mode="bilinear", align_corners=False)
+    x = F.interpolate(x, size=(h - 2 * margin, w - 2 * margin), mode="bilinear",
+                      align_corners=False)
+    x = F.pad(x, (margin, margin, margin, margin))
     rng = np.random.default_rng(seed)
     val_idx = []
     for c in range(10):
@@ -62,7 +99,13 @@ def digits(size: tuple[int, int], val_fraction: float = 0.2,
     mean, std = x[tr].mean(), x[tr].std()
     x = (x - mean) / std
     names = [str(c) for c in range(10)]
-    return Dataset(x[tr], y[tr], names), Dataset(x[va], y[va], names)
+    xv, yv = x[va], y[va]
+    placements = [xv]
+    for _ in range(1, val_shifts):
+        shifts = rng.integers(-margin, margin + 1, size=(len(yv), 2))
+        placements.append(shift_images(xv, shifts))
+    val = Dataset(torch.cat(placements), yv.repeat(val_shifts), names)
+    return Dataset(x[tr], y[tr], names, random_shifter(margin)), val
 
 
 def image_folder(root: str | Path, size: tuple[int, int], channels: int = 3,

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from defslice.config import Config
-from defslice.errors import InputError
+from defslice.errors import ConfigError, InputError
 from defslice.nas._torch import require_torch
 from defslice.nas.checkpoint import infer_spec, load_dat_checkpoint, read_state_dict
 from defslice.nas.dat_torch import DatClassifier, spec_for_digits
@@ -71,12 +71,24 @@ def digits_objective(cfg: Config, progress: bool = False) -> tuple[SubnetAccurac
     """The offline objective: the DAT-style digits classifier of ``cfg``'s map.
 
     Trained unsliced for ``nas.train_epochs`` on 80% of scikit-learn's digits (seed
-    ``nas.seed``), cached on disk; scored on the other 20%.
+    ``nas.seed``) with random shifts of up to ``nas.digits_margin`` pixels, cached on
+    disk; scored on the other 20%, each digit at ``nas.digits_val_shifts`` placements.
     """
     spec = spec_for_digits(cfg)
-    train, val = digits(spec.img_size, seed=cfg.nas.seed)
-    recipe = {"data": "sklearn-digits", "val_fraction": 0.2, "epochs": cfg.nas.train_epochs,
-              "seed": cfg.nas.seed}
+    nas = cfg.nas
+    room = min(spec.img_size) // 2 - 4
+    margin = nas.digits_margin
+    if margin is None:  # one key-grid cell
+        margin = min(spec.img_size[0] // spec.key_grid[0],
+                     spec.img_size[1] // spec.key_grid[1], room)
+    if margin > room:
+        raise ConfigError("nas.digits_margin", margin,
+                          f"0..{room} on the {spec.img_size[0]}x{spec.img_size[1]} map "
+                          "(the digit needs at least 8 pixels)")
+    train, val = digits(spec.img_size, seed=nas.seed, margin=margin,
+                        val_shifts=nas.digits_val_shifts)
+    recipe = {"data": "sklearn-digits", "val_fraction": 0.2, "epochs": nas.train_epochs,
+              "seed": nas.seed, "margin": margin}
 
     def build(model: DatClassifier) -> dict:
         def report(ep: int, loss: float) -> None:
@@ -84,12 +96,13 @@ def digits_objective(cfg: Config, progress: bool = False) -> tuple[SubnetAccurac
                 print(f"nas: digits classifier epoch {ep + 1}/{cfg.nas.train_epochs}: "
                       f"loss {loss:.4f}", flush=True)
 
-        losses = train_classifier(model, train.images, train.labels, cfg.nas.train_epochs,
-                                  cfg.nas.seed, on_epoch=report)
+        losses = train_classifier(model, train.images, train.labels, nas.train_epochs,
+                                  nas.seed, on_epoch=report, augment=train.augment)
         return {"train_loss": losses}
 
     model, meta = cached_weights("digits", spec, recipe, build)
     meta.update({"train_images": len(train), "val_images": len(val),
+                 "margin": margin, "val_shifts": nas.digits_val_shifts,
                  "evaluator": "digits", "recipe": recipe})
     return SubnetAccuracy(model, val, train), meta
 

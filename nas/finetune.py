@@ -94,6 +94,8 @@ def finetune_supernet(model: DatClassifier, train, val, space: SearchSpace, nas:
         for i in range(0, len(train), batch):
             idx = perm[i:i + batch]
             xb, yb = train.images[idx], train.labels[idx]
+            if train.augment is not None:
+                xb = train.augment(xb, gen)
             students = [smallest] + [space.sample(rng)
                                      for _ in range(nas.finetune_students - 1)]
             if model.supports_cache():

@@ -22,8 +22,9 @@ from defslice.nas.space import SearchSpace, SubNet
 
 __all__ = ["SEED_STUDY_SEEDS", "choose", "resource_function", "run_search"]
 
-#: Seeds of the replayed seed study (``nas.seed`` onwards) when the exhaustive search ran.
-SEED_STUDY_SEEDS = 5
+#: Seeds of the replayed seed study (``nas.seed`` onwards) when the exhaustive search ran
+#: (about 8 s for 100 seeds at T = 60 on the 1323 sub-nets of ``dat56``).
+SEED_STUDY_SEEDS = 100
 
 
 def resource_function(cfg: Config) -> Callable[[SubNet], float]:

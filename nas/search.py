@@ -51,13 +51,15 @@ class SearchResult:
 
     ``front``: Pareto front (resource ascending); ``evaluated``: every distinct sub-net
     the search asked for, in first-asked order; ``front_per_generation``: front size
-    after each generation (Alg. 1 only).
+    after each generation; ``history``: after each generation, the distinct sub-nets
+    evaluated so far and the front (Alg. 1 only).
     """
 
     name: str
     front: list[Point]
     evaluated: list[Point]
     front_per_generation: list[int] = field(default_factory=list)
+    history: list[tuple[int, list[Point]]] = field(default_factory=list)
 
     @property
     def evaluations(self) -> int:
@@ -96,6 +98,7 @@ def evolutionary_search(space: SearchSpace, objective: Objective, nas: NasConfig
     track = _Tracker(objective)
     front: list[Point] = []
     sizes: list[int] = []
+    history: list[tuple[int, list[Point]]] = []
     gens = range(nas.generations)
     if progress:
         from tqdm import tqdm
@@ -110,7 +113,8 @@ def evolutionary_search(space: SearchSpace, objective: Objective, nas: NasConfig
                      for i in range(k)]
         front = update_front(front, [track(x) for x in batch], nas.r_min, nas.r_max)
         sizes.append(len(front))
-    return SearchResult("evolutionary", front, track.points(), sizes)
+        history.append((len(track.order), front))
+    return SearchResult("evolutionary", front, track.points(), sizes, history)
 
 
 def _child(space: SearchSpace, front: list[Point], rng: np.random.Generator,

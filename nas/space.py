@@ -107,15 +107,29 @@ class SearchSpace:
                       self.overlaps[oi])
 
     def mutate(self, x: SubNet, rng: np.random.Generator, step: int | None = None) -> SubNet:
-        """Alg. 1 line 16-17: ``x' = x + eps`` with integer ``eps`` uniform in
-        ``[-step, step]`` on Hs and Ws and in ``[-1, 1]`` on the overlap's index, clipped to
-        the valid ranges. ``step`` defaults to a quarter of the wider range (at least 1)."""
+        """Alg. 1 line 16-17: ``x' = x + eps``, clipped to the valid ranges.
+
+        ``eps`` is non-zero on one coordinate chosen uniformly: Hs or Ws move by a
+        non-zero integer uniform in ``[-step, step]``, the overlap by one place in its
+        list. ``step`` defaults to half the wider range (at least 1).
+
+        Why one coordinate: the accuracy of a slicing is not smooth in (Hs, Ws, O) (how
+        the map divides into slices matters, e.g. Hs = 14 and 28 split 56 rows evenly),
+        so front members sit on ridges such as "Hs = 28, any Ws"; moving along a ridge
+        needs the other coordinates unchanged, which a move on all three at once (the
+        first version) rarely left them (``docs/nas.md``, "Measured so far").
+        """
         if step is None:
             span = max(self.h_range[1] - self.h_range[0], self.w_range[1] - self.w_range[0])
-            step = max(1, span // 4)
-        dh, dw = (int(v) for v in rng.integers(-step, step + 1, size=2))
-        do = int(rng.integers(-1, 2))
-        return self.clip(x.slice_h + dh, x.slice_w + dw, self.overlaps.index(x.overlap) + do)
+            step = max(1, span // 2)
+        coord = int(rng.integers(3))
+        oi = self.overlaps.index(x.overlap)
+        if coord == 2:
+            return self.clip(x.slice_h, x.slice_w, oi + int(rng.choice((-1, 1))))
+        delta = int(rng.integers(1, step + 1)) * int(rng.choice((-1, 1)))
+        if coord == 0:
+            return self.clip(x.slice_h + delta, x.slice_w, oi)
+        return self.clip(x.slice_h, x.slice_w + delta, oi)
 
     def crossover(self, a: SubNet, b: SubNet, rng: np.random.Generator,
                   prob: float) -> SubNet:

@@ -60,10 +60,13 @@ def accuracy(model: DatClassifier, images, labels, layout: SliceLayout | None,
 
 def train_classifier(model: DatClassifier, images, labels, epochs: int, seed: int,
                      lr: float = 3e-3, batch: int = 64,
-                     on_epoch: Callable[[int, float], None] | None = None) -> list[float]:
+                     on_epoch: Callable[[int, float], None] | None = None,
+                     augment: Callable[[Any, Any], Any] | None = None) -> list[float]:
     """Train ``model`` unsliced with cross-entropy, AdamW and a cosine schedule.
 
-    Returns the mean training loss per epoch. Seeded: same seed, same weights.
+    ``augment(batch, generator)`` transforms each training batch (see
+    :class:`defslice.nas.data.Dataset`). Returns the mean training loss per epoch.
+    Seeded: same seed, same weights.
     """
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
@@ -78,8 +81,8 @@ def train_classifier(model: DatClassifier, images, labels, epochs: int, seed: in
         total, n = 0.0, 0
         for i in range(0, len(labels), batch):
             idx = perm[i:i + batch]
-            loss = F.cross_entropy(logits_of(model, images[idx], None, grad=True),
-                                   labels[idx])
+            xb = images[idx] if augment is None else augment(images[idx], gen)
+            loss = F.cross_entropy(logits_of(model, xb, None, grad=True), labels[idx])
             opt.zero_grad()
             loss.backward()
             opt.step()

@@ -114,6 +114,20 @@ def test_mutation_stays_in_the_space(h, w, o, seed, step):
     child = SPACE.mutate(SubNet(h, w, o), rng, step)
     assert child in SPACE
     assert abs(child.slice_h - h) <= step and abs(child.slice_w - w) <= step
+    # one coordinate moves (a move off the edge is clipped back: then none does)
+    changed = (child.slice_h != h) + (child.slice_w != w) + (child.overlap != o)
+    assert changed <= 1
+    assert abs([0, 1, 2].index(child.overlap) - [0, 1, 2].index(o)) <= 1
+
+
+def test_mutation_moves_each_coordinate_and_defaults_to_half_the_range():
+    rng = np.random.default_rng(3)
+    kids = [SPACE.mutate(SubNet(18, 18, 1), rng) for _ in range(600)]
+    dh = {k.slice_h - 18 for k in kids}
+    dw = {k.slice_w - 18 for k in kids}
+    assert dh == dw == set(range(-10, 11))          # step 10 = half of 8..28; 0 when idle
+    assert {k.overlap for k in kids} == {0, 1, 2}
+    assert all(k != SubNet(18, 18, 1) for k in kids)  # never a copy away from the edges
 
 
 def test_mutation_clips_at_the_edges():
@@ -257,6 +271,20 @@ def test_seed_study_replays_the_searches_on_the_table():
         s = study["summary"][name]
         assert 0 < s["min"] <= s["mean"] <= s["max"] <= 1 + 1e-12
     assert study["summary"]["evolutionary"]["min"] > 0.95
+    # evaluations until the front first reaches 0.99: a generation boundary of the run
+    used = [used for used, _ in direct.history]
+    assert used == sorted(used) and used[-1] == direct.evaluations
+    assert len(direct.history) == nas.generations
+    for r in study["runs"]:
+        to = r["evolutionary"]["evaluations_to_0.99"]
+        assert (to is None) == (r["evolutionary"]["ratio"] < 0.99)
+        if r["seed"] == 0 and to is not None:
+            assert to in used
+            first = used.index(to)
+            ratios = [hypervolume(f, *ref) / full for _, f in direct.history]
+            assert ratios[first] >= 0.99 and all(v < 0.99 for v in ratios[:first])
+    to = study["summary"]["evolutionary"]["evaluations_to_0.99"]
+    assert to["reached"] == study["summary"]["evolutionary"]["at_least_0.99"]
     with pytest.raises(Exception, match="not in the recorded table"):
         table_objective(table[:5])(SubNet(28, 28, 2))
     with pytest.raises(Exception, match="needs all 1323"):

@@ -11,12 +11,13 @@ from torch.nn import functional as F
 
 from defslice import config as C
 from defslice.cli import main
-from defslice.errors import InputError
+from defslice.errors import ConfigError, InputError
 from defslice.model.sliced import sliced_forward
 from defslice.model.slicing import SliceGrid
 from defslice.nas.alpha import adaptive_alpha_divergence, alpha_divergence
 from defslice.nas.checkpoint import load_dat_checkpoint
 from defslice.nas.dat_torch import DatClassifier, DatSpec, SliceLayout, _bilinear
+from defslice.nas.data import digits
 from defslice.nas.evaluators import SubnetAccuracy, digits_objective, imagefolder_objective
 from defslice.nas.finetune import finetune_supernet, lr_factor
 from defslice.nas.space import SearchSpace, SubNet
@@ -31,8 +32,8 @@ TINY_DAT = C.Config(
     slicing=C.SlicingConfig(slice_h=8, slice_w=8, overlap=1),
     hw=C.HwConfig(lanes=2),
     nas=C.NasConfig(slice_h_range=(4, 6), slice_w_range=(4, 6), overlaps=(0, 2),
-                    generations=3, samples_per_generation=4, train_epochs=4,
-                    finetune_epochs=1),
+                    generations=3, samples_per_generation=4, train_epochs=12,
+                    finetune_epochs=1, digits_margin=2, digits_val_shifts=2),
 )
 
 
@@ -90,6 +91,64 @@ def test_one_slice_is_the_unsliced_model_and_cached_path_is_exact(kw):
             torch.testing.assert_close(m.forward_cached(m.cache_inputs(img), lay),
                                        m(img, lay), atol=1e-5, rtol=1e-5)
         assert (m(img, m.layout(4, 4, 0)) - full).abs().max() > 1e-3
+
+
+def test_position_bias_matches_per_image_sampling_with_groups():
+    """The bias samples the shared table once per group; the reference repeats the table
+    per image (DAT's code). Several images, groups and heads per group."""
+    torch.manual_seed(1)
+    spec = DatSpec(in_chans=1, img_size=(16, 16), stem_kernel=3, stem_stride=1, dim=16,
+                   heads=4, groups=2, key_grid=(4, 4), use_pe=True, mlp_ratio=0.0)
+    att = DatClassifier(spec).stages[0].attns[0]
+    with torch.no_grad():
+        att.rpe_table.normal_()
+    B, G, H, W, nk = 3, 2, 16, 16, 16
+    pos = torch.rand(B * G, nk, 2) * 18 - 1
+    qy, qx = torch.meshgrid(torch.arange(H, dtype=torch.float32),
+                            torch.arange(W, dtype=torch.float32), indexing="ij")
+    qg = torch.stack([qx.reshape(-1) / W, qy.reshape(-1) / H], -1)
+    disp = qg[None, :, None] - torch.stack([pos[..., 1] / W, pos[..., 0] / H], -1)[:, None]
+    table = att.rpe_table.reshape(G, 2, 2 * H - 1, 2 * W - 1).repeat(B, 1, 1, 1)
+    ref = F.grid_sample(table, disp, mode="bilinear", align_corners=True)
+    with torch.no_grad():
+        torch.testing.assert_close(att._rpe_bias(pos, B, H, W), ref.reshape(B * 4, H * W, nk))
+        rows = torch.tensor([0, 5, 77, 255])
+        torch.testing.assert_close(att._rpe_bias(pos, B, H, W, rows),
+                                   ref.reshape(B * 4, H * W, nk)[:, rows])
+
+
+def test_digits_placements_and_shift_augmentation():
+    train, val = digits((24, 24), seed=3, margin=4, val_shifts=3)
+    bg = float(train.images[0, 0, 0, 0])
+    # the digit fills 16x16 in the middle; 4 background pixels on every side
+    for imgs in (train.images, val.images[:len(val) // 3]):
+        for border in (imgs[..., :4, :], imgs[..., -4:, :], imgs[..., :4], imgs[..., -4:]):
+            assert (border == bg).all()
+    n = len(val) // 3
+    assert len(val) == 3 * n and (val.labels[:n] == val.labels[n:2 * n]).all()
+    # the later placements are the centred digits moved by at most the margin
+    moved = val.images[n:2 * n]
+    assert not torch.equal(moved, val.images[:n])
+    for i in range(0, n, 37):
+        assert any(torch.equal(moved[i], torch.roll(val.images[i], (dy, dx), (1, 2)))
+                   for dy in range(-4, 5) for dx in range(-4, 5))
+    # seeded: the same validation set again; training batches are shifted copies
+    assert torch.equal(digits((24, 24), seed=3, margin=4, val_shifts=3)[1].images,
+                       val.images)
+    aug = train.augment(train.images[:8], torch.Generator().manual_seed(0))
+    assert aug.shape == (8, 1, 24, 24) and not torch.equal(aug, train.images[:8])
+    assert torch.allclose(aug.sum((1, 2, 3)), train.images[:8].sum((1, 2, 3)), atol=1e-4)
+    with pytest.raises(InputError, match="margin 9"):
+        digits((24, 24), margin=9)
+
+
+def test_digits_margin_too_large_is_a_config_error():
+    cfg = TINY_DAT.replace(nas={"digits_margin": 5})
+    assert "margin" not in C.dumps(TINY_DAT.replace(nas={"digits_margin": None}))
+    with pytest.raises(ConfigError, match=r"nas\.digits_margin.*0\.\.4"):
+        digits_objective(cfg)
+    with pytest.raises(ConfigError, match="nas.digits_val_shifts"):
+        C.NasConfig(digits_val_shifts=0)
 
 
 def test_query_without_keys_gets_zero_attention():
@@ -167,7 +226,7 @@ def test_checkpoint_mismatch_is_reported():
 def test_digits_objective_is_cached_and_finetuning_reports_epochs(tmp_path, monkeypatch):
     monkeypatch.setenv("DEFSLICE_CACHE", str(tmp_path))
     acc, meta = digits_objective(TINY_DAT)
-    assert not meta["cached"] and meta["val_images"] == 359
+    assert not meta["cached"] and meta["val_images"] == 2 * 359 and meta["margin"] == 2
     first = acc(None)
     # four epochs of real digits at 16x16, spatial context through the attention only:
     # far above chance (0.1)
@@ -211,3 +270,10 @@ def test_cli_writes_the_reports(tmp_path, monkeypatch):
     assert chosen.replace(slicing=TINY_DAT.slicing) == TINY_DAT
     assert (out / "pareto.png").stat().st_size > 1000
     assert [f["epoch"] for f in rep["finetune"]] == [0, 1]
+    study = rep["seed_study"]
+    assert len(study["runs"]) == 100 and study["runs"][0]["seed"] == TINY_DAT.nas.seed
+    assert study["runs"][0]["evolutionary"]["ratio"] == pytest.approx(
+        rep["hypervolume"]["evolutionary_ratio"])
+    md = (out / "pareto.md").read_text()
+    n = study["summary"]["evolutionary"]["at_least_0.99"]
+    assert "Seed study, 100 seeds" in md and f"| {n}/100 |" in md
