@@ -18,7 +18,8 @@ from defslice.nas._torch import require_torch
 torch = require_torch()
 from torch.nn import functional as F  # noqa: E402
 
-__all__ = ["Dataset", "digits", "image_folder", "random_shifter", "shift_images"]
+__all__ = ["Dataset", "digits", "image_folder", "max_digits_margin", "random_shifter",
+           "shift_images"]
 
 #: ImageNet channel statistics (DAT's evaluation transform).
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -63,6 +64,12 @@ def random_shifter(margin: int) -> Callable[[Any, Any], Any]:
     return augment
 
 
+def max_digits_margin(size: tuple[int, int]) -> int:
+    """Largest background margin of :func:`digits` on a ``size`` map, pixels: the digit
+    keeps at least 8 pixels a side (its source resolution)."""
+    return min(int(v) for v in size) // 2 - 4
+
+
 def digits(size: tuple[int, int], val_fraction: float = 0.2, seed: int = 0,
            margin: int = 0, val_shifts: int = 1) -> tuple[Dataset, Dataset]:
     """scikit-learn's bundled 8x8 handwritten digits (1797 images) on a ``size`` map.
@@ -79,9 +86,9 @@ def digits(size: tuple[int, int], val_fraction: float = 0.2, seed: int = 0,
     from sklearn.datasets import load_digits
 
     h, w = (int(v) for v in size)
-    if not 0 <= margin < min(h, w) // 2 - 3:
+    if not 0 <= margin <= max_digits_margin(size):
         raise InputError(f"digits margin {margin} leaves no room for the digit on a "
-                         f"{h}x{w} map (allowed: 0..{min(h, w) // 2 - 4})")
+                         f"{h}x{w} map (allowed: 0..{max_digits_margin(size)})")
     d = load_digits()
     x = torch.from_numpy(d.images.astype(np.float32) / 16.0)[:, None]
     y = torch.from_numpy(d.target.astype(np.int64))

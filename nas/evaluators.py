@@ -14,7 +14,7 @@ from defslice.errors import ConfigError, InputError
 from defslice.nas._torch import require_torch
 from defslice.nas.checkpoint import infer_spec, load_dat_checkpoint, read_state_dict
 from defslice.nas.dat_torch import DatClassifier, spec_for_digits
-from defslice.nas.data import Dataset, digits, image_folder
+from defslice.nas.data import Dataset, digits, image_folder, max_digits_margin
 from defslice.nas.space import SubNet
 from defslice.nas.train import cached_weights, logits_of, train_classifier
 
@@ -76,7 +76,7 @@ def digits_objective(cfg: Config, progress: bool = False) -> tuple[SubnetAccurac
     """
     spec = spec_for_digits(cfg)
     nas = cfg.nas
-    room = min(spec.img_size) // 2 - 4
+    room = max_digits_margin(spec.img_size)
     margin = nas.digits_margin
     if margin is None:  # one key-grid cell
         margin = min(spec.img_size[0] // spec.key_grid[0],

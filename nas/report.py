@@ -130,4 +130,3 @@ def _markdown(r: dict) -> str:
         lines += ["Fine-tuning (Table I of the paper; epoch 0 = before):", "",
                   markdown_table(["epoch", *keys], rows), ""]
     return "\n".join(lines)
-

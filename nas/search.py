@@ -50,16 +50,19 @@ class SearchResult:
     """What a search produced.
 
     ``front``: Pareto front (resource ascending); ``evaluated``: every distinct sub-net
-    the search asked for, in first-asked order; ``front_per_generation``: front size
-    after each generation; ``history``: after each generation, the distinct sub-nets
-    evaluated so far and the front (Alg. 1 only).
+    the search asked for, in first-asked order; ``history``: after each generation, the
+    distinct sub-nets evaluated so far and the front (Alg. 1 only).
     """
 
     name: str
     front: list[Point]
     evaluated: list[Point]
-    front_per_generation: list[int] = field(default_factory=list)
     history: list[tuple[int, list[Point]]] = field(default_factory=list)
+
+    @property
+    def front_per_generation(self) -> list[int]:
+        """Front size after each generation (Alg. 1 only)."""
+        return [len(front) for _, front in self.history]
 
     @property
     def evaluations(self) -> int:
@@ -97,7 +100,6 @@ def evolutionary_search(space: SearchSpace, objective: Objective, nas: NasConfig
     rng = np.random.default_rng(nas.seed)
     track = _Tracker(objective)
     front: list[Point] = []
-    sizes: list[int] = []
     history: list[tuple[int, list[Point]]] = []
     gens = range(nas.generations)
     if progress:
@@ -112,9 +114,8 @@ def evolutionary_search(space: SearchSpace, objective: Objective, nas: NasConfig
             batch = [_child(space, front, rng, nas.crossover_prob, track.seen, i)
                      for i in range(k)]
         front = update_front(front, [track(x) for x in batch], nas.r_min, nas.r_max)
-        sizes.append(len(front))
         history.append((len(track.order), front))
-    return SearchResult("evolutionary", front, track.points(), sizes, history)
+    return SearchResult("evolutionary", front, track.points(), history)
 
 
 def _child(space: SearchSpace, front: list[Point], rng: np.random.Generator,
