@@ -1,0 +1,120 @@
+"""The layer engine's shape for one layer: array, slices, limits it refuses, DRAM layout."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+
+from defslice.errors import ConfigError
+from defslice.model.layer_layout import ARRAY_ROWS, LayerDims, LayerLayout, SliceTask, slice_tasks
+from defslice.model.slicing import SliceGrid
+
+__all__ = ["MAX_SLICE_KEYS", "LayerPlan"]
+
+#: Most keys (of one group) a slice may hold: the key, k and v buffers and the softmax
+#: rows are sized for it. DAT++'s stride-8 stage 1 puts at most 9 keys in a 28 x 14 slice.
+MAX_SLICE_KEYS = 64
+
+
+def _is_pow2(n: int) -> bool:
+    return n > 0 and n & (n - 1) == 0
+
+
+@dataclass(frozen=True)
+class LayerPlan:
+    """Everything the layer engine's generator, cycle model and resource estimate need.
+
+    Members
+    -------
+    dims : LayerDims
+    grid : SliceGrid
+    lanes : int
+        Channels per window-buffer word and reduction width of the array (``hw.lanes``).
+    cols : int
+        Array columns (``hw.array_cols``).
+    bus_bytes, max_beats : int
+        AXI beat bytes and longest burst.
+    sets : int
+        Window-buffer sets: 2 when double-buffered.
+    element_bytes, out_element_bytes, addr_bits : int
+        DRAM element sizes and the address width.
+    """
+
+    dims: LayerDims
+    grid: SliceGrid
+    lanes: int
+    cols: int
+    bus_bytes: int
+    max_beats: int
+    sets: int = 2
+    element_bytes: int = 2
+    out_element_bytes: int = 2
+    addr_bits: int = 32
+
+    def __post_init__(self) -> None:
+        self._check_array()
+        too_many = max(t.num_keys for t in self.tasks)
+        if too_many > MAX_SLICE_KEYS:
+            raise ConfigError("slicing.slice_h/slice_w", (self.grid.slice_h, self.grid.slice_w),
+                              f"slices holding at most {MAX_SLICE_KEYS} keys for the layer "
+                              f"engine (one holds {too_many})")
+
+    def _check_array(self) -> None:
+        d = self.dims
+        if not _is_pow2(self.lanes) or d.head_dim % self.lanes:
+            raise ConfigError("hw.lanes", self.lanes, f"a power of two dividing the head "
+                              f"channels {d.head_dim} for the layer engine")
+        if self.lanes * self.element_bytes > self.bus_bytes:
+            raise ConfigError("hw.lanes", self.lanes, f"at most {self.bus_bytes} bytes of "
+                              f"lanes * dram.element_bytes per bus beat")
+        if not 2 <= self.cols <= self.lanes or d.head_dim % self.cols:
+            raise ConfigError("hw.array_cols", self.cols, f"a power of two in [2, hw.lanes = "
+                              f"{self.lanes}] dividing the head channels {d.head_dim}")
+
+    # -- derived sizes ---------------------------------------------------------------
+    @property
+    def rows(self) -> int:
+        """Array rows: one 2x2 quad of pixels (:data:`ARRAY_ROWS`)."""
+        return ARRAY_ROWS
+
+    @property
+    def multipliers(self) -> int:
+        """Multipliers of the array, ``rows * lanes * cols``."""
+        return self.rows * self.lanes * self.cols
+
+    @cached_property
+    def tasks(self) -> list[SliceTask]:
+        return slice_tasks(self.dims, self.grid)
+
+    @cached_property
+    def layout(self) -> LayerLayout:
+        return LayerLayout(self.dims, self.grid.num_slices, self.lanes, self.cols,
+                           self.bus_bytes, self.max_beats, self.element_bytes,
+                           self.out_element_bytes, self.addr_bits)
+
+    @property
+    def max_keys(self) -> int:
+        """Most keys in one slice (per group)."""
+        return max(t.num_keys for t in self.tasks)
+
+    @property
+    def window_max(self) -> tuple[int, int]:
+        """Largest window (rows, cols): the window and q buffers hold it."""
+        return self.grid.max_window(0)
+
+    @property
+    def region_max(self) -> tuple[int, int]:
+        """Largest slice (rows, cols)."""
+        return min(self.grid.slice_h, self.dims.height), min(self.grid.slice_w,
+                                                              self.dims.width)
+
+    @property
+    def bank_pixels(self) -> int:
+        """Pixels of one window set in one parity bank, ``ceil(rows/2) * ceil(cols/2)``."""
+        r, c = self.window_max
+        return -(-r // 2) * -(-c // 2)
+
+    @property
+    def pixel_words(self) -> int:
+        """Bank words per pixel, ``C / lanes``."""
+        return self.dims.channels // self.lanes
