@@ -1,0 +1,84 @@
+"""The softmax unit against steps 9c-10f of the fixed-point layer, row by row."""
+
+import numpy as np
+import pytest
+from amaranth.sim import Simulator
+
+from defslice.config import LayerNumericsConfig
+from defslice.hw.layer.softmax import Softmax
+from defslice.model.fixedpoint import (
+    LayerTables,
+    exp2_fixed,
+    reciprocal,
+    round_half_up_shift,
+    saturate,
+)
+
+
+def reference(rows, ln):
+    """Probabilities of every row, flattened, with the row-end flags."""
+    tb = LayerTables.build(ln)
+    out = []
+    for qk, bias in rows:
+        logit = saturate(np.asarray(qk) + np.asarray(bias), ln.logit_bits)       # 9c
+        t = logit - logit.max()                                                  # 10a-b
+        u = round_half_up_shift(t * tb.log2e, ln.logit_frac + ln.log2e_frac
+                                - ln.exp_index_bits)
+        e = exp2_fixed(u, tb.exp2, ln.exp_index_bits, ln.exp_frac)               # 10c
+        r = reciprocal(np.array([e.sum()]), ln.exp_frac + ln.recip_frac)[0]      # 10d-e
+        p = round_half_up_shift(e * r, ln.exp_frac + ln.recip_frac - ln.prob_frac)
+        out += [(int(v), int(k == len(p) - 1)) for k, v in enumerate(p)]
+    return out
+
+
+def rtl(dut, rows, gap_prob, seed):
+    rng = np.random.default_rng(seed)
+    total = sum(len(q) for q, _ in rows)
+    out = []
+
+    async def feed(ctx):
+        for qk, bias in rows:
+            for k in range(len(qk)):
+                while rng.random() < gap_prob:
+                    ctx.set(dut.i.valid, 0)
+                    await ctx.tick()
+                ctx.set(dut.i.valid, 1)
+                ctx.set(dut.i.payload, {"qk": int(qk[k]), "bias": int(bias[k]),
+                                        "last": int(k == len(qk) - 1)})
+                await ctx.tick().until(dut.i.ready)
+        ctx.set(dut.i.valid, 0)
+
+    async def collect(ctx):
+        while len(out) < total:
+            _, _, valid, payload = await ctx.tick().sample(dut.o.valid, dut.o.payload)
+            if valid:
+                out.append((int(payload.p), int(payload.last)))
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(feed)
+    sim.add_testbench(collect)
+    sim.run_until(1e-8 * (20 * total + 500))
+    return out
+
+
+def random_rows(rng, count, max_len, ln, qk_bits, bias_bits):
+    rows = []
+    for k in range(count):
+        n = int(rng.integers(1, max_len + 1)) if k % 5 else 1 + (k % 3)
+        spread = 1 << int(rng.integers(ln.logit_frac - 2, ln.logit_bits + 1))
+        qk = rng.integers(-spread, spread, size=n)
+        bias = rng.integers(-(1 << (bias_bits - 2)), 1 << (bias_bits - 2), size=n)
+        if k % 7 == 3:      # saturating logits, ties at the maximum
+            qk = np.full(n, (1 << (qk_bits - 1)) - 1)
+        rows.append((qk, bias))
+    return rows
+
+
+@pytest.mark.parametrize("gap_prob,max_len", [(0.0, 8), (0.4, 8), (0.0, 3)])
+def test_softmax_matches_model(gap_prob, max_len):
+    ln = LayerNumericsConfig()
+    dut = Softmax(ln, max_len, qk_bits=24, bias_bits=20)
+    rows = random_rows(np.random.default_rng(max_len + int(10 * gap_prob)), 40, max_len,
+                       ln, 24, 20)
+    assert rtl(dut, rows, gap_prob, seed=5) == reference(rows, ln)
