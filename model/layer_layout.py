@@ -43,6 +43,7 @@ __all__ = [
     "Rect",
     "SliceTask",
     "layer_transfers",
+    "rpe_banks",
     "slice_tasks",
 ]
 
@@ -283,6 +284,21 @@ def slice_tasks(dims: LayerDims, grid: SliceGrid) -> list[SliceTask]:
                   win.x_hi if win.col0 + win.cols < dims.width else OPEN_HI)
         tasks.append(SliceTask(s, win, region, keys, _qbox(dims, win, region, keys), bounds))
     return tasks
+
+
+def rpe_banks(table: np.ndarray) -> np.ndarray:
+    """The position-bias table ``(heads, 2H - 1, 2W - 1)`` in its four parity banks,
+    ``(4, heads * H * W)``: bank ``2 (ty & 1) + (tx & 1)`` holds entry ``(ty, tx)`` of head
+    ``h`` at ``(h H + (ty >> 1)) W + (tx >> 1)``; places no entry falls on hold 0."""
+    t = np.asarray(table, dtype=np.int64)
+    heads, rows, cols = t.shape
+    h, w = (rows + 1) // 2, (cols + 1) // 2
+    banks = np.zeros((4, heads, h, w), dtype=np.int64)
+    for pr in range(2):
+        for pc in range(2):
+            part = t[:, pr::2, pc::2]
+            banks[2 * pr + pc, :, :part.shape[1], :part.shape[2]] = part
+    return banks.reshape(4, heads * h * w)
 
 
 @dataclass(frozen=True)
