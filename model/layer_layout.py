@@ -24,12 +24,17 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from defslice.errors import ConfigError, InputError
+from defslice.model.dat_layer import DatLayerSlicing, DatLayerSpec
 from defslice.model.layout import PAGE, Burst, split_bursts
 from defslice.model.slicing import SliceGrid, Window
+
+if TYPE_CHECKING:
+    from defslice.config import Config
 
 __all__ = [
     "ARRAY_ROWS",
@@ -108,43 +113,74 @@ class Rect:
 
 @dataclass(frozen=True)
 class LayerDims:
-    """Shape of one DAT++ deformable-attention layer (DAT's ``DAttentionBaseline``).
+    """Shape of one DAT++ deformable-attention layer on its map.
 
     Members
     -------
+    spec : DatLayerSpec
+        Heads, groups, offset convolution, offset mode, position bias.
     height, width : int
         Map size H x W (pixels).
-    heads, head_dim : int
-        Attention heads and channels per head; C = heads * head_dim.
-    groups : int
-        Offset groups (divide ``heads``); a group has C / groups channels.
-    stride, kernel, pad : int
-        Offset convolution: depthwise ``kernel x kernel``, stride, zero padding (pixels).
-    key_rows, key_cols : int
-        Sampled-key grid Hk x Wk per group (the offset convolution's output).
-    use_pe : bool
-        Relative-position bias table of (2H - 1) x (2W - 1) entries per head.
+    channels : int
+        C = heads * head_dim.
     """
 
+    spec: DatLayerSpec
     height: int
     width: int
-    heads: int
-    head_dim: int
-    groups: int
-    stride: int
-    kernel: int
-    pad: int
-    key_rows: int
-    key_cols: int
-    use_pe: bool = True
+    channels: int
+
+    def __post_init__(self) -> None:
+        if self.channels % self.spec.heads:
+            raise ConfigError("workload.channels", self.channels,
+                              f"a multiple of the heads ({self.spec.heads})")
+
+    @classmethod
+    def from_config(cls, cfg: Config) -> LayerDims:
+        """The layer of ``cfg.workload`` (kind ``dat``, one level)."""
+        h, w = cfg.workload.levels[0]
+        return cls(DatLayerSpec.from_config(cfg), h, w, cfg.workload.embed_dim)
 
     @property
-    def channels(self) -> int:
-        return self.heads * self.head_dim
+    def heads(self) -> int:
+        return self.spec.heads
+
+    @property
+    def head_dim(self) -> int:
+        return self.channels // self.spec.heads
+
+    @property
+    def groups(self) -> int:
+        return self.spec.groups
 
     @property
     def group_channels(self) -> int:
-        return self.channels // self.groups
+        return self.channels // self.spec.groups
+
+    @property
+    def kernel(self) -> int:
+        return self.spec.offset_kernel
+
+    @property
+    def stride(self) -> int:
+        return self.spec.stride
+
+    @property
+    def use_pe(self) -> bool:
+        return self.spec.use_pe
+
+    @property
+    def key_grid(self) -> tuple[int, int]:
+        """Keys (Hk, Wk) per group."""
+        return self.spec.key_grid(self.height, self.width)
+
+    @property
+    def key_rows(self) -> int:
+        return self.key_grid[0]
+
+    @property
+    def key_cols(self) -> int:
+        return self.key_grid[1]
 
     @property
     def num_keys(self) -> int:
@@ -155,34 +191,21 @@ class LayerDims:
         """2x2 quads of kernel taps, ``ceil(k / 2)^2`` (the kernel padded to even)."""
         return ((self.kernel + 1) // 2) ** 2
 
-    def reference_rows(self) -> np.ndarray:
-        """Reference-point rows of the key grid, pixels: ``(i + 0.5) / (Hk - 1) * (H - 1)``."""
-        return (np.arange(self.key_rows) + 0.5) / (self.key_rows - 1) * (self.height - 1)
-
-    def reference_cols(self) -> np.ndarray:
-        """Reference-point columns, pixels: ``(j + 0.5) / (Wk - 1) * (W - 1)``."""
-        return (np.arange(self.key_cols) + 0.5) / (self.key_cols - 1) * (self.width - 1)
-
     def taps(self, index: int) -> tuple[int, int]:
         """First and one-past-last map row (or column) read by the offset convolution of
-        key row (column) ``index``: ``index * stride - pad`` and ``k`` more."""
-        lo = index * self.stride - self.pad
+        key row (column) ``index`` (``DatLayerSpec.tap_rows``)."""
+        lo = index * self.stride - self.spec.padding
         return lo, lo + self.kernel
 
 
-def _slice_index_of(ref: np.ndarray, side: int, slice_side: int) -> np.ndarray:
-    """Slice row (column) of reference coordinates in pixels: the pixel holding the point
-    (pixel ``i`` covers ``[i - 1/2, i + 1/2)``), points beyond the map to the nearest
-    slice."""
-    pixel = np.clip(np.floor(ref + 0.5), 0, side - 1).astype(np.int64)
-    return pixel // slice_side
-
-
 def _run(indices: np.ndarray, value: int) -> tuple[int, int]:
-    """First index and length of the (contiguous) run of ``value`` in ``indices``."""
+    """First index and length of the run of ``value`` in ``indices`` (it is contiguous:
+    the slice of a reference point grows with its coordinate)."""
     hits = np.flatnonzero(indices == value)
     if hits.size == 0:
         return 0, 0
+    if hits[-1] - hits[0] + 1 != hits.size:
+        raise InputError(f"the keys of slice row/column {value} are not contiguous")
     return int(hits[0]), int(hits.size)
 
 
@@ -266,8 +289,11 @@ def slice_tasks(dims: LayerDims, grid: SliceGrid) -> list[SliceTask]:
     if grid.levels != ((dims.height, dims.width),):
         raise ConfigError("workload.levels", grid.levels,
                           f"one level of {dims.height}x{dims.width} for the layer engine")
-    key_srow = _slice_index_of(dims.reference_rows(), dims.height, grid.slice_h)
-    key_scol = _slice_index_of(dims.reference_cols(), dims.width, grid.slice_w)
+    hk, wk = dims.key_grid
+    key_slice = DatLayerSlicing.build(dims.spec, dims.height, dims.width,
+                                      grid).key_slice.reshape(hk, wk)
+    key_srow = key_slice[:, 0] // grid.n_cols
+    key_scol = key_slice[0, :] % grid.n_cols
     tasks = []
     for s in range(grid.num_slices):
         i, j = divmod(s, grid.n_cols)

@@ -7,14 +7,13 @@ from defslice.errors import ConfigError
 from defslice.hw.layer.cycles import PHASES, estimate, slice_macs, slice_steps
 from defslice.hw.layer.plan import MAX_SLICE_KEYS, LayerPlan
 from defslice.hw.layer.resources import estimate_resources, memories
+from defslice.model.dat_layer import DatLayerSpec
 from defslice.model.layer_layout import LayerDims
 from defslice.model.slicing import SliceGrid
 from defslice.nas.resources import buffer_bram18
 
-DAT56 = LayerDims(56, 56, heads=2, head_dim=32, groups=1, stride=8, kernel=9, pad=4,
-                  key_rows=7, key_cols=7)
-DAT56_B = LayerDims(56, 56, heads=4, head_dim=32, groups=2, stride=8, kernel=9, pad=4,
-                    key_rows=7, key_cols=7)
+DAT56 = LayerDims.from_config(C.preset("dat56"))
+DAT56_B = LayerDims.from_config(C.preset("dat56-b"))
 GRID = SliceGrid([(56, 56)], 28, 14, 2)
 
 
@@ -31,7 +30,7 @@ def test_refused_array_shapes(lanes, cols, field):
 
 
 def test_refused_slices_with_too_many_keys():
-    dims = LayerDims(64, 64, 2, 8, 1, stride=1, kernel=3, pad=1, key_rows=64, key_cols=64)
+    dims = LayerDims(DatLayerSpec(heads=2, stride=1, offset_kernel=3), 64, 64, 16)
     with pytest.raises(ConfigError, match=f"at most {MAX_SLICE_KEYS} keys"):
         _plan(dims, SliceGrid([(64, 64)], 16, 16, 0), lanes=8, cols=4)
 
@@ -81,3 +80,22 @@ def test_resources_dat56_fit_artix():
     window = next(m for m in memories(plan) if m.name == "window")
     assert window.bram18 == buffer_bram18(C.preset("dat56")).blocks
     assert not estimate_resources(_plan(DAT56_B))["fits"]["xc7a100t"]
+
+
+@pytest.mark.parametrize("dims", [DAT56, DAT56_B])
+def test_schedule_matches_step_counts(dims):
+    from collections import Counter
+
+    from defslice.hw.layer.schedule import slice_schedule
+
+    plan = _plan(dims)
+    for t in plan.tasks[:3]:
+        steps = list(slice_schedule(plan, t))
+        assert Counter(s.phase for s in steps) == \
+            Counter({k: v for k, v in slice_steps(plan, t).items() if v})
+        # Passes are well formed: every pass starts with first and ends with last.
+        open_pass = False
+        for s in steps:
+            assert s.first == (not open_pass)
+            open_pass = not s.last
+        assert not open_pass

@@ -5,7 +5,10 @@ import itertools
 import numpy as np
 import pytest
 
+from defslice import config as C
 from defslice.errors import ConfigError
+from defslice.model.dat import reference_points_px
+from defslice.model.dat_layer import DatLayerSpec
 from defslice.model.layer_layout import (
     DESC_FIELDS,
     OPEN_HI,
@@ -19,15 +22,12 @@ from defslice.model.layer_layout import (
 from defslice.model.layout import burst_summary
 from defslice.model.slicing import SliceGrid
 
-DAT56 = LayerDims(56, 56, heads=2, head_dim=32, groups=1, stride=8, kernel=9, pad=4,
-                  key_rows=7, key_cols=7)
+DAT56 = LayerDims.from_config(C.preset("dat56"))
 
 
 def _dims(h, w, stride, kernel, heads=2, head_dim=8, groups=1):
-    pad = 0 if kernel == stride else kernel // 2
-    hk = (h + 2 * pad - kernel) // stride + 1
-    wk = (w + 2 * pad - kernel) // stride + 1
-    return LayerDims(h, w, heads, head_dim, groups, stride, kernel, pad, hk, wk)
+    spec = DatLayerSpec(heads=heads, groups=groups, stride=stride, offset_kernel=kernel)
+    return LayerDims(spec, h, w, heads * head_dim)
 
 
 CASES = [
@@ -59,7 +59,8 @@ def test_tasks_partition_pixels_and_keys(dims, grid):
 
 @pytest.mark.parametrize("dims,grid", CASES)
 def test_key_owner_holds_reference_point(dims, grid):
-    ref_r, ref_c = dims.reference_rows(), dims.reference_cols()
+    ref = reference_points_px(dims.height, dims.width, dims.key_rows, dims.key_cols)
+    ref_r, ref_c = ref[:, 0, 0], ref[0, :, 1]
     for t in slice_tasks(dims, grid):
         for i, j in itertools.product(range(t.keys.row0, t.keys.row0 + t.keys.rows),
                                       range(t.keys.col0, t.keys.col0 + t.keys.cols)):

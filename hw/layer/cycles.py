@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from defslice.hw.layer.plan import LayerPlan
+from defslice.hw.layer.schedule import attention_order
 from defslice.model.layer_layout import ARRAY_ROWS, Rect, SliceTask
 
 __all__ = ["PHASES", "CycleEstimate", "UnitTiming", "estimate", "slice_macs", "slice_steps",
@@ -146,27 +147,26 @@ def _offset_phase(plan: LayerPlan, t: SliceTask, tm: UnitTiming, start: int) -> 
 
 
 def _attention_phase(plan: LayerPlan, t: SliceTask, tm: UnitTiming, start: int) -> int:
-    """End time of the per-quad phases: L(0), L(1), PV(0), P(0), L(2), PV(1), P(1), ...;
-    PV(n) waits for the softmax of quad n."""
+    """End time of the per-quad phases in :func:`~defslice.hw.layer.schedule.attention_order`:
+    ``pv`` of a quad waits for its softmax (which starts when its logits are in and the
+    unit is free), ``proj_out`` for ``pv``'s results in the o buffer."""
     steps = slice_steps(plan, t)
     quads = _quads(t.region)
-    lg, pv, po = (steps[k] // quads for k in ("logits", "pv", "proj_out"))
-    sm_rows = ARRAY_ROWS * plan.dims.heads
-    sm_busy = sm_rows * t.num_keys
-    now, sm_free, sm_done = start, start, []
-
-    def logits() -> None:
-        nonlocal now, sm_free
-        now += lg
-        begin = max(now + tm.array_latency, sm_free)
-        sm_free = begin + sm_busy
-        sm_done.append(begin + sm_busy + tm.softmax_latency + 2 * t.num_keys)
-
-    logits()
-    for n in range(quads):
-        if n + 1 < quads:
-            logits()
-        now = max(now, sm_done[n]) + pv + po
+    per_quad = {k: steps[k] // quads for k in ("logits", "pv", "proj_out")}
+    sm_busy = ARRAY_ROWS * plan.dims.heads * t.num_keys
+    now, sm_free, sm_done, o_ready = start, start, {}, {}
+    for name, n in attention_order(quads):
+        if name == "pv":
+            now = max(now, sm_done[n])
+        elif name == "proj_out":
+            now = max(now, o_ready[n])
+        now += per_quad[name]
+        if name == "logits":
+            begin = max(now + tm.array_latency, sm_free)
+            sm_free = begin + sm_busy
+            sm_done[n] = begin + sm_busy + tm.softmax_latency + 2 * t.num_keys
+        elif name == "pv":
+            o_ready[n] = now + tm.array_latency
     return now
 
 

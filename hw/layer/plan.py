@@ -4,10 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cached_property
+from typing import TYPE_CHECKING
 
 from defslice.errors import ConfigError
 from defslice.model.layer_layout import ARRAY_ROWS, LayerDims, LayerLayout, SliceTask, slice_tasks
 from defslice.model.slicing import SliceGrid
+
+if TYPE_CHECKING:
+    from defslice.config import Config
 
 __all__ = ["MAX_SLICE_KEYS", "LayerPlan"]
 
@@ -50,6 +54,27 @@ class LayerPlan:
     element_bytes: int = 2
     out_element_bytes: int = 2
     addr_bits: int = 32
+
+    @classmethod
+    def from_config(cls, cfg: Config) -> LayerPlan:
+        """The plan of ``cfg`` (``hw.engine = "layer"``).
+
+        Raises
+        ------
+        ConfigError
+            For a workload that is not a one-level DAT layer of batch 1, and for the
+            limits of :meth:`__post_init__`.
+        """
+        w, hw = cfg.workload, cfg.hw
+        if w.kind != "dat":
+            raise ConfigError("workload.kind", w.kind, "'dat' for hw.engine = 'layer'")
+        if w.batch != 1:
+            raise ConfigError("workload.batch", w.batch,
+                              "1 for the accelerator (run batch elements one after another)")
+        return cls(LayerDims.from_config(cfg), SliceGrid.from_config(cfg), hw.lanes,
+                   hw.array_cols, hw.bus_bytes, hw.max_burst_beats,
+                   2 if hw.buffering == "double" else 1, cfg.dram.element_bytes,
+                   cfg.dram.out_element_bytes, hw.addr_bits)
 
     def __post_init__(self) -> None:
         self._check_array()
