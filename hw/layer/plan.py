@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from typing import TYPE_CHECKING
 
+from defslice.config import LayerNumericsConfig
 from defslice.errors import ConfigError
 from defslice.model.layer_layout import ARRAY_ROWS, LayerDims, LayerLayout, SliceTask, slice_tasks
 from defslice.model.slicing import SliceGrid
@@ -42,6 +43,8 @@ class LayerPlan:
         Window-buffer sets: 2 when double-buffered.
     element_bytes, out_element_bytes, addr_bits : int
         DRAM element sizes and the address width.
+    ln : LayerNumericsConfig
+        Fixed-point formats of the layer (``[layer_numerics]``).
     """
 
     dims: LayerDims
@@ -54,6 +57,7 @@ class LayerPlan:
     element_bytes: int = 2
     out_element_bytes: int = 2
     addr_bits: int = 32
+    ln: LayerNumericsConfig = field(default_factory=LayerNumericsConfig)
 
     @classmethod
     def from_config(cls, cfg: Config) -> LayerPlan:
@@ -74,7 +78,7 @@ class LayerPlan:
         return cls(LayerDims.from_config(cfg), SliceGrid.from_config(cfg), hw.lanes,
                    hw.array_cols, hw.bus_bytes, hw.max_burst_beats,
                    2 if hw.buffering == "double" else 1, cfg.dram.element_bytes,
-                   cfg.dram.out_element_bytes, hw.addr_bits)
+                   cfg.dram.out_element_bytes, hw.addr_bits, cfg.layer_numerics)
 
     def __post_init__(self) -> None:
         self._check_array()

@@ -10,8 +10,7 @@ from defslice.hw.layer.plan import LayerPlan
 from defslice.hw.params import bank_chunk_depths
 from defslice.model.layer_layout import ARRAY_ROWS
 
-__all__ = ["ARTIX7_100T", "ECP5_85F", "Memory", "TableSizes", "estimate_resources",
-           "memories"]
+__all__ = ["ARTIX7_100T", "ECP5_85F", "Memory", "estimate_resources", "memories"]
 
 #: Xilinx xc7a100t: LUT, FF, RAMB18 (two per RAMB36), DSP48E1.
 ARTIX7_100T = {"LUT": 63400, "FF": 126800, "RAMB18": 270, "DSP": 240}
@@ -23,18 +22,6 @@ ECP5_85F = {"LUT": 83640, "FF": 83640, "RAMB18": 208, "DSP": 156}
 #: LayerNorm (d^2, d / sigma, times gamma), softmax (log2 e scale, e times 1/s), offset
 #: unit (tanh scale).
 UNIT_DSPS = {"coordinate": 5, "bias": 5, "layernorm": 3, "softmax": 2, "offset": 1}
-
-
-@dataclass(frozen=True)
-class TableSizes:
-    """Entries of the nonlinear tables (16-bit entries). The defaults are the sizes the
-    estimate assumes until the fixed-point contract (``docs/numerics.md``, "DAT++ layer in
-    fixed point") fixes each table's input range."""
-
-    gelu: int = 4096
-    exp2: int = 1024
-    rsqrt: int = 1024
-    tanh: int = 4096
 
 
 @dataclass(frozen=True)
@@ -64,10 +51,11 @@ def _cdiv(a: int, b: int) -> int:
     return -(-a // b)
 
 
-def memories(plan: LayerPlan, tables: TableSizes | None = None,
-             acc_bits: int = 48, act_bits: int = 16) -> list[Memory]:
-    """Every on-chip memory of the engine (``docs/hw_layer.md``, "On-chip memories")."""
-    tb = tables or TableSizes()
+def memories(plan: LayerPlan) -> list[Memory]:
+    """Every on-chip memory of the engine (``docs/hw_layer.md``, "On-chip memories");
+    the tables with the sizes and entry widths of ``docs/numerics.md``."""
+    ln = plan.ln
+    acc_bits, act_bits = ln.acc_bits, ln.act_bits
     d, L, N = plan.dims, plan.lanes, plan.cols
     c, cg, kmax = d.channels, d.group_channels, plan.max_keys
     word = L * act_bits
@@ -90,10 +78,12 @@ def memories(plan: LayerPlan, tables: TableSizes | None = None,
         Memory("o", ARRAY_ROWS, 2 * (c // L), word),
         Memory("y", 1, 2 * 2 * plan.region_max[1] * (lay.out_stride // lay.bus_bytes),
                8 * lay.bus_bytes),
-        Memory("gelu_table", 1, tb.gelu, 16),
-        Memory("exp2_table", 1, tb.exp2, 16),
-        Memory("rsqrt_table", 1, tb.rsqrt, 16),
+        Memory("gelu_table", 1, ln.gelu_table_len, 8),
+        Memory("exp2_table", 1, ln.exp_table_len, ln.exp_frac + 1),
+        Memory("rsqrt_table", 1, ln.rsqrt_table_len, ln.rsqrt_frac + 1),
     ]
+    if d.spec.offset_range_factor >= 0:
+        mems.append(Memory("tanh_table", 2, ln.tanh_table_len, ln.tanh_frac + 1))
     if d.use_pe:
         per_bank = lay.bus_bytes // 8        # entries of each bank in one beat
         mems.append(Memory("rpe", ARRAY_ROWS, _cdiv(d.heads * d.height * d.width, per_bank),
@@ -118,11 +108,11 @@ def _coarse_logic(plan: LayerPlan, mems: list[Memory], acc_bits: int) -> dict[st
             "FF": base_ff + accum + chunk_regs + ARRAY_ROWS * L * 16 * 2 * 3}
 
 
-def estimate_resources(plan: LayerPlan, tables: TableSizes | None = None,
-                       acc_bits: int = 48) -> dict:
+def estimate_resources(plan: LayerPlan) -> dict:
     """RAMB18, DSP48E1, coarse LUT/FF, per memory and in total, and the fit on the
     Artix-7 100T and the ECP5-85F (``fits``: every count within the part)."""
-    mems = memories(plan, tables, acc_bits)
+    acc_bits = plan.ln.acc_bits
+    mems = memories(plan)
     dsp = plan.multipliers + sum(UNIT_DSPS.values())
     bram = sum(m.bram18 for m in mems)
     logic = _coarse_logic(plan, mems, acc_bits)
