@@ -89,17 +89,11 @@ def _offset_proj(row: int, words: int) -> Iterator[Step]:
         yield Step("offset_proj", (row, cw), cw == 0, cw == words - 1)
 
 
-def slice_schedule(plan: LayerPlan, t: SliceTask) -> Iterator[Step]:
-    """Every array step of slice ``t`` in issue order (none for a slice without keys)."""
-    if t.num_keys == 0:
-        return
-    d, L, N = plan.dims, plan.lanes, plan.cols
-    c, cg = d.channels, d.group_channels
-    q = t.qbox
-    for qr in range(q.row0, q.row0 + q.rows, 2):
-        for qc in range(q.col0, q.col0 + q.cols, 2):
-            yield from _passes("q", (qr, qc), c // N, c // L)
-    rows, words = len(offset_rows(plan, t)), cg // L
+def _offset_network(plan: LayerPlan, t: SliceTask) -> Iterator[Step]:
+    """dwconv(0), dwconv(1), offset_proj(0), dwconv(2), ..., offset_proj(last), then
+    sample of every row."""
+    d = plan.dims
+    rows, words = len(offset_rows(plan, t)), d.group_channels // plan.lanes
     for r in range(rows):
         for cw in range(words):
             for tq in range(d.tap_quads):
@@ -110,6 +104,18 @@ def slice_schedule(plan: LayerPlan, t: SliceTask) -> Iterator[Step]:
     for r in range(rows):
         for cw in range(words):
             yield Step("sample", (r, cw), True, True)
+
+
+def slice_schedule(plan: LayerPlan, t: SliceTask) -> Iterator[Step]:
+    """Every array step of slice ``t`` in issue order (none for a slice without keys)."""
+    if t.num_keys == 0:
+        return
+    c, L, N = plan.dims.channels, plan.lanes, plan.cols
+    q = t.qbox
+    for qr in range(q.row0, q.row0 + q.rows, 2):
+        for qc in range(q.col0, q.col0 + q.cols, 2):
+            yield from _passes("q", (qr, qc), c // N, c // L)
+    yield from _offset_network(plan, t)
     for which in range(2):
         for kq in range(_cdiv(t.num_keys, ARRAY_ROWS)):
             yield from _passes("kv", (which, kq), c // N, c // L)
