@@ -138,9 +138,9 @@ class DatSpec:
         wl = cfg.workload
         if wl.kind != "dat":
             raise ConfigError("workload.kind", wl.kind, "'dat' for the DAT accuracy model")
-        dim = wl.heads * wl.channels
-        base = dict(img_size=wl.levels[0], stem_kernel=3, stem_stride=1, dim=dim,
-                    heads=max(dim // 32, wl.heads), groups=wl.heads, key_grid=wl.key_grid,
+        base = dict(img_size=wl.levels[0], stem_kernel=3, stem_stride=1, dim=wl.embed_dim,
+                    heads=wl.heads, groups=wl.groups, key_grid=wl.key_grid,
+                    offset_kernel=wl.offset_kernel,
                     range_factor=float(wl.offset_range_factor))
         base.update(overrides)
         return cls(**base)

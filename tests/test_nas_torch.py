@@ -28,7 +28,7 @@ torch.set_num_threads(1)
 TINY_DAT = C.Config(
     name="tiny-dat",
     workload=C.WorkloadConfig(kind="dat", levels=((16, 16),), heads=1, channels=8, points=1,
-                              key_grid=(4, 4), offset_range_factor=2.0),
+                              stride=4, offset_range_factor=2.0),
     slicing=C.SlicingConfig(slice_h=8, slice_w=8, overlap=1),
     hw=C.HwConfig(lanes=2),
     nas=C.NasConfig(slice_h_range=(4, 6), slice_w_range=(4, 6), overlaps=(0, 2),
