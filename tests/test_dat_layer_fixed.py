@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from defslice import config as C
 from defslice.errors import InputError
 from defslice.model.dat_layer import DatLayerSpec, dat_layer_trace, init_params
+from defslice.model.dat_layer_error import nonlinearity_errors
 from defslice.model.dat_layer_fixed import (
     LayerFormats,
     _position_bias,
@@ -376,3 +377,27 @@ def test_calibrated_formats_are_valid_and_more_accurate():
     before, _, _ = relative_rms_error(cfg, spec, params, x, grid)
     after, _, _ = relative_rms_error(cal, spec, params, x, grid)
     assert after < 0.7 * before
+
+
+def test_nonlinearity_errors_meet_their_stated_bounds():
+    ln = C.LayerNumericsConfig()
+    err = nonlinearity_errors(ln, 49)
+    assert err["rsqrt"]["worst"] <= 2.0 ** -(ln.rsqrt_index_bits - 1)
+    assert err["rsqrt"]["seen"] <= err["rsqrt"]["worst"]
+    assert 2.0 ** -(ln.n_frac + 2) < err["gelu"]["worst"] <= 2.0 ** -(ln.n_frac + 1) + 1e-12
+    assert 2.0 ** -(ln.tanh_frac + 2) < err["tanh"]["worst"] <= 2.0 ** -(ln.tanh_frac + 1)
+    assert err["exp2"]["worst"] <= 2.0 ** -ln.exp_frac
+    assert 0 < err["reciprocal"]["worst"] <= 49 * 2.0 ** -ln.recip_frac
+
+
+def test_defslice_model_reports_the_fixed_point_layer(tmp_path, capsys):
+    from defslice.cli import main
+
+    assert main(["model", "--preset", "dat56", "--out", str(tmp_path)]) == 0
+    assert "fixed-point layer vs float" in capsys.readouterr().out
+    text = (tmp_path / "model.md").read_text()
+    assert "## Fixed-point DAT++ layer against float" in text and "| reciprocal |" in text
+    import json
+
+    lf = json.loads((tmp_path / "model.json").read_text())["layer_fixed"]
+    assert lf["sliced"]["raw"]["y_rel_rms"] < 0.05
