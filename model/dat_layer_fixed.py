@@ -11,6 +11,7 @@ block is checked against its own step. Sliced semantics are those of
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
@@ -80,6 +81,10 @@ class LayerFormats:
     @classmethod
     def from_config(cls, cfg: Config) -> LayerFormats:
         return cls(cfg.numerics, cfg.layer_numerics)
+
+    def into(self, cfg: Config) -> Config:
+        """``cfg`` with these formats (validated again against its workload)."""
+        return dataclasses.replace(cfg, numerics=self.numerics, layer_numerics=self.layer)
 
 
 @dataclass(frozen=True)
@@ -573,24 +578,26 @@ def _frac_for(peak: float, bits: int, headroom: float = 1.0, top: int | None = N
     return frac
 
 
-def calibrate_formats(cfg: Config, params: dict, x: np.ndarray,
-                      slicing: SliceGrid | None = None, headroom: float = 2.0) -> Config:
-    """``cfg`` with fractions fitted to one set of weights and sample inputs.
+def calibrate_formats(formats: LayerFormats, spec: DatLayerSpec, params: dict,
+                      x: np.ndarray, slicing: SliceGrid | None = None,
+                      headroom: float = 2.0) -> LayerFormats:
+    """``formats`` with fractions fitted to one set of weights and sample inputs.
 
     Every weight gets the most fraction bits that hold its largest magnitude (after the
     folds); every activation the most that hold ``headroom`` times the largest value the
     float layer (:func:`defslice.model.dat_layer.dat_layer_trace`) reaches on ``x``
     (N, C, H, W). ``z_frac`` follows from ``C / groups``, ``n_frac`` and ``t_frac`` stop
     where the GELU and tanh tables would exceed their size limit, and every requantisation
-    is kept a right shift. Widths, tables and softmax formats stay as in ``cfg``.
+    is kept a right shift. Widths, tables and softmax formats stay as they were.
+    :meth:`LayerFormats.into` puts the result into a configuration.
     """
-    spec = DatLayerSpec.from_config(cfg)
-    num, ln = cfg.numerics, cfg.layer_numerics
-    H, W = cfg.workload.levels[0]
+    num, ln = formats.numerics, formats.layer
+    x = np.asarray(x, dtype=np.float64)
+    c, H, W = x.shape[1:]
     hk, wk = spec.key_grid(H, W)
-    tr = dat_layer_trace(np.asarray(x, dtype=np.float64), params, spec, slicing)
+    tr = dat_layer_trace(x, params, spec, slicing)
     pix = offset_scale_px(H, W, hk, wk, spec.offset_range_factor)
-    hd = cfg.workload.channels
+    hd = c // spec.heads
 
     def peak(a: Any) -> float:
         return float(np.abs(np.asarray(a, dtype=np.float64)).max(initial=0.0)) or 1.0
@@ -600,7 +607,7 @@ def calibrate_formats(cfg: Config, params: dict, x: np.ndarray,
     if spec.offset_range_factor < 0:
         off_w = off_w * pix[:, None]
     vf = _frac_for(max(peak(x), peak(tr.sampled)), num.value_bits, headroom)
-    cg = cfg.workload.embed_dim // spec.groups
+    cg = c // spec.groups
     z = ln.act_bits - 1 - int(np.ceil(np.log2(np.sqrt(cg))))
     n_top = max(f for f in range(a) if gelu_table_len(f) <= MAX_TABLE_ENTRIES)
     fr = {
@@ -629,8 +636,8 @@ def calibrate_formats(cfg: Config, params: dict, x: np.ndarray,
     out_frac = _frac_for(peak(tr.y), num.out_bits, headroom)
     _keep_right_shifts(fr, vf, ln, num.coord_frac)
     out_frac = min(out_frac, fr["o_frac"] + fr["proj_out_frac"], vf + num.weight_frac)
-    return cfg.replace(numerics={"value_frac": vf, "out_frac": out_frac},
-                       layer_numerics=fr)
+    return LayerFormats(dataclasses.replace(num, value_frac=vf, out_frac=out_frac),
+                        dataclasses.replace(ln, **fr))
 
 
 def _keep_right_shifts(fr: dict[str, int], vf: int, ln: LayerNumericsConfig,

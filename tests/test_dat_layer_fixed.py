@@ -372,7 +372,7 @@ def test_fixed_layer_tracks_the_float_layer_and_stays_in_its_formats(name, facto
 
 def test_calibrated_formats_are_valid_and_more_accurate():
     cfg, spec, params, x, grid = dat56_case("dat56", seed=2)
-    cal = calibrate_formats(cfg, params, x, grid)
+    cal = calibrate_formats(LayerFormats.from_config(cfg), spec, params, x, grid).into(cfg)
     assert cal.layer_numerics != cfg.layer_numerics
     before, _, _ = relative_rms_error(cfg, spec, params, x, grid)
     after, _, _ = relative_rms_error(cal, spec, params, x, grid)
