@@ -179,3 +179,27 @@ def test_slicing_tables_of_the_dat56_preset():
     assert lay.key_slice.reshape(7, 7)[0].tolist() == [0, 1, 1, 2, 2, 3, 3]
     assert lay.key_slice.reshape(7, 7)[:, 0].tolist() == [0, 0, 0, 4, 4, 4, 4]
     assert lay.grid.max_window(0) == (30, 18)
+
+
+def test_model_command_reports_the_layer(tmp_path):
+    import json
+
+    from defslice.cli import main
+
+    assert main(["model", "--preset", "dat56", "--out", str(tmp_path / "a")]) == 0
+    lay = json.loads((tmp_path / "a" / "model.json").read_text())["layer"]
+    assert lay["required_overlap_px"] == [8, 10] and lay["offset_conv_reach_px"] == [14, 14]
+    assert lay["windows"]["max"] == [30, 18] and lay["windows"]["slices"] == 8
+    assert not lay["offset_network_exact"] and lay["keys_with_cut_offset_conv"] == 25
+    assert 0 < lay["window_clamped_fraction"] < 1 and 0 < lay["map_clamped_fraction"] < 1
+    assert lay["sliced_vs_unsliced_max_abs"] > 0
+    assert "## DAT++ layer" in (tmp_path / "a" / "model.md").read_text()
+    # one slice over the map: the layer is the unsliced one
+    cfg = C.preset("dat56").replace(name="one-slice",
+                                    slicing={"slice_h": 56, "slice_w": 56, "overlap": 0})
+    C.dump(cfg, tmp_path / "one.toml")
+    assert main(["model", "--config", str(tmp_path / "one.toml"), "--out",
+                 str(tmp_path / "b")]) == 0
+    lay = json.loads((tmp_path / "b" / "model.json").read_text())["layer"]
+    assert lay["sliced_vs_unsliced_max_abs"] == 0 and lay["window_clamped_fraction"] == 0
+    assert lay["offset_network_exact"] and lay["required_overlap_px"] == [0, 0]
