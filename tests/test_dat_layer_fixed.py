@@ -396,7 +396,7 @@ def test_defslice_model_reports_the_fixed_point_layer(tmp_path, capsys):
     assert main(["model", "--preset", "dat56", "--out", str(tmp_path)]) == 0
     assert "fixed-point layer vs float" in capsys.readouterr().out
     text = (tmp_path / "model.md").read_text()
-    assert "## Fixed-point DAT++ layer against float" in text and "| reciprocal |" in text
+    assert "## DAT++ layer in fixed point against float" in text and "| reciprocal |" in text
     import json
 
     lf = json.loads((tmp_path / "model.json").read_text())["layer_fixed"]
