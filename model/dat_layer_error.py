@@ -128,3 +128,46 @@ def layer_error(cfg: Config, seed: int = 0, images: int = 1, params: dict | None
                            dequantize_layer_params(qp, spec, fm), spec, grid)
     return {"sliced": sliced, "images": int(x.shape[0]), "seed": seed,
             "raw": _figures(y, raw, tr, fm), "same_inputs": _figures(y, same, tr, fm)}
+
+
+#: The cases of ``docs/numerics.md``'s table: (name, preset, workload changes).
+CASES = (("dat56", "dat56", {}), ("dat56-b", "dat56-b", {}),
+         ("dat56, 2 groups", "dat56", {"groups": 2}),
+         ("dat56, factor 2 (tanh)", "dat56", {"offset_range_factor": 2.0}))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m defslice.model.dat_layer_error [--images N] [--seed S]``: the table of
+    ``docs/numerics.md`` (Markdown on stdout)."""
+    import argparse
+
+    from defslice.config import preset
+    from defslice.reporting import markdown_table
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--images", type=int, default=2)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    rows = []
+    for name, base, change in CASES:
+        cfg = preset(base).replace(workload=change) if change else preset(base)
+        for sliced in (True, False):
+            res = layer_error(cfg, args.seed, args.images, sliced=sliced)
+            r, s = res["raw"], res["same_inputs"]
+            rows.append([name, "sliced" if sliced else "unsliced", f"{r['y_max_abs']:.4f}",
+                         f"{100 * r['y_rel_rms']:.2f}%", f"{100 * s['y_rel_rms']:.2f}%",
+                         f"{r['position_max_px']:.3f}", f"{r['prob_max_abs']:.4f}"])
+    print(markdown_table(["layer", "slicing", "y max abs", "y rms / float rms",
+                          "same inputs: y rms / float rms", "position max (px)",
+                          "probability max abs"], rows))
+    hk, wk = preset("dat56").workload.key_grid
+    err = nonlinearity_errors(preset("dat56").layer_numerics, hk * wk)
+    print()
+    print(markdown_table(["nonlinearity", "worst error", "unit", "over"],
+                         [[k, f"{v['worst']:.3g}", v["unit"], v["inputs"]]
+                          for k, v in err.items()]))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
