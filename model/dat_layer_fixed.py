@@ -141,31 +141,21 @@ def _ref_points(size: int, keys: int, frac: int) -> np.ndarray:
     return ((2 * i + 1) * (size - 1) * (1 << frac) + (keys - 1)) // den
 
 
-def _quantize_weight(params: dict, name: str, frac: int, bits: int,
-                     scale: float | np.ndarray = 1.0) -> np.ndarray:
-    """H2: a weight tensor in Q(frac); refuses values beyond the ``bits``-wide range."""
+def _quantize_param(params: dict, name: str, frac: int, bits: int,
+                    scale: float | np.ndarray = 1.0, bias: bool = False) -> np.ndarray:
+    """H2 (weights) and H3 (``bias``: in the accumulator's format): ``rhu(w 2**frac)``,
+    refusing values beyond the ``bits``-wide range."""
     w = np.asarray(params[name], dtype=np.float64) * scale
     q = rhu(w * 2.0 ** frac)
     lo, hi = signed_range(bits)
     if q.size and (q.min() < lo or q.max() > hi):
+        if bias:
+            raise InputError(f"{name}: the bias does not fit the {bits}-bit accumulator "
+                             f"in Q({frac})")
         peak = float(np.abs(w).max())
-        fit = frac
-        while fit >= 0 and rhu(peak * 2.0 ** fit) > hi:
-            fit -= 1
         raise InputError(f"{name}: |w| up to {peak:.4g} does not fit {bits} bits with "
-                         f"{frac} fraction bits (at most {fit} hold it)")
-    return q
-
-
-def _quantize_bias(params: dict, name: str, frac: int, bits: int,
-                   scale: float | np.ndarray = 1.0) -> np.ndarray:
-    """H3: a bias in its accumulator's format Q(frac), ``bits`` wide."""
-    b = np.asarray(params[name], dtype=np.float64) * scale
-    q = rhu(b * 2.0 ** frac)
-    lo, hi = signed_range(bits)
-    if q.size and (q.min() < lo or q.max() > hi):
-        raise InputError(f"{name}: the bias does not fit the {bits}-bit accumulator in "
-                         f"Q({frac})")
+                         f"{frac} fraction bits (at most {_frac_for(peak, bits, top=frac)} "
+                         "hold it)")
     return q
 
 
@@ -187,8 +177,9 @@ def quantize_layer_params(params: dict, spec: DatLayerSpec, formats: LayerFormat
 
     def proj(name: str, in_frac: int, frac: int,
              scale: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
-        w = _quantize_weight(params, f"{name}.weight", frac, wb, scale).reshape(C, C)
-        return w, _quantize_bias(params, f"{name}.bias", in_frac + frac, ab, scale)
+        w = _quantize_param(params, f"{name}.weight", frac, wb, scale).reshape(C, C)
+        return w, _quantize_param(params, f"{name}.bias", in_frac + frac, ab, scale,
+                                  bias=True)
 
     factor = float(spec.offset_range_factor)
     pixels = offset_scale_px(H, W, hk, wk, factor)                   # (y, x)
@@ -196,7 +187,7 @@ def quantize_layer_params(params: dict, spec: DatLayerSpec, formats: LayerFormat
     off_scale = pixels.reshape(2, 1, 1, 1) if factor < 0 else 1.0
     scale = None
     if factor >= 0:
-        scale = _quantize_weight({"offset_scale": pixels}, "offset_scale",
+        scale = _quantize_param({"offset_scale": pixels}, "offset_scale",
                                  ln.offset_scale_frac, wb)
     cg = np.asarray(params["conv_offset.0.weight"]).shape[0]
     qp = FixedLayerParams(
@@ -205,14 +196,16 @@ def quantize_layer_params(params: dict, spec: DatLayerSpec, formats: LayerFormat
         proj_k=proj("proj_k", vf, ln.proj_k_frac, hd ** -0.5),
         proj_v=proj("proj_v", vf, ln.proj_v_frac),
         proj_out=proj("proj_out", ln.o_frac, ln.proj_out_frac),
-        conv_w=_quantize_weight(params, "conv_offset.0.weight", ln.offset_conv_frac,
+        conv_w=_quantize_param(params, "conv_offset.0.weight", ln.offset_conv_frac,
                                 wb).reshape(cg, -1),
-        conv_b=_quantize_bias(params, "conv_offset.0.bias", ln.q_frac + ln.offset_conv_frac, ab),
-        norm_w=_quantize_weight(params, "conv_offset.1.norm.weight", ln.norm_frac, wb),
-        norm_b=_quantize_bias(params, "conv_offset.1.norm.bias", ln.z_frac + ln.norm_frac, ab),
-        offset_w=_quantize_weight(params, "conv_offset.3.weight", ln.offset_proj_frac, wb,
+        conv_b=_quantize_param(params, "conv_offset.0.bias", ln.q_frac + ln.offset_conv_frac,
+                               ab, bias=True),
+        norm_w=_quantize_param(params, "conv_offset.1.norm.weight", ln.norm_frac, wb),
+        norm_b=_quantize_param(params, "conv_offset.1.norm.bias", ln.z_frac + ln.norm_frac,
+                               ab, bias=True),
+        offset_w=_quantize_param(params, "conv_offset.3.weight", ln.offset_proj_frac, wb,
                                   off_scale).reshape(2, cg),
-        rpe=_quantize_weight(params, "rpe_table", ln.rpe_frac, wb) if spec.use_pe else None,
+        rpe=_quantize_param(params, "rpe_table", ln.rpe_frac, wb) if spec.use_pe else None,
         ref_y=_ref_points(H, hk, f), ref_x=_ref_points(W, wk, f),
         offset_scale=scale,
         eps=int(rhu(LAYER_NORM_EPS * 2.0 ** (2 * ln.h_frac))),
