@@ -188,7 +188,7 @@ def quantize_layer_params(params: dict, spec: DatLayerSpec, formats: LayerFormat
     scale = None
     if factor >= 0:
         scale = _quantize_param({"offset_scale": pixels}, "offset_scale",
-                                 ln.offset_scale_frac, wb)
+                                ln.offset_scale_frac, wb)
     cg = np.asarray(params["conv_offset.0.weight"]).shape[0]
     qp = FixedLayerParams(
         map_size=(H, W), key_grid=(hk, wk),
@@ -197,14 +197,14 @@ def quantize_layer_params(params: dict, spec: DatLayerSpec, formats: LayerFormat
         proj_v=proj("proj_v", vf, ln.proj_v_frac),
         proj_out=proj("proj_out", ln.o_frac, ln.proj_out_frac),
         conv_w=_quantize_param(params, "conv_offset.0.weight", ln.offset_conv_frac,
-                                wb).reshape(cg, -1),
+                               wb).reshape(cg, -1),
         conv_b=_quantize_param(params, "conv_offset.0.bias", ln.q_frac + ln.offset_conv_frac,
                                ab, bias=True),
         norm_w=_quantize_param(params, "conv_offset.1.norm.weight", ln.norm_frac, wb),
         norm_b=_quantize_param(params, "conv_offset.1.norm.bias", ln.z_frac + ln.norm_frac,
                                ab, bias=True),
         offset_w=_quantize_param(params, "conv_offset.3.weight", ln.offset_proj_frac, wb,
-                                  off_scale).reshape(2, cg),
+                                 off_scale).reshape(2, cg),
         rpe=_quantize_param(params, "rpe_table", ln.rpe_frac, wb) if spec.use_pe else None,
         ref_y=_ref_points(H, hk, f), ref_x=_ref_points(W, wk, f),
         offset_scale=scale,
