@@ -426,10 +426,10 @@ class LayerNumericsConfig:
     offset_proj_frac: int = 11
     rpe_frac: int = 13
     offset_scale_frac: int = 10
-    q_frac: int = 11
-    h_frac: int = 11
+    q_frac: int = 12
+    h_frac: int = 13
     z_frac: int = 11
-    n_frac: int = 9
+    n_frac: int = 10
     t_frac: int = 9
     tanh_frac: int = 11
     k_frac: int = 12
@@ -848,6 +848,15 @@ class Config:
         ):
             _require(frac <= limit, p + name, getattr(ln, name), f"such that {frac} <= "
                      f"{why} = {limit}")
+        wl = self.workload
+        cg = wl.embed_dim // wl.groups
+        _require(4 ** (ln.act_bits - 1 - ln.z_frac) >= cg, p + "z_frac", ln.z_frac,
+                 f"small enough for |z| <= sqrt(C / groups) = sqrt({cg}) to fit "
+                 f"{ln.act_bits} bits")
+        terms = max(wl.embed_dim, wl.offset_kernel ** 2)
+        need = (terms << (ln.act_bits + ln.weight_bits - 2)).bit_length() + 2
+        _require(ln.acc_bits >= need, p + "acc_bits", ln.acc_bits,
+                 f">= {need} (exact sums of {terms} products plus a bias)")
         # The section's own ranges keep its products inside a DSP48E1; the bilinear
         # weights (2 coord_frac + 1 bits, unsigned) depend on [numerics].
         for what, a, b in ln.dsp_products(n.value_bits, f):

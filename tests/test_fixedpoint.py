@@ -53,9 +53,9 @@ def test_tables_hold_the_documented_entries_and_ranges():
     assert TAB.rsqrt.size == LN.rsqrt_table_len == 768
     assert (TAB.rsqrt > 1 << R).all() and (TAB.rsqrt < 1 << (R + 1)).all()
     nf = LN.n_frac
-    assert TAB.gelu.size == LN.gelu_table_len == 1765
-    assert TAB.gelu[300] == rhu(gelu(-300 / 2 ** nf) * 2 ** nf)
-    assert TAB.gelu.min() == -87 and TAB.gelu.max() == 0
+    assert TAB.gelu.size == LN.gelu_table_len == 3732
+    assert TAB.gelu[600] == rhu(gelu(-600 / 2 ** nf) * 2 ** nf)
+    assert TAB.gelu.min() == -174 and TAB.gelu.max() == 0
     # past the table every entry would round to 0; the last one inside does not
     past = np.arange(TAB.gelu.size, TAB.gelu.size + 4000)
     assert all(rhu(gelu(-i / 2 ** nf) * 2 ** nf) == 0 for i in past)
