@@ -151,7 +151,8 @@ class AxiRam(wiring.Component):
     ``size`` returns zero data with RRESP = SLVERR; a write beat beyond it is dropped and
     its burst answered with BRESP = SLVERR (addresses never wrap). The ``host_*`` port
     (32-bit words) shares the RAM ports and must only be used while the master is idle;
-    ``host_err`` flags a host address beyond ``size`` (the bridge then writes nothing).
+    ``host_err`` flags a host address beyond ``size`` (the bridge then writes nothing);
+    ``host_ack`` pulses one cycle after ``host_sel`` rises, with ``host_rdata`` valid.
     """
 
     def __init__(self, p: HwParams, size: int, image: dict[int, bytes] | None = None) -> None:
@@ -161,7 +162,8 @@ class AxiRam(wiring.Component):
         self.init = _words(image or {}, size, p.bus_bytes)
         members = dict(wiring.Signature(axi_members(p, "s")).flip().members.items())
         members.update({"host_addr": In(32), "host_wdata": In(32), "host_we": In(1),
-                        "host_rdata": Out(32), "host_sel": In(1), "host_err": Out(1)})
+                        "host_rdata": Out(32), "host_sel": In(1), "host_err": Out(1),
+                        "host_ack": Out(1)})
         super().__init__(members)
 
     def elaborate(self, platform: object) -> Module:
@@ -233,6 +235,7 @@ class AxiRam(wiring.Component):
         hsel = self.host_addr[2:sh] if lanes32 > 1 else 0
         beat = self.host_addr[sh:31]
         m.d.comb += self.host_err.eq(beat >= words)
+        m.d.sync += self.host_ack.eq(self.host_sel & ~self.host_ack)
         with m.If(self.host_sel):
             m.d.comb += [rp.addr.eq(beat), wp.addr.eq(beat),
                          wp.data.eq(self.host_wdata.replicate(lanes32))]
@@ -281,6 +284,8 @@ class UartBridge(Elaboratable):
         self.ram_rdata = Signal(32)
         #: The RAM flags ``ram_addr`` as beyond its size: writes answer ``'E'``.
         self.ram_err = Signal()
+        #: The RAM finished the access (``ram_sel`` is held until then; read data valid).
+        self.ram_ack = Signal()
 
     def elaborate(self, platform: object) -> Module:
         m = Module()
@@ -313,24 +318,26 @@ class UartBridge(Elaboratable):
             with m.State("DECODE"):
                 with m.If(cmd[:8] == ord("W")):
                     with m.If(is_ram):
-                        m.d.comb += [self.ram_sel.eq(1), self.ram_we.eq(~self.ram_err)]
-                        m.d.sync += [reply.eq(Mux(self.ram_err, ord("E"), ord("K"))),
-                                     n_tx.eq(1)]
-                        m.next = "SEND"
+                        m.next = "RAM_W"
                     with m.Else():
                         m.next = "AXIL_W"
                 with m.Elif(cmd[:8] == ord("R")):
                     with m.If(is_ram):
-                        m.d.comb += self.ram_sel.eq(1)
                         m.next = "RAM_R"
                     with m.Else():
                         m.next = "AXIL_AR"
                 with m.Else():
                     m.next = "RECV"
+            with m.State("RAM_W"):
+                m.d.comb += [self.ram_sel.eq(1), self.ram_we.eq(~self.ram_err)]
+                with m.If(self.ram_ack):
+                    m.d.sync += [reply.eq(Mux(self.ram_err, ord("E"), ord("K"))), n_tx.eq(1)]
+                    m.next = "SEND"
             with m.State("RAM_R"):
                 m.d.comb += self.ram_sel.eq(1)
-                m.d.sync += [reply.eq(Mux(self.ram_err, 0, self.ram_rdata)), n_tx.eq(4)]
-                m.next = "SEND"
+                with m.If(self.ram_ack):
+                    m.d.sync += [reply.eq(Mux(self.ram_err, 0, self.ram_rdata)), n_tx.eq(4)]
+                    m.next = "SEND"
             self._register_states(m, reply, n_tx)
             with m.State("SEND"):
                 m.d.comb += tx_data.eq(reply[:8])
@@ -494,7 +501,8 @@ class BoardTop(Elaboratable):
         connect_registers(m, core, bridge)
         m.d.comb += [ram.host_addr.eq(bridge.ram_addr), ram.host_wdata.eq(bridge.ram_wdata),
                      ram.host_we.eq(bridge.ram_we), ram.host_sel.eq(bridge.ram_sel),
-                     bridge.ram_rdata.eq(ram.host_rdata), bridge.ram_err.eq(ram.host_err)]
+                     bridge.ram_rdata.eq(ram.host_rdata), bridge.ram_err.eq(ram.host_err),
+                     bridge.ram_ack.eq(ram.host_ack)]
         if platform is not None:
             connect_board_io(m, platform, core, bridge)
         return m
