@@ -34,9 +34,9 @@ from defslice.hw import regmap
 from defslice.hw.params import HwParams
 from defslice.hw.top import DefsliceTop, axi_members
 
-__all__ = ["AXI_SLVERR", "BOARD_RAM_CAP", "AxiRam", "BoardMemory", "BoardMemoryError",
-           "BoardTop", "UartBridge", "board_memory", "board_summary_lines", "connect_axi",
-           "connect_board_io", "connect_registers", "write_board_tree"]
+__all__ = ["AXI_SLVERR", "BOARD_RAM_CAP", "FROM_SLAVE", "AxiRam", "BoardMemory",
+           "BoardMemoryError", "BoardTop", "UartBridge", "board_memory", "board_summary_lines",
+           "connect_axi", "connect_board_io", "connect_registers", "write_board_tree"]
 
 #: Largest on-chip RAM the wrapper instantiates (bytes): 32 RAMB36, a quarter of the
 #: Arty A7-100T's block RAM, leaving the rest to the accelerator's buffers.
@@ -432,16 +432,17 @@ _FROM_BRIDGE = ("awaddr", "awvalid", "wdata", "wstrb", "wvalid", "bready", "arad
                 "arvalid", "rready")
 
 #: AXI4 signal suffixes the slave drives (the rest the master drives).
-_FROM_SLAVE = ("awready", "wready", "bid", "bresp", "bvalid", "arready", "rid", "rdata",
-               "rresp", "rlast", "rvalid")
+FROM_SLAVE = ("awready", "wready", "bid", "bresp", "bvalid", "arready", "rid", "rdata",
+              "rresp", "rlast", "rvalid")
 
 
-def connect_axi(m: Module, p: HwParams, core: DefsliceTop, slave: object, prefix: str) -> None:
-    """Wire ``core``'s AXI4 master to ``slave``'s ``{prefix}{suffix}`` ports."""
+def connect_axi(m: Module, p: HwParams, master: object, mprefix: str, slave: object,
+                sprefix: str) -> None:
+    """Wire ``master``'s AXI4 ports ``{mprefix}{suffix}`` to ``slave``'s ``{sprefix}{suffix}``."""
     for name in axi_members(p, "m"):
         suffix = name[2:]
-        port, sig = getattr(core, f"m_axi_{suffix}"), getattr(slave, f"{prefix}{suffix}")
-        m.d.comb += port.eq(sig) if suffix in _FROM_SLAVE else sig.eq(port)
+        src, dst = getattr(master, f"{mprefix}{suffix}"), getattr(slave, f"{sprefix}{suffix}")
+        m.d.comb += src.eq(dst) if suffix in FROM_SLAVE else dst.eq(src)
 
 
 def connect_registers(m: Module, core: DefsliceTop, bridge: UartBridge) -> None:
@@ -497,7 +498,7 @@ class BoardTop(Elaboratable):
         if divisor is None:
             divisor = int(platform.default_clk_frequency) // 115200
         m.submodules.bridge = bridge = self._bridge = UartBridge(divisor)
-        connect_axi(m, self.p, core, ram, "s_")
+        connect_axi(m, self.p, core, "m_axi_", ram, "s_")
         connect_registers(m, core, bridge)
         m.d.comb += [ram.host_addr.eq(bridge.ram_addr), ram.host_wdata.eq(bridge.ram_wdata),
                      ram.host_we.eq(bridge.ram_we), ram.host_sel.eq(bridge.ram_sel),

