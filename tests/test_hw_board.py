@@ -338,3 +338,17 @@ def test_ddr3_tree_needs_the_user_port_width():
 
     with pytest.raises(ConfigError, match="hw.axi_data_bits = 64 .* 128"):
         write_ddr_tree(C.preset("tiny"), "unused", platform=None)
+
+
+def test_flow_goes_on_when_the_board_tree_is_refused(tmp_path):
+    import argparse
+
+    from defslice import flow
+
+    cfg = C.preset("dat56")
+    path = tmp_path / "config.toml"
+    C.dump(cfg, path)
+    ctx = flow.FlowContext(cfg, path, tmp_path, argparse.Namespace(no_reports=True), {})
+    flow._stage_verilog(ctx)                       # no exception: the stage is not failed
+    assert (tmp_path / "verilog" / "defslice_top.v").is_file()
+    assert "**refused**" in board_summary_lines(tmp_path / "verilog")[0]
