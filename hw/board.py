@@ -35,8 +35,9 @@ from defslice.hw.params import HwParams
 from defslice.hw.top import DefsliceTop, axi_members
 
 __all__ = ["AXI_SLVERR", "BOARD_RAM_CAP", "FROM_SLAVE", "AxiRam", "BoardMemory",
-           "BoardMemoryError", "BoardTop", "UartBridge", "board_memory", "board_summary_lines",
-           "connect_axi", "connect_board_io", "connect_registers", "write_board_tree"]
+           "BoardMemoryError", "BoardTop", "UartBridge", "attach_bridge", "board_memory",
+           "board_summary_lines", "connect_axi", "connect_board_io", "connect_registers",
+           "write_board_tree"]
 
 #: Largest on-chip RAM the wrapper instantiates (bytes): 32 RAMB36, a quarter of the
 #: Arty A7-100T's block RAM, leaving the rest to the accelerator's buffers.
@@ -453,6 +454,21 @@ def connect_registers(m: Module, core: DefsliceTop, bridge: UartBridge) -> None:
     m.d.comb += [core.s_axil_awprot.eq(0), core.s_axil_arprot.eq(0)]
 
 
+def attach_bridge(m: Module, platform: object, uart_divisor: int | None, core: DefsliceTop,
+                  memory: object) -> UartBridge:
+    """Add the :class:`UartBridge` (bit time ``uart_divisor`` cycles, else 115200 baud at
+    the platform's clock) wired to ``core``'s registers and ``memory``'s ``host_*`` port."""
+    if uart_divisor is None:
+        uart_divisor = int(platform.default_clk_frequency) // 115200
+    m.submodules.bridge = bridge = UartBridge(uart_divisor)
+    connect_registers(m, core, bridge)
+    m.d.comb += [memory.host_addr.eq(bridge.ram_addr), memory.host_wdata.eq(bridge.ram_wdata),
+                 memory.host_we.eq(bridge.ram_we), memory.host_sel.eq(bridge.ram_sel),
+                 bridge.ram_rdata.eq(memory.host_rdata), bridge.ram_err.eq(memory.host_err),
+                 bridge.ram_ack.eq(memory.host_ack)]
+    return bridge
+
+
 def connect_board_io(m: Module, platform: object, core: DefsliceTop,
                      bridge: UartBridge) -> None:
     """The board's USB-UART to the bridge; LEDs 0..2 show busy, done, error."""
@@ -494,16 +510,8 @@ class BoardTop(Elaboratable):
         m = Module()
         m.submodules.core = core = self.top
         m.submodules.ram = ram = self.ram
-        divisor = self.uart_divisor
-        if divisor is None:
-            divisor = int(platform.default_clk_frequency) // 115200
-        m.submodules.bridge = bridge = self._bridge = UartBridge(divisor)
         connect_axi(m, self.p, core, "m_axi_", ram, "s_")
-        connect_registers(m, core, bridge)
-        m.d.comb += [ram.host_addr.eq(bridge.ram_addr), ram.host_wdata.eq(bridge.ram_wdata),
-                     ram.host_we.eq(bridge.ram_we), ram.host_sel.eq(bridge.ram_sel),
-                     bridge.ram_rdata.eq(ram.host_rdata), bridge.ram_err.eq(ram.host_err),
-                     bridge.ram_ack.eq(ram.host_ack)]
+        bridge = self._bridge = attach_bridge(m, platform, self.uart_divisor, core, ram)
         if platform is not None:
             connect_board_io(m, platform, core, bridge)
         return m

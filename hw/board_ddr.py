@@ -45,10 +45,9 @@ from defslice.errors import ConfigError, ToolError
 from defslice.hw.board import (
     FROM_SLAVE,
     AxiRam,
-    UartBridge,
+    attach_bridge,
     connect_axi,
     connect_board_io,
-    connect_registers,
 )
 from defslice.hw.params import HwParams, derive
 from defslice.hw.top import DefsliceTop, axi_members
@@ -255,7 +254,7 @@ _USER_ADDR_BITS = 28
 
 
 class DdrBoardTop(Elaboratable):
-    """``defslice_top`` + :class:`DdrPort` + LiteDRAM core + :class:`UartBridge`.
+    """``defslice_top`` + :class:`DdrPort` + LiteDRAM core + the board's UART bridge.
 
     On an amaranth-boards Arty platform the DRAM is the ``litedram_core`` instance and the
     design runs on its ``user_clk``; with ``platform=None`` (simulation) ``dram``, any
@@ -277,16 +276,8 @@ class DdrBoardTop(Elaboratable):
         m = Module()
         m.submodules.core = core = self.top
         m.submodules.port = port = self.port
-        divisor = self.uart_divisor
-        if divisor is None:
-            divisor = int(platform.default_clk_frequency) // 115200
-        m.submodules.bridge = bridge = self._bridge = UartBridge(divisor)
         connect_axi(m, self.p, core, "m_axi_", port, "s_")
-        connect_registers(m, core, bridge)
-        m.d.comb += [port.host_addr.eq(bridge.ram_addr), port.host_wdata.eq(bridge.ram_wdata),
-                     port.host_we.eq(bridge.ram_we), port.host_sel.eq(bridge.ram_sel),
-                     bridge.ram_rdata.eq(port.host_rdata), bridge.ram_err.eq(port.host_err),
-                     bridge.ram_ack.eq(port.host_ack)]
+        bridge = self._bridge = attach_bridge(m, platform, self.uart_divisor, core, port)
         if platform is None:
             m.submodules.dram = self.dram
             self._connect_dram(m, self.dram)
@@ -302,8 +293,10 @@ class DdrBoardTop(Elaboratable):
     def _litedram(self, m: Module, platform: object, port: DdrPort) -> None:
         """The LiteDRAM instance on the board's DDR3 pins; its user clock runs the design."""
         m.domains.sync = ClockDomain("sync")
-        clk = platform.request(platform.default_clk, 0)
-        rst = platform.request(platform.default_rst, 0)
+        m.submodules.clk_in = clk = io.Buffer("i", platform.request(platform.default_clk, 0,
+                                                                    dir="-"))
+        m.submodules.rst_in = rst = io.Buffer("i", platform.request(platform.default_rst, 0,
+                                                                    dir="-"))
         ddr = platform.request("ddr3", 0, dir="-")
         init_done, init_error = Signal(), Signal()
         ports = {"i_clk": clk.i, "i_rst": rst.i, "o_user_clk": ClockSignal("sync"),

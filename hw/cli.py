@@ -53,7 +53,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
                              "when the image does not fit) or the board's DDR3 (LiteDRAM)")
 
 
-def _platform(cfg: Config):
+def _platform(cfg: Config) -> object:
     import importlib
 
     if cfg.hw.board not in BOARDS:
