@@ -87,3 +87,24 @@ def test_bias_lookup(H, W, heads, groups, per_word):
                      rpe_bits=16, shift=shift, per_word=per_word)
     assert rtl(dut, table, keys, queries) == reference(table, keys, queries, H, W, f,
                                                         shift, heads, groups)
+
+
+def test_bias_lookup_on_the_fixed_layer_trace():
+    """Position biases of a whole sliced layer, every head, keys of the query's slice."""
+    from layer_support import CONFIGS, traced
+
+    plan, fmt, qp, _, _, tr = traced(CONFIGS[1])
+    d, num, ln = plan.dims, fmt.numerics, fmt.layer
+    keys = {(g, k): tuple(int(v) for v in tr["pos_bias"][0, g, k])
+            for g in range(d.groups) for k in range(d.num_keys)}
+    rng = np.random.default_rng(4)
+    queries, want = [], []
+    for _ in range(200):
+        p, h, k = (int(rng.integers(0, m)) for m in (d.height * d.width, d.heads,
+                                                      d.num_keys))
+        queries.append((p // d.width, p % d.width, h, k))
+        want.append(int(tr["bias"][0, h, p, k]))
+    shift = 2 * num.coord_frac + ln.rpe_frac - ln.logit_frac
+    dut = BiasLookup(d.height, d.width, d.heads, d.groups, d.num_keys, num.coord_bits,
+                     num.coord_frac, ln.weight_bits, shift, per_word=2)
+    assert rtl(dut, qp.rpe, keys, queries) == want

@@ -87,3 +87,16 @@ def test_layernorm_matches_model(cg, width, gap_prob):
     dut = LayerNormUnit(ln, cg, width, eps_q)
     assert rtl(dut, rows, gamma, beta, gap_prob, seed=3) == \
         reference(rows, gamma, beta, ln, eps_q)
+
+
+def test_layernorm_on_the_fixed_layer_trace():
+    """The rows the offset convolution of a whole layer produces (two groups)."""
+    from layer_support import CONFIGS, traced
+
+    plan, fmt, qp, _, _, tr = traced(CONFIGS[1])
+    h, g = tr["h"][0], tr["g"][0]                          # (G, Cg, Nk)
+    rows = [h[grp, :, k] for grp in range(h.shape[0]) for k in range(h.shape[2])]
+    want = [(int(v), int(c == h.shape[1] - 1)) for grp in range(h.shape[0])
+            for k in range(h.shape[2]) for c, v in enumerate(g[grp, :, k])]
+    dut = LayerNormUnit(fmt.layer, h.shape[1], plan.lanes, qp.eps)
+    assert rtl(dut, rows, qp.norm_w, qp.norm_b, 0.0, seed=0) == want

@@ -84,3 +84,33 @@ def test_offset_unit(mode):
     dut = OffsetUnit(ln, CB, F, H, W, mode, scale)
     items = _items(np.random.default_rng(len(mode)), 200, dut.in_bits)
     assert rtl(dut, items) == reference(items, mode, ln, scale)
+
+
+@pytest.mark.parametrize("which", [0, 1])
+def test_offset_unit_on_the_fixed_layer_trace(which):
+    """Every key of a whole layer (clamp mode, and tanh mode with two groups)."""
+    from layer_support import CONFIGS, traced
+
+    plan, fmt, qp, _, _, tr = traced(CONFIGS[which])
+    d, num = plan.dims, fmt.numerics
+    mode = "clamp" if d.spec.offset_range_factor < 0 else "tanh"
+    scale = tuple(int(v) for v in qp.offset_scale) if mode == "tanh" else (0, 0)
+    owner = {}
+    for t in plan.tasks:
+        for i in range(t.keys.row0, t.keys.row0 + t.keys.rows):
+            for j in range(t.keys.col0, t.keys.col0 + t.keys.cols):
+                owner[(i, j)] = t
+    items, want = [], []
+    raw = tr["off"] if mode == "clamp" else tr["t"]
+    for g in range(d.groups):
+        for k in range(d.num_keys):
+            i, j = divmod(k, d.key_cols)
+            w = owner[(i, j)].window
+            items.append((tuple(int(v) for v in raw[0, g, k]),
+                          (int(qp.ref_y[i]), int(qp.ref_x[j])),
+                          (w.y_lo, w.y_hi, w.x_lo, w.x_hi), owner[(i, j)].bias_bounds))
+            want.append(([int(v) for v in tr["pos_sample"][0, g, k]],
+                         [int(v) for v in tr["pos_bias"][0, g, k]]))
+    dut = OffsetUnit(fmt.layer, num.coord_bits, num.coord_frac, d.height, d.width, mode,
+                     scale)
+    assert rtl(dut, items) == want

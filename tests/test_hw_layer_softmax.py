@@ -82,3 +82,27 @@ def test_softmax_matches_model(gap_prob, max_len):
     rows = random_rows(np.random.default_rng(max_len + int(10 * gap_prob)), 40, max_len,
                        ln, 24, 20)
     assert rtl(dut, rows, gap_prob, seed=5) == reference(rows, ln)
+
+
+def test_softmax_on_the_fixed_layer_trace():
+    """The logit rows of a whole sliced layer: each query over its slice's keys."""
+    from layer_support import CONFIGS, traced
+
+    plan, fmt, _, _, _, tr = traced(CONFIGS[0])
+    slicing = [t.keys for t in plan.tasks]
+    dims = plan.dims
+    key_of = np.arange(dims.num_keys).reshape(dims.key_rows, dims.key_cols)
+    rows, want = [], []
+    for t, k in zip(plan.tasks, slicing, strict=True):
+        keys = key_of[k.row0:k.row0 + k.rows, k.col0:k.col0 + k.cols].reshape(-1)
+        if keys.size == 0:
+            continue
+        r = t.region
+        pix = (r.row0 + np.arange(r.rows))[:, None] * dims.width + r.col0 + np.arange(r.cols)
+        for h in range(dims.heads):
+            for p in pix.reshape(-1)[:6]:
+                rows.append((tr["qk"][0, h, p, keys], tr["bias"][0, h, p, keys]))
+                want += [(int(v), int(j == keys.size - 1))
+                         for j, v in enumerate(tr["prob"][0, h, p, keys])]
+    dut = Softmax(fmt.layer, max(t.num_keys for t in plan.tasks), qk_bits=28, bias_bits=20)
+    assert rtl(dut, rows, 0.2, seed=1) == want

@@ -2,56 +2,11 @@
 
 import numpy as np
 import pytest
+from layer_support import CONFIGS, inputs
 
 from defslice import config as C
-from defslice.hw.layer.plan import LayerPlan
 from defslice.hw.layer.tlm import EngineModel
-from defslice.model.dat_layer import init_params
-from defslice.model.dat_layer_fixed import (
-    LayerFormats,
-    dat_layer_fixed_forward,
-    quantize_layer_input,
-    quantize_layer_params,
-)
-
-
-def layer_config(name, H, W, heads, channels, groups, stride, kernel, factor, hs, ws, overlap,
-                 lanes, cols, bus=64):
-    return C.preset("dat56").replace(
-        name=name,
-        workload={"levels": ((H, W),), "heads": heads, "channels": channels, "groups": groups,
-                  "stride": stride, "offset_kernel": kernel, "offset_range_factor": factor},
-        slicing={"slice_h": hs, "slice_w": ws, "overlap": overlap},
-        hw={"lanes": lanes, "array_cols": cols, "axi_data_bits": bus, "engine": "layer"})
-
-
-CONFIGS = [
-    layer_config("ldat-a", 12, 12, 2, 8, 1, 3, 5, -1.0, 5, 6, 1, 4, 2),
-    # two groups, tanh offsets, slices that do not divide the map, overlap 3
-    layer_config("ldat-g2-tanh", 16, 14, 4, 4, 2, 4, 5, 2.0, 7, 5, 3, 4, 4),
-    # non-square map, overlap 0, stride 2 and a 3x3 kernel, wide bus
-    layer_config("ldat-o0", 10, 13, 2, 8, 1, 2, 3, -1.0, 4, 5, 0, 8, 2, bus=128),
-    # one slice over the whole map: the unsliced layer
-    layer_config("ldat-whole", 9, 11, 2, 4, 1, 3, 3, -1.0, 9, 11, 0, 4, 2),
-    # two keys per side (kernel = stride, no padding): slices without keys
-    layer_config("ldat-sparse", 12, 12, 2, 4, 1, 6, 6, -1.0, 4, 4, 1, 4, 2),
-]
-
-
-def inputs(cfg, seed=0):
-    """Random parameters (LayerNorm and bias table made non-trivial) and map."""
-    rng = np.random.default_rng(seed)
-    fmt = LayerFormats.from_config(cfg)
-    plan = LayerPlan.from_config(cfg)
-    d = plan.dims
-    params = init_params(d.spec, d.channels, d.height, d.width, seed=seed)
-    params["conv_offset.1.norm.weight"] = rng.uniform(0.5, 1.5, d.group_channels)
-    params["conv_offset.1.norm.bias"] = rng.uniform(-0.3, 0.3, d.group_channels)
-    params["rpe_table"] = rng.standard_normal(params["rpe_table"].shape) * 0.5
-    params["conv_offset.3.weight"] *= 4
-    x = rng.standard_normal((1, d.channels, d.height, d.width)) * 1.5
-    qp = quantize_layer_params(params, d.spec, fmt, (d.height, d.width))
-    return plan, fmt, qp, quantize_layer_input(x, fmt)
+from defslice.model.dat_layer_fixed import dat_layer_fixed_forward
 
 
 @pytest.mark.parametrize("cfg", CONFIGS, ids=lambda c: c.name)
