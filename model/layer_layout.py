@@ -57,16 +57,18 @@ __all__ = [
 #: parity bank. Parameter tiles of the depthwise convolution are laid out for it.
 ARRAY_ROWS = 4
 
-#: Descriptor fields, each a little-endian ``i16``: a 16-byte header, the window in the
-#: sampling engine's level-record order (same bytes 16..31), then the layer's extras.
+#: Descriptor fields, each a little-endian ``i16``. The first 32 bytes read as a sampling
+#: engine descriptor of one level (``defslice.model.layout``): ``u32`` query start and
+#: query count 0 (the layer engine reads no point records), ``u32`` slice index, then the
+#: window's level record at bytes 16..31; the layer's fields follow.
 DESC_FIELDS = (
-    "slice_index", "num_keys", "key_row0", "key_col0", "key_rows", "key_cols", "pad6",
-    "pad7",
+    "query_start", "query_start_hi", "query_count", "query_count_hi", "slice_index",
+    "slice_index_hi", "num_keys", "pad7",
     "row0", "col0", "rows", "cols", "y_lo", "y_hi", "x_lo", "x_hi",
     "reg_row0", "reg_col0", "reg_rows", "reg_cols",
     "q_row0", "q_col0", "q_rows", "q_cols",
     "by_lo", "by_hi", "bx_lo", "bx_hi",
-    "pad28", "pad29", "pad30", "pad31",
+    "key_row0", "key_col0", "key_rows", "key_cols",
 )
 DESC_BYTES = 2 * len(DESC_FIELDS)
 
@@ -247,10 +249,10 @@ class SliceTask:
     def descriptor(self) -> tuple[int, ...]:
         """The :data:`DESC_FIELDS` values."""
         w = self.window
-        head = (self.index, self.num_keys, *self.keys.as_tuple(), 0, 0)
+        head = (0, 0, 0, 0, self.index, 0, self.num_keys, 0)
         win = (w.row0, w.col0, w.rows, w.cols, w.y_lo, w.y_hi, w.x_lo, w.x_hi)
         return head + win + self.region.as_tuple() + self.qbox.as_tuple() \
-            + self.bias_bounds + (0, 0, 0, 0)
+            + self.bias_bounds + self.keys.as_tuple()
 
 
 def _tap_hull(dims: LayerDims, keys: range, lo: int, hi: int) -> tuple[int, int]:
