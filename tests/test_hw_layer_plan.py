@@ -22,7 +22,9 @@ def _plan(dims=DAT56, grid=GRID, lanes=8, cols=4, **kw):
 
 
 @pytest.mark.parametrize("lanes,cols,field", [(3, 2, "hw.lanes"), (64, 4, "hw.lanes"),
-                                              (16, 4, "hw.lanes"), (8, 16, "hw.array_cols"),
+                                              (16, 4, "hw.lanes"), (2, 2, "hw.lanes"),
+                                              (8, 16, "hw.array_cols"),
+                                              (8, 8, "hw.array_cols"),
                                               (8, 1, "hw.array_cols")])
 def test_refused_array_shapes(lanes, cols, field):
     with pytest.raises(ConfigError, match=field):

@@ -133,6 +133,8 @@ def test_descriptor_fields_and_packing():
         rec = np.frombuffer(raw[k * lay.desc_stride:][:2 * len(DESC_FIELDS)], "<i2")
         fields = dict(zip(DESC_FIELDS, rec.tolist(), strict=True))
         assert fields["slice_index"] == t.index and fields["num_keys"] == t.num_keys
+        # A sampling-engine reader sees no point records to read.
+        assert fields["query_count"] == fields["query_count_hi"] == 0
         w = t.window
         assert [fields[n] for n in ("row0", "col0", "rows", "cols", "y_lo", "y_hi",
                                     "x_lo", "x_hi")] == \

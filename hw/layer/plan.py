@@ -89,16 +89,20 @@ class LayerPlan:
                               f"engine (one holds {too_many})")
 
     def _check_array(self) -> None:
+        """``lanes``: a power of two >= 4 (the v banks take four keys of a result tile in
+        different banks), dividing the head channels, a word fitting a beat; ``cols``: 2
+        or 4 (a logit tile's keys sit in four k banks), no more than ``lanes``, dividing
+        the head channels."""
         d = self.dims
-        if not _is_pow2(self.lanes) or d.head_dim % self.lanes:
-            raise ConfigError("hw.lanes", self.lanes, f"a power of two dividing the head "
-                              f"channels {d.head_dim} for the layer engine")
+        if not _is_pow2(self.lanes) or self.lanes < ARRAY_ROWS or d.head_dim % self.lanes:
+            raise ConfigError("hw.lanes", self.lanes, f"a power of two >= {ARRAY_ROWS} "
+                              f"dividing the head channels {d.head_dim} for the layer engine")
         if self.lanes * self.element_bytes > self.bus_bytes:
             raise ConfigError("hw.lanes", self.lanes, f"at most {self.bus_bytes} bytes of "
                               f"lanes * dram.element_bytes per bus beat")
-        if not 2 <= self.cols <= self.lanes or d.head_dim % self.cols:
-            raise ConfigError("hw.array_cols", self.cols, f"a power of two in [2, hw.lanes = "
-                              f"{self.lanes}] dividing the head channels {d.head_dim}")
+        if self.cols not in (2, 4) or self.cols > self.lanes or d.head_dim % self.cols:
+            raise ConfigError("hw.array_cols", self.cols, f"2 or 4, at most hw.lanes = "
+                              f"{self.lanes}, dividing the head channels {d.head_dim}")
 
     # -- derived sizes ---------------------------------------------------------------
     @property

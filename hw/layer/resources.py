@@ -71,7 +71,7 @@ def memories(plan: LayerPlan) -> list[Memory]:
         Memory("layernorm", 1, 2 * cg, 16),
         Memory("reference", 1, d.key_rows + d.key_cols, 24),
         Memory("keys", ARRAY_ROWS, _cdiv(kmax, ARRAY_ROWS) * (c // L), word),
-        Memory("k", N, _cdiv(kmax, N) * (c // L), word),
+        Memory("k", ARRAY_ROWS, _cdiv(kmax, ARRAY_ROWS) * (c // L), word),
         Memory("v", L, _cdiv(kmax, L) * (c // N), N * act_bits),
         Memory("logits", 1, 2 * d.heads * _cdiv(kmax, N), ARRAY_ROWS * N * act_bits),
         Memory("p", ARRAY_ROWS, 2 * d.heads * _cdiv(kmax, L), word),
