@@ -31,14 +31,13 @@ def rtl(dut, table, keys, queries):
     out = []
 
     async def tb(ctx):
-        for b in range(4):
-            words = np.zeros(dut.bank_words * pw, dtype=np.int64)
-            words[:banks.shape[1]] = banks[b]
-            for a in range(dut.bank_words):
-                ctx.set(dut.table_w.valid, 1)
-                ctx.set(dut.table_w.payload, {"bank": b, "addr": a,
-                                              "data": words[a * pw:(a + 1) * pw].tolist()})
-                await ctx.tick()
+        words = np.zeros((4, dut.bank_words * pw), dtype=np.int64)
+        words[:, :banks.shape[1]] = banks
+        for a in range(dut.bank_words):
+            ctx.set(dut.table_w.valid, 1)
+            ctx.set(dut.table_w.payload, {
+                "addr": a, "data": [words[b, a * pw:(a + 1) * pw].tolist() for b in range(4)]})
+            await ctx.tick()
         ctx.set(dut.table_w.valid, 0)
         for (g, k), (py, px) in keys.items():
             ctx.set(dut.key_w.valid, 1)

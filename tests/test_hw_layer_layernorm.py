@@ -34,8 +34,8 @@ def rtl(dut, rows, gamma, beta, gap_prob, seed):
     async def feed(ctx):
         for c in range(dut.cg):
             ctx.set(dut.params_w.valid, 1)
-            ctx.set(dut.params_w.payload, {"c": c, "gamma": int(gamma[c]),
-                                           "beta": int(beta[c])})
+            ctx.set(dut.params_w.payload, {"c": c, "gamma": int(gamma[c]), "beta": int(beta[c]),
+                                           "set_gamma": 1, "set_beta": 1})
             await ctx.tick()
         ctx.set(dut.params_w.valid, 0)
         for h in rows:

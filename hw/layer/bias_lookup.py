@@ -48,7 +48,8 @@ class BiasLookup(wiring.Component):
     key_w : In(stream.Signature(..., always_ready=True))
         Writes a key's bias position: ``key``, ``group``, ``py``, ``px``.
     table_w : In(stream.Signature(..., always_ready=True))
-        Writes bank ``bank`` word ``addr`` (``per_word`` entries).
+        Writes word ``addr`` (``per_word`` entries) of every bank: ``data[bank]``, one
+        beat of the interleaved DRAM section.
     i : In(stream.Signature(..., always_ready=True))
         A lookup: ``qy``, ``qx``, ``head``, ``key``, ``tag``.
     o : Out(stream.Signature(..., always_ready=True))
@@ -81,8 +82,9 @@ class BiasLookup(wiring.Component):
                 "key": range(max_keys), "group": range(groups),
                 "py": signed(coord_bits), "px": signed(coord_bits)}), always_ready=True)),
             "table_w": In(stream.Signature(data.StructLayout({
-                "bank": range(BANKS), "addr": range(self.bank_words),
-                "data": data.ArrayLayout(signed(rpe_bits), per_word)}), always_ready=True)),
+                "addr": range(self.bank_words),
+                "data": data.ArrayLayout(data.ArrayLayout(signed(rpe_bits), per_word), BANKS)}),
+                always_ready=True)),
             "i": In(stream.Signature(data.StructLayout({
                 "qy": range(height), "qx": range(width), "head": range(heads),
                 "key": range(max_keys), "tag": tag_bits}), always_ready=True)),
@@ -164,6 +166,6 @@ class BiasLookup(wiring.Component):
         m.submodules[f"bank{b}"] = mem
         wp = mem.write_port()
         tw = self.table_w
-        m.d.comb += [wp.addr.eq(tw.payload.addr), wp.data.eq(tw.payload.data),
-                     wp.en.eq(tw.valid & (tw.payload.bank == b))]
+        m.d.comb += [wp.addr.eq(tw.payload.addr), wp.data.eq(tw.payload.data[b]),
+                     wp.en.eq(tw.valid)]
         return mem.read_port()

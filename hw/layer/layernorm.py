@@ -46,7 +46,8 @@ class LayerNormUnit(wiring.Component):
     Members
     -------
     params_w : In(stream.Signature(..., always_ready=True))
-        Writes channel ``c``'s ``gamma`` (Q(norm_frac)) and ``beta`` (accumulator format).
+        Writes channel ``c``'s ``gamma`` (Q(norm_frac)) when ``set_gamma``, its ``beta``
+        (accumulator format) when ``set_beta``.
     i : In(stream.Signature(...))
         ``h[width]`` of one row, channel order; ``ready`` low while both buffers are full.
     o : Out(stream.Signature(..., always_ready=True))
@@ -69,7 +70,8 @@ class LayerNormUnit(wiring.Component):
         super().__init__({
             "params_w": In(stream.Signature(data.StructLayout({
                 "c": range(channels), "gamma": signed(ln.weight_bits),
-                "beta": signed(ln.acc_bits)}), always_ready=True)),
+                "beta": signed(ln.acc_bits), "set_gamma": 1, "set_beta": 1}),
+                always_ready=True)),
             "i": In(stream.Signature(data.StructLayout({
                 "h": data.ArrayLayout(signed(a), width)}))),
             "o": Out(stream.Signature(data.StructLayout({
@@ -242,16 +244,16 @@ class LayerNormUnit(wiring.Component):
         """Steps 3d-4: ``z``, ``n``, ``GELU``, one channel per cycle."""
         ln = self.ln
         a = ln.act_bits
-        m.submodules.params = params = memory.Memory(
-            shape=data.StructLayout({"gamma": signed(ln.weight_bits),
-                                     "beta": signed(ln.acc_bits)}),
-            depth=self.cg, init=[])
-        pw = params.write_port()
-        m.d.comb += [pw.addr.eq(self.params_w.payload.c),
-                     pw.data.gamma.eq(self.params_w.payload.gamma),
-                     pw.data.beta.eq(self.params_w.payload.beta),
-                     pw.en.eq(self.params_w.valid)]
-        pr = params.read_port()
+        gammas = memory.Memory(shape=signed(ln.weight_bits), depth=self.cg, init=[])
+        betas = memory.Memory(shape=signed(ln.acc_bits), depth=self.cg, init=[])
+        m.submodules.gammas, m.submodules.betas = gammas, betas
+        pw = self.params_w
+        for mem, value, enable in ((gammas, pw.payload.gamma, pw.payload.set_gamma),
+                                   (betas, pw.payload.beta, pw.payload.set_beta)):
+            wp = mem.write_port()
+            m.d.comb += [wp.addr.eq(pw.payload.c), wp.data.eq(value),
+                         wp.en.eq(pw.valid & enable)]
+        pr_gamma, pr_beta = gammas.read_port(), betas.read_port()
         # z: d * RSQ, rounded by R + E/2 - zf (a shifter set once per row).
         zshift = Signal(range(ln.rsqrt_frac + self.sq_bits))
         m.d.comb += zshift.eq(ln.rsqrt_frac + (rsq["e"] >> 1) - ln.z_frac)
@@ -261,7 +263,7 @@ class LayerNormUnit(wiring.Component):
         m.d.sync += [prod.eq(d * rsq["rsq"]), v1.eq(valid), l1.eq(last)]
         with m.If(valid):
             m.d.sync += ch.eq(Mux(last, 0, ch + 1))
-        m.d.comb += pr.addr.eq(ch)
+        m.d.comb += [pr_gamma.addr.eq(ch), pr_beta.addr.eq(ch)]
         half = (Const(1, 1) << zshift) >> 1
         z = saturate_to(m, (prod + half) >> zshift, a, "ln_z")
         z2 = Signal(signed(a))
@@ -271,7 +273,7 @@ class LayerNormUnit(wiring.Component):
         nprod = Signal(signed(ln.acc_bits + 1))
         v3, l3 = Signal(), Signal()
         gamma, beta = Signal(signed(ln.weight_bits)), Signal(signed(ln.acc_bits))
-        m.d.sync += [gamma.eq(pr.data.gamma), beta.eq(pr.data.beta)]
+        m.d.sync += [gamma.eq(pr_gamma.data), beta.eq(pr_beta.data)]
         m.d.sync += [nprod.eq(z2 * gamma + beta), v3.eq(v2), l3.eq(l2)]
         n = saturate_to(m, round_half_up(nprod, ln.z_frac + ln.norm_frac - ln.n_frac), a,
                         "ln_n")
