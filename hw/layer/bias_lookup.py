@@ -81,16 +81,21 @@ class BiasLookup(wiring.Component):
             "key_w": In(stream.Signature(data.StructLayout({
                 "key": range(max_keys), "group": range(groups),
                 "py": signed(coord_bits), "px": signed(coord_bits)}), always_ready=True)),
-            "table_w": In(stream.Signature(data.StructLayout({
-                "addr": range(self.bank_words),
-                "data": data.ArrayLayout(data.ArrayLayout(signed(rpe_bits), per_word), BANKS)}),
-                always_ready=True)),
+            "table_w": In(stream.Signature(self.table_layout(self.bank_words, rpe_bits,
+                                                             per_word), always_ready=True)),
             "i": In(stream.Signature(data.StructLayout({
                 "qy": range(height), "qx": range(width), "head": range(heads),
                 "key": range(max_keys), "tag": tag_bits}), always_ready=True)),
             "o": Out(stream.Signature(data.StructLayout({
                 "bias": signed(self.bias_bits), "tag": tag_bits}), always_ready=True)),
         })
+
+    @staticmethod
+    def table_layout(bank_words: int, rpe_bits: int, per_word: int) -> data.StructLayout:
+        """Payload of :attr:`table_w`: one word of every bank."""
+        return data.StructLayout({
+            "addr": range(bank_words),
+            "data": data.ArrayLayout(data.ArrayLayout(signed(rpe_bits), per_word), BANKS)})
 
     def _key_memory(self, m: Module) -> memory.ReadPort:
         """Per (group, key): corner integer parts and the four bilinear weights, written

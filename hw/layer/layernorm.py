@@ -68,15 +68,20 @@ class LayerNormUnit(wiring.Component):
         self.s1_bits = a + _bits(channels) + 1
         self.sq_bits = 2 * (a + 1) + _bits(channels) + 1
         super().__init__({
-            "params_w": In(stream.Signature(data.StructLayout({
-                "c": range(channels), "gamma": signed(ln.weight_bits),
-                "beta": signed(ln.acc_bits), "set_gamma": 1, "set_beta": 1}),
-                always_ready=True)),
+            "params_w": In(stream.Signature(self.params_layout(ln, channels),
+                                            always_ready=True)),
             "i": In(stream.Signature(data.StructLayout({
                 "h": data.ArrayLayout(signed(a), width)}))),
             "o": Out(stream.Signature(data.StructLayout({
                 "g": signed(a), "last": 1}), always_ready=True)),
         })
+
+    @staticmethod
+    def params_layout(ln: LayerNumericsConfig, channels: int) -> data.StructLayout:
+        """Payload of :attr:`params_w`."""
+        return data.StructLayout({"c": range(channels), "gamma": signed(ln.weight_bits),
+                                  "beta": signed(ln.acc_bits), "set_gamma": 1,
+                                  "set_beta": 1})
 
     # -- input: two row buffers ----------------------------------------------------------
     def _input(self, m: Module, full: Signal, set_full: Signal, s1: list) -> memory.ReadPort:

@@ -103,6 +103,11 @@ class LayerPlan:
         if self.cols not in (2, 4) or self.cols > self.lanes or d.head_dim % self.cols:
             raise ConfigError("hw.array_cols", self.cols, f"2 or 4, at most hw.lanes = "
                               f"{self.lanes}, dividing the head channels {d.head_dim}")
+        tile = 2 * self.lanes * min(self.cols, ARRAY_ROWS)
+        if tile < self.bus_bytes:
+            raise ConfigError("hw.axi_data_bits", 8 * self.bus_bytes,
+                              f"at most {8 * tile} bits (a weight tile of hw.lanes x "
+                              f"hw.array_cols 16-bit weights fills whole beats)")
 
     # -- derived sizes ---------------------------------------------------------------
     @property
