@@ -89,6 +89,7 @@ def run(plan, task, ready_prob, seed):
             for key, value in units.count.items():
                 ctx.set(getattr(dut, key), value)
             ctx.set(dut.drained, units.since_step >= 8)
+            ctx.set(dut.y_room, int(rng.random() < 0.7))
             ready = int(rng.random() < ready_prob)
             ctx.set(dut.step.ready, ready)
             _, _, valid, payload, done = await ctx.tick().sample(

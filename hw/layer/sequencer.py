@@ -37,7 +37,8 @@ class Sequencer(wiring.Component):
       what the previous phase writes);
     * ``ln_rows > r`` before ``offset_proj`` of row ``r``; ``positions > r`` before
       ``sample`` of row ``r``;
-    * ``sm_quads > n`` before ``pv`` of quad ``n``; ``o_quads > n`` before ``proj_out``.
+    * ``sm_quads > n`` before ``pv`` of quad ``n``; ``o_quads > n`` and ``y_room`` (the
+      output buffer can take the quad) before ``proj_out``.
 
     Arguments
     ---------
@@ -54,7 +55,7 @@ class Sequencer(wiring.Component):
         ``first``, ``last``.
     done : Out(1)
         One cycle when the slice's last step has been taken.
-    drained, ln_rows, positions, sm_quads, o_quads : In
+    drained, ln_rows, positions, sm_quads, o_quads, y_room : In
         The wait conditions above (counts since the slice started).
     """
 
@@ -72,7 +73,7 @@ class Sequencer(wiring.Component):
                 "phase": range(len(PHASES)), "index": data.ArrayLayout(unsigned(ib), LEVELS),
                 "first": 1, "last": 1}))),
             "done": Out(1),
-            "drained": In(1),
+            "drained": In(1), "y_room": In(1),
             "ln_rows": In(ib), "positions": In(ib), "sm_quads": In(ib), "o_quads": In(ib),
         })
 
@@ -233,7 +234,7 @@ class Sequencer(wiring.Component):
                     self._load(m, e, "logits", jobs["logits_ahead"])
                 m.next = "P"
         with m.State("P"):
-            with m.If(idle & (self.o_quads > n)):
+            with m.If(idle & (self.o_quads > n) & self.y_room):
                 self._load(m, e, "proj_out", jobs["proj_out"])
                 m.next = "P_NEXT"
         with m.State("P_NEXT"):
