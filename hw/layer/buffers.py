@@ -51,8 +51,11 @@ class BankedBuffer(wiring.Component):
 
     def elaborate(self, platform: object) -> Module:
         m = Module()
+        #: The bank memories of the last elaboration (simulation tests inspect them).
+        self.memories = []
         for b in range(self.banks):
             mem = memory.Memory(shape=self.word, depth=self.depth, init=[])
+            self.memories.append(mem)
             m.submodules[f"bank{b}"] = mem
             wp = mem.write_port(granularity=1)
             rp = mem.read_port()
