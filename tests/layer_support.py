@@ -59,3 +59,64 @@ def traced(cfg, seed=0):
     plan, fmt, qp, x_q = inputs(cfg, seed)
     y, tr = dat_layer_fixed_forward(x_q, qp, plan.dims.spec, fmt, plan.grid)
     return plan, fmt, qp, x_q, y, tr
+
+
+def pipe(dut, payloads, drain=None, setup=None):
+    """Run ``payloads`` through an always-ready pipeline ``dut.i -> dut.o``, one per cycle
+    (after ``setup(ctx)`` if given), then ``drain`` (default ``dut.latency``) idle cycles;
+    every ``dut.o.payload`` seen with ``dut.o.valid``, in order."""
+    from amaranth.sim import Simulator
+
+    out = []
+
+    async def tb(ctx):
+        if setup is not None:
+            await setup(ctx)
+        for item in [*payloads, *([None] * (dut.latency if drain is None else drain))]:
+            ctx.set(dut.i.valid, item is not None)
+            if item is not None:
+                ctx.set(dut.i.payload, item)
+            _, _, valid, payload = await ctx.tick().sample(dut.o.valid, dut.o.payload)
+            if valid:
+                out.append(payload)
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(tb)
+    sim.run()
+    return out
+
+
+def feed_and_collect(dut, payloads, count, gap_prob=0.0, seed=0, setup=None, cycles=None):
+    """Offer ``payloads`` on the ready-capable ``dut.i`` (valid dropped on random cycles
+    with ``gap_prob``), after ``setup(ctx)`` if given; collect ``count`` payloads from the
+    always-ready ``dut.o``. Stops after ``cycles`` if given."""
+    from amaranth.sim import Simulator
+
+    rng = np.random.default_rng(seed)
+    out = []
+
+    async def feed(ctx):
+        if setup is not None:
+            await setup(ctx)
+        for item in payloads:
+            while rng.random() < gap_prob:
+                ctx.set(dut.i.valid, 0)
+                await ctx.tick()
+            ctx.set(dut.i.valid, 1)
+            ctx.set(dut.i.payload, item)
+            await ctx.tick().until(dut.i.ready)
+        ctx.set(dut.i.valid, 0)
+
+    async def collect(ctx):
+        while len(out) < count:
+            _, _, valid, payload = await ctx.tick().sample(dut.o.valid, dut.o.payload)
+            if valid:
+                out.append(payload)
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(feed)
+    sim.add_testbench(collect)
+    sim.run_until(1e-8 * (cycles or 20 * count + 500))
+    return out

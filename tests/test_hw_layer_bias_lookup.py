@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from amaranth.sim import Simulator
+from layer_support import pipe
 
 from defslice.hw.layer.bias_lookup import BiasLookup
 from defslice.model.fixedpoint import bilinear_weights, round_half_up_shift, split_coord
@@ -28,9 +28,8 @@ def reference(table, keys, queries, H, W, f, shift, heads, groups):
 def rtl(dut, table, keys, queries):
     banks = rpe_banks(table)
     pw = dut.per_word
-    out = []
 
-    async def tb(ctx):
+    async def setup(ctx):
         words = np.zeros((4, dut.bank_words * pw), dtype=np.int64)
         words[:, :banks.shape[1]] = banks
         for a in range(dut.bank_words):
@@ -44,23 +43,10 @@ def rtl(dut, table, keys, queries):
             ctx.set(dut.key_w.payload, {"key": k, "group": g, "py": py, "px": px})
             await ctx.tick()
         ctx.set(dut.key_w.valid, 0)
-        for n, (qy, qx, h, k) in enumerate(queries):
-            ctx.set(dut.i.valid, 1)
-            ctx.set(dut.i.payload, {"qy": qy, "qx": qx, "head": h, "key": k, "tag": n % 2})
-            _, _, valid, payload = await ctx.tick().sample(dut.o.valid, dut.o.payload)
-            if valid:
-                out.append(int(payload.bias))
-        ctx.set(dut.i.valid, 0)
-        for _ in range(dut.latency):
-            _, _, valid, payload = await ctx.tick().sample(dut.o.valid, dut.o.payload)
-            if valid:
-                out.append(int(payload.bias))
 
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(tb)
-    sim.run()
-    return out
+    payloads = [{"qy": qy, "qx": qx, "head": h, "key": k, "tag": n % 2}
+                for n, (qy, qx, h, k) in enumerate(queries)]
+    return [int(p.bias) for p in pipe(dut, payloads, setup=setup)]
 
 
 @pytest.mark.parametrize("H,W,heads,groups,per_word", [(6, 5, 2, 1, 1), (5, 7, 4, 2, 2)])

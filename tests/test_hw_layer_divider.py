@@ -2,33 +2,16 @@
 
 import numpy as np
 import pytest
-from amaranth.sim import Simulator
+from layer_support import pipe
 
 from defslice.hw.layer.divider import Divider
 from defslice.model.fixedpoint import reciprocal
 
 
 def rtl(dut, pairs):
-    out = []
-
-    async def tb(ctx):
-        for k, (num, den) in enumerate(pairs):
-            ctx.set(dut.i.valid, 1)
-            ctx.set(dut.i.payload, {"num": num, "den": den, "tag": k % 2})
-            _, _, valid, payload = await ctx.tick().sample(dut.o.valid, dut.o.payload)
-            if valid:
-                out.append(int(payload.quot))
-        ctx.set(dut.i.valid, 0)
-        for _ in range(dut.latency + 1):
-            _, _, valid, payload = await ctx.tick().sample(dut.o.valid, dut.o.payload)
-            if valid:
-                out.append(int(payload.quot))
-
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(tb)
-    sim.run()
-    return out
+    return [int(p.quot) for p in pipe(dut, [{"num": n, "den": d, "tag": k % 2}
+                                             for k, (n, d) in enumerate(pairs)],
+                                       dut.latency + 1)]
 
 
 @pytest.mark.parametrize("steps", [1, 2, 5])

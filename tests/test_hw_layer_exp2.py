@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from amaranth.sim import Simulator
+from layer_support import pipe
 
 from defslice.config import LayerNumericsConfig
 from defslice.hw.layer.exp2 import Exp2Unit
@@ -16,26 +16,8 @@ def reference(ts, ln, tb):
 
 
 def rtl(dut, ts):
-    out = []
-
-    async def tb(ctx):
-        for k, t in enumerate(ts):
-            ctx.set(dut.i.valid, 1)
-            ctx.set(dut.i.payload, {"t": int(t), "tag": k % 2})
-            _, _, valid, payload = await ctx.tick().sample(dut.o.valid, dut.o.payload)
-            if valid:
-                out.append(int(payload.e))
-        ctx.set(dut.i.valid, 0)
-        for _ in range(dut.latency):
-            _, _, valid, payload = await ctx.tick().sample(dut.o.valid, dut.o.payload)
-            if valid:
-                out.append(int(payload.e))
-
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(tb)
-    sim.run()
-    return out
+    return [int(p.e) for p in pipe(dut, [{"t": int(t), "tag": k % 2}
+                                          for k, t in enumerate(ts)])]
 
 
 @pytest.mark.parametrize("ln", [LayerNumericsConfig(),

@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from amaranth.sim import Simulator
+from layer_support import feed_and_collect
 
 from defslice.config import LayerNumericsConfig
 from defslice.hw.layer.layernorm import LayerNormUnit
@@ -27,40 +27,20 @@ def reference(rows, gamma, beta, ln, eps_q):
 
 
 def rtl(dut, rows, gamma, beta, gap_prob, seed):
-    rng = np.random.default_rng(seed)
-    total = sum(len(h) for h in rows)
-    out = []
-
-    async def feed(ctx):
+    async def params(ctx):
         for c in range(dut.cg):
             ctx.set(dut.params_w.valid, 1)
             ctx.set(dut.params_w.payload, {"c": c, "gamma": int(gamma[c]), "beta": int(beta[c]),
                                            "set_gamma": 1, "set_beta": 1})
             await ctx.tick()
         ctx.set(dut.params_w.valid, 0)
-        for h in rows:
-            for w in range(dut.cg // dut.width):
-                while rng.random() < gap_prob:
-                    ctx.set(dut.i.valid, 0)
-                    await ctx.tick()
-                ctx.set(dut.i.valid, 1)
-                word = h[w * dut.width:(w + 1) * dut.width]
-                ctx.set(dut.i.payload, {"h": [int(v) for v in word]})
-                await ctx.tick().until(dut.i.ready)
-        ctx.set(dut.i.valid, 0)
 
-    async def collect(ctx):
-        while len(out) < total:
-            _, _, valid, payload = await ctx.tick().sample(dut.o.valid, dut.o.payload)
-            if valid:
-                out.append((int(payload.g), int(payload.last)))
-
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(feed)
-    sim.add_testbench(collect)
-    sim.run_until(1e-8 * (10 * total + 200 * len(rows) + 500))
-    return out
+    words = [{"h": [int(v) for v in h[w * dut.width:(w + 1) * dut.width]]}
+             for h in rows for w in range(dut.cg // dut.width)]
+    total = sum(len(h) for h in rows)
+    out = feed_and_collect(dut, words, total, gap_prob, seed, setup=params,
+                           cycles=10 * total + 200 * len(rows) + 500)
+    return [(int(p.g), int(p.last)) for p in out]
 
 
 def random_rows(rng, count, cg, bits):

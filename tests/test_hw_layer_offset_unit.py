@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from amaranth.sim import Simulator
+from layer_support import pipe
 
 from defslice.config import LayerNumericsConfig
 from defslice.hw.layer.offset_unit import OffsetUnit
@@ -34,29 +34,11 @@ def reference(items, mode, ln, scale):
 
 
 def rtl(dut, items):
-    out = []
     names = ("y_lo", "y_hi", "x_lo", "x_hi")
-
-    async def tb(ctx):
-        for k, item in enumerate(items + [None] * dut.latency):
-            if item is None:
-                ctx.set(dut.i.valid, 0)
-            else:
-                off, ref, win, bias = item
-                ctx.set(dut.i.valid, 1)
-                ctx.set(dut.i.payload, {"off": list(off), "ref": list(ref),
-                                        "win": dict(zip(names, win, strict=True)),
-                                        "bias": dict(zip(names, bias, strict=True)),
-                                        "tag": k % 2})
-            _, _, valid, payload = await ctx.tick().sample(dut.o.valid, dut.o.payload)
-            if valid:
-                out.append(([int(v) for v in payload.sample], [int(v) for v in payload.bias]))
-
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(tb)
-    sim.run()
-    return out
+    payloads = [{"off": list(off), "ref": list(ref), "win": dict(zip(names, win, strict=True)),
+                 "bias": dict(zip(names, bias, strict=True)), "tag": k % 2}
+                for k, (off, ref, win, bias) in enumerate(items)]
+    return [([int(v) for v in p.sample], [int(v) for v in p.bias]) for p in pipe(dut, payloads)]
 
 
 def _items(rng, n, in_bits):

@@ -4,7 +4,7 @@ import gc
 
 import numpy as np
 import pytest
-from amaranth.sim import Simulator
+from layer_support import pipe
 
 from defslice.hw.layer.requantizer import Requantizer
 from defslice.model.fixedpoint import round_half_up_shift, saturate
@@ -19,25 +19,8 @@ def reference(items, formats):
 
 
 def rtl(dut, items):
-    out = []
-
-    async def tb(ctx):
-        for acc, bias, f, tag in items:
-            ctx.set(dut.i.valid, 1)
-            ctx.set(dut.i.payload, {"acc": acc, "bias": bias, "fmt": f, "tag": tag})
-            _, _, valid, payload = await ctx.tick().sample(dut.o.valid, dut.o.payload)
-            if valid:
-                out.append(payload)
-        ctx.set(dut.i.valid, 0)
-        for _ in range(dut.latency):
-            _, _, valid, payload = await ctx.tick().sample(dut.o.valid, dut.o.payload)
-            if valid:
-                out.append(payload)
-
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(tb)
-    sim.run()
+    out = pipe(dut, [{"acc": acc, "bias": bias, "fmt": f, "tag": tag}
+                     for acc, bias, f, tag in items])
     return [([int(v) for v in p.value], int(p.fmt), int(p.tag)) for p in out]
 
 

@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from amaranth.sim import Simulator
+from layer_support import feed_and_collect
 
 from defslice.config import LayerNumericsConfig
 from defslice.hw.layer.softmax import Softmax
@@ -32,34 +32,10 @@ def reference(rows, ln):
 
 
 def rtl(dut, rows, gap_prob, seed):
-    rng = np.random.default_rng(seed)
-    total = sum(len(q) for q, _ in rows)
-    out = []
-
-    async def feed(ctx):
-        for qk, bias in rows:
-            for k in range(len(qk)):
-                while rng.random() < gap_prob:
-                    ctx.set(dut.i.valid, 0)
-                    await ctx.tick()
-                ctx.set(dut.i.valid, 1)
-                ctx.set(dut.i.payload, {"qk": int(qk[k]), "bias": int(bias[k]),
-                                        "last": int(k == len(qk) - 1)})
-                await ctx.tick().until(dut.i.ready)
-        ctx.set(dut.i.valid, 0)
-
-    async def collect(ctx):
-        while len(out) < total:
-            _, _, valid, payload = await ctx.tick().sample(dut.o.valid, dut.o.payload)
-            if valid:
-                out.append((int(payload.p), int(payload.last)))
-
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(feed)
-    sim.add_testbench(collect)
-    sim.run_until(1e-8 * (20 * total + 500))
-    return out
+    payloads = [{"qk": int(qk[k]), "bias": int(bias[k]), "last": int(k == len(qk) - 1)}
+                for qk, bias in rows for k in range(len(qk))]
+    out = feed_and_collect(dut, payloads, len(payloads), gap_prob, seed)
+    return [(int(p.p), int(p.last)) for p in out]
 
 
 def random_rows(rng, count, max_len, ln, qk_bits, bias_bits):

@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from amaranth.sim import Simulator
+from layer_support import pipe
 
 from defslice.config import LayerNumericsConfig
 from defslice.hw.layer.tables import HalfTable
@@ -10,26 +10,8 @@ from defslice.model.fixedpoint import LayerTables, gelu_fixed, tanh_fixed
 
 
 def rtl(dut, xs):
-    out = []
-
-    async def tb(ctx):
-        for k, x in enumerate(xs):
-            ctx.set(dut.i.valid, 1)
-            ctx.set(dut.i.payload, {"x": int(x), "tag": k % 2})
-            _, _, valid, payload = await ctx.tick().sample(dut.o.valid, dut.o.payload)
-            if valid:
-                out.append(int(payload.y))
-        ctx.set(dut.i.valid, 0)
-        for _ in range(dut.latency):
-            _, _, valid, payload = await ctx.tick().sample(dut.o.valid, dut.o.payload)
-            if valid:
-                out.append(int(payload.y))
-
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(tb)
-    sim.run()
-    return out
+    return [int(p.y) for p in pipe(dut, [{"x": int(x), "tag": k % 2}
+                                          for k, x in enumerate(xs)])]
 
 
 def _inputs(size, bits, rng):
