@@ -13,9 +13,10 @@ engine:
 * **y**: the output map, row-major ``H x W`` pixels of ``C`` outputs, ``out_stride`` bytes
   per pixel.
 
-Per slice the engine reads the descriptor, then (when the slice holds keys) its window
-row by row, and writes ``y`` for the slice's own pixels row by row. A slice without keys
-has ``y = proj_out`` bias on its pixels and needs no window. :func:`layer_transfers`
+Per slice the engine reads the descriptor, then its window row by row, and writes ``y``
+for the slice's own pixels row by row. A slice without keys has ``y = proj_out`` bias
+on its pixels; its window is still read (the window loader, shared with the sampling
+engine, loads every descriptor's window) and released at once. :func:`layer_transfers`
 lists the bursts; the RTL may overlap those of consecutive slices in time, the multiset
 is fixed.
 """
@@ -500,8 +501,9 @@ def layer_transfers(layout: LayerLayout, tasks: list[SliceTask]) -> list[Burst]:
     """The bursts of one run of the layer engine, in the contract's order.
 
     1. the parameter region (tensor ``weights``), once;
-    2. per slice: its descriptor (``descriptor``); when it holds keys, its window row by
-       row (``value``: the map ``x``); the rows of its own pixels of ``y`` (``output``).
+    2. per slice: its descriptor (``descriptor``); its window row by row (``value``: the
+       map ``x``; also for a slice without keys); the rows of its own pixels of ``y``
+       (``output``).
 
     Each region is split by :func:`defslice.model.layout.split_bursts`.
     """
@@ -515,11 +517,10 @@ def layer_transfers(layout: LayerLayout, tasks: list[SliceTask]) -> list[Burst]:
     for k, t in enumerate(tasks):
         region(layout.desc_base + k * layout.desc_stride, layout.desc_stride, False,
                "descriptor")
-        if t.num_keys:
-            w = t.window
-            for r in range(w.rows):
-                region(layout.x_addr(w.row0 + r, w.col0), w.cols * layout.pixel_stride,
-                       False, "value")
+        w = t.window
+        for r in range(w.rows):
+            region(layout.x_addr(w.row0 + r, w.col0), w.cols * layout.pixel_stride, False,
+                   "value")
         g = t.region
         for r in range(g.rows):
             region(layout.y_addr(g.row0 + r, g.col0), g.cols * layout.out_stride, True,

@@ -237,10 +237,7 @@ def _unit_bound(plan: LayerPlan, loads: dict[str, int], tm: UnitTiming) -> int:
 
 def _load_beats(plan: LayerPlan, t: SliceTask) -> int:
     lay = plan.layout
-    beats = lay.desc_stride // lay.bus_bytes
-    if t.num_keys:
-        beats += t.window.pixels * lay.pixel_stride // lay.bus_bytes
-    return beats
+    return (lay.desc_stride + t.window.pixels * lay.pixel_stride) // lay.bus_bytes
 
 
 def estimate(plan: LayerPlan, timing: UnitTiming | None = None) -> CycleEstimate:
