@@ -1,0 +1,169 @@
+"""The layer core on a whole layer in the Amaranth simulator: ``y``, cycles, array use."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from amaranth.hdl import Elaboratable, Module, Signal, unsigned
+from amaranth.lib import memory
+from amaranth.sim import Simulator
+
+from defslice.config import Config
+from defslice.hw.layer.core import LayerCore
+from defslice.hw.layer.fetch import X_LATENCY
+from defslice.hw.layer.plan import LayerPlan
+from defslice.hw.params import derive
+from defslice.model.dat_layer_fixed import FixedLayerParams
+from defslice.model.layer_layout import SliceTask
+
+__all__ = ["CoreHarness", "CoreRun", "simulate_core", "slice_fields"]
+
+
+class CoreHarness(Elaboratable):
+    """The core with two-set window banks a testbench writes (read latency X_LATENCY)."""
+
+    def __init__(self, cfg: Config, plan: LayerPlan) -> None:
+        self.hwp = derive(cfg)
+        self.core = LayerCore(plan, self.hwp, cfg.numerics)
+        self.word = 16 * plan.lanes
+        self.we = Signal(4)
+        self.waddr = Signal(range(self.hwp.bank_depth))
+        self.wdata = Signal(unsigned(self.word))
+
+    def elaborate(self, platform: object) -> Module:
+        m = Module()
+        m.submodules.core = core = self.core
+        for b in range(4):
+            mem = memory.Memory(shape=unsigned(self.word), depth=self.hwp.bank_depth, init=[])
+            m.submodules[f"x{b}"] = mem
+            wp, rp = mem.write_port(), mem.read_port()
+            m.d.comb += [wp.en.eq(self.we[b]), wp.addr.eq(self.waddr), wp.data.eq(self.wdata),
+                         rp.addr.eq(core.x_addr[b])]
+            out = rp.data
+            for _ in range(X_LATENCY - 1):
+                reg = Signal.like(out)
+                m.d.sync += reg.eq(out)
+                out = reg
+            m.d.comb += core.x_data[b].eq(out)
+        return m
+
+
+def slice_fields(t: SliceTask, buffer_set: int) -> dict[str, int]:
+    """The core's slice payload (``fetch.context_layout``) of task ``t``."""
+    w, g, q, k = t.window, t.region, t.qbox, t.keys
+    by = t.bias_bounds
+    return {"row0": w.row0, "col0": w.col0, "rows": w.rows, "cols": w.cols, "y_lo": w.y_lo,
+            "y_hi": w.y_hi, "x_lo": w.x_lo, "x_hi": w.x_hi, "q_row0": q.row0,
+            "q_col0": q.col0, "q_rows": q.rows, "q_cols": q.cols, "reg_row0": g.row0,
+            "reg_col0": g.col0, "reg_rows": g.rows, "reg_cols": g.cols, "by_lo": by[0],
+            "by_hi": by[1], "bx_lo": by[2], "bx_hi": by[3], "key_row0": k.row0,
+            "key_col0": k.col0, "key_rows": k.rows, "key_cols": k.cols, "set": buffer_set,
+            "num_keys": t.num_keys}
+
+
+@dataclass
+class CoreRun:
+    """``y`` (C, H, W); ``cycles`` from the first slice handed over to the last ``y``
+    beat; ``array_busy`` steps; ``params_cycles`` to load the parameters."""
+
+    y: np.ndarray
+    cycles: int
+    array_busy: int
+    params_cycles: int
+
+
+def _packed_words(plan: LayerPlan, x: np.ndarray, t: SliceTask, s: int,
+                  hwp: object) -> list[tuple[int, int, int]]:
+    """(bank, address, word) of every window word of ``t`` in buffer set ``s``."""
+    d, L = plan.dims, plan.lanes
+    w = t.window
+    out = []
+    for r in range(w.rows):
+        for c in range(w.cols):
+            for word in range(d.channels // L):
+                vals = x[word * L:(word + 1) * L, w.row0 + r, w.col0 + c]
+                packed = sum((int(v) & 0xFFFF) << (16 * e) for e, v in enumerate(vals))
+                addr = s * hwp.set_depth + ((r >> 1) * hwp.bank_cols[0] + (c >> 1)) \
+                    * (d.channels // L) + word
+                out.append((2 * (r & 1) + (c & 1), addr, packed))
+    return out
+
+
+def simulate_core(cfg: Config, x_q: np.ndarray, qp: FixedLayerParams,
+                  ready_prob: float = 1.0, seed: int = 0) -> CoreRun:
+    """Parameters in, then every slice: its window written into the free buffer set
+    (windows load one word per cycle, before the slice is handed over), the slice handed
+    to the core; ``y`` collected with ``ready`` high with ``ready_prob``."""
+    plan = LayerPlan.from_config(cfg)
+    h = CoreHarness(cfg, plan)
+    core, hwp = h.core, h.hwp
+    lay = plan.layout
+    bus = lay.bus_bytes
+    image = lay.pack_params(qp)
+    beats = [int.from_bytes(image[k:k + bus], "little") for k in range(0, len(image), bus)]
+    d = plan.dims
+    total = d.height * d.width * core.pb
+    y = np.zeros((d.channels, d.height, d.width), dtype=np.int64)
+    rng = np.random.default_rng(seed)
+    state = {"released": [True, True], "got": 0, "now": 0, "start": None, "busy": 0,
+             "params": 0}
+
+    async def driver(ctx):
+        ctx.set(core.params_start, 1)
+        await ctx.tick()
+        ctx.set(core.params_start, 0)
+        for beat in beats:
+            ctx.set(core.params.valid, 1)
+            ctx.set(core.params.payload, beat)
+            await ctx.tick().until(core.params.ready)
+        ctx.set(core.params.valid, 0)
+        state["params"] = state["now"]
+        for k, t in enumerate(plan.tasks):
+            s = k % 2
+            while not state["released"][s]:
+                await ctx.tick()
+            state["released"][s] = False
+            for bank, addr, word in _packed_words(plan, x_q[0], t, s, hwp):
+                ctx.set(h.we, 1 << bank)
+                ctx.set(h.waddr, addr)
+                ctx.set(h.wdata, word)
+                await ctx.tick()
+            ctx.set(h.we, 0)
+            ctx.set(core.slice.payload, slice_fields(t, s))
+            ctx.set(core.slice.valid, 1)
+            await ctx.tick().until(core.slice.ready)
+            if state["start"] is None:
+                state["start"] = state["now"]
+            ctx.set(core.slice.valid, 0)
+
+    async def monitor(ctx):
+        async for _, _, rel, rel_set, busy in ctx.tick().sample(
+                core.release, core.release_set, core.busy_array):
+            state["now"] += 1
+            state["busy"] += int(busy)
+            if rel:
+                state["released"][rel_set] = True
+
+    async def sink(ctx):
+        per = bus // 2
+        while state["got"] < total:
+            ready = int(rng.random() < ready_prob)
+            ctx.set(core.y.ready, ready)
+            _, _, valid, payload = await ctx.tick().sample(core.y.valid, core.y.payload)
+            if valid and ready:
+                state["got"] += 1
+                raw = int(payload.data)
+                for e in range(per):
+                    ch = int(payload.beat) * per + e
+                    if ch < d.channels:
+                        v = (raw >> (16 * e)) & 0xFFFF
+                        y[ch, int(payload.row), int(payload.col)] = v - (v >> 15 << 16)
+
+    sim = Simulator(h)
+    sim.add_clock(1e-8)
+    sim.add_testbench(driver)
+    sim.add_testbench(monitor, background=True)
+    sim.add_testbench(sink)
+    sim.run()
+    return CoreRun(y, state["now"] - (state["start"] or 0), state["busy"], state["params"])
