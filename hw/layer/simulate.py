@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 from amaranth.hdl import Elaboratable, Module, Signal, unsigned
 from amaranth.lib import memory
-from amaranth.sim import Simulator
+from amaranth.sim import Simulator, SimulatorContext
 
 from defslice.config import Config
 from defslice.hw.layer.core import LayerCore
@@ -90,41 +90,45 @@ def _packed_words(plan: LayerPlan, x: np.ndarray, t: SliceTask, s: int,
     return out
 
 
-def simulate_core(cfg: Config, x_q: np.ndarray, qp: FixedLayerParams,
-                  ready_prob: float = 1.0, seed: int = 0) -> CoreRun:
-    """Parameters in, then every slice: its window written into the free buffer set
-    (windows load one word per cycle, before the slice is handed over), the slice handed
-    to the core; ``y`` collected with ``ready`` high with ``ready_prob``."""
-    plan = LayerPlan.from_config(cfg)
-    h = CoreHarness(cfg, plan)
-    core, hwp = h.core, h.hwp
-    lay = plan.layout
-    bus = lay.bus_bytes
-    image = lay.pack_params(qp)
-    beats = [int.from_bytes(image[k:k + bus], "little") for k in range(0, len(image), bus)]
-    d = plan.dims
-    total = d.height * d.width * core.pb
-    y = np.zeros((d.channels, d.height, d.width), dtype=np.int64)
-    rng = np.random.default_rng(seed)
-    state = {"released": [True, True], "got": 0, "now": 0, "start": None, "busy": 0,
-             "params": 0}
+class _Bench:
+    """The testbenches of :func:`simulate_core` and what they share."""
 
-    async def driver(ctx):
+    def __init__(self, cfg: Config, x_q: np.ndarray, qp: FixedLayerParams,
+                 ready_prob: float, seed: int) -> None:
+        self.plan = plan = LayerPlan.from_config(cfg)
+        self.h = CoreHarness(cfg, plan)
+        lay = plan.layout
+        self.bus = lay.bus_bytes
+        image = lay.pack_params(qp)
+        self.beats = [int.from_bytes(image[k:k + self.bus], "little")
+                      for k in range(0, len(image), self.bus)]
+        d = plan.dims
+        self.x = x_q[0]
+        self.total = d.height * d.width * self.h.core.pb
+        self.y = np.zeros((d.channels, d.height, d.width), dtype=np.int64)
+        self.rng = np.random.default_rng(seed)
+        self.ready_prob = ready_prob
+        self.released = [True, True]
+        self.got = self.now = self.busy = self.params = 0
+        self.start: int | None = None
+
+    async def driver(self, ctx: SimulatorContext) -> None:
+        core, h = self.h.core, self.h
         ctx.set(core.params_start, 1)
         await ctx.tick()
         ctx.set(core.params_start, 0)
-        for beat in beats:
+        for beat in self.beats:
             ctx.set(core.params.valid, 1)
             ctx.set(core.params.payload, beat)
             await ctx.tick().until(core.params.ready)
         ctx.set(core.params.valid, 0)
-        state["params"] = state["now"]
-        for k, t in enumerate(plan.tasks):
+        self.params = self.now
+        for k, t in enumerate(self.plan.tasks):
             s = k % 2
-            while not state["released"][s]:
+            while not self.released[s]:
                 await ctx.tick()
-            state["released"][s] = False
-            for bank, addr, word in _packed_words(plan, x_q[0], t, s, hwp):
+            self.released[s] = False
+            for bank, addr, word in _packed_words(self.plan, self.x, t, s, h.hwp):
                 ctx.set(h.we, 1 << bank)
                 ctx.set(h.waddr, addr)
                 ctx.set(h.wdata, word)
@@ -133,37 +137,48 @@ def simulate_core(cfg: Config, x_q: np.ndarray, qp: FixedLayerParams,
             ctx.set(core.slice.payload, slice_fields(t, s))
             ctx.set(core.slice.valid, 1)
             await ctx.tick().until(core.slice.ready)
-            if state["start"] is None:
-                state["start"] = state["now"]
+            if self.start is None:
+                self.start = self.now
             ctx.set(core.slice.valid, 0)
 
-    async def monitor(ctx):
+    async def monitor(self, ctx: SimulatorContext) -> None:
+        core = self.h.core
         async for _, _, rel, rel_set, busy in ctx.tick().sample(
                 core.release, core.release_set, core.busy_array):
-            state["now"] += 1
-            state["busy"] += int(busy)
+            self.now += 1
+            self.busy += int(busy)
             if rel:
-                state["released"][rel_set] = True
+                self.released[rel_set] = True
 
-    async def sink(ctx):
-        per = bus // 2
-        while state["got"] < total:
-            ready = int(rng.random() < ready_prob)
+    async def sink(self, ctx: SimulatorContext) -> None:
+        core = self.h.core
+        per = self.bus // 2
+        channels = self.plan.dims.channels
+        while self.got < self.total:
+            ready = int(self.rng.random() < self.ready_prob)
             ctx.set(core.y.ready, ready)
             _, _, valid, payload = await ctx.tick().sample(core.y.valid, core.y.payload)
-            if valid and ready:
-                state["got"] += 1
-                raw = int(payload.data)
-                for e in range(per):
-                    ch = int(payload.beat) * per + e
-                    if ch < d.channels:
-                        v = (raw >> (16 * e)) & 0xFFFF
-                        y[ch, int(payload.row), int(payload.col)] = v - (v >> 15 << 16)
+            if not (valid and ready):
+                continue
+            self.got += 1
+            raw = int(payload.data)
+            for e in range(per):
+                ch = int(payload.beat) * per + e
+                if ch < channels:
+                    v = (raw >> (16 * e)) & 0xFFFF
+                    self.y[ch, int(payload.row), int(payload.col)] = v - (v >> 15 << 16)
 
-    sim = Simulator(h)
+
+def simulate_core(cfg: Config, x_q: np.ndarray, qp: FixedLayerParams,
+                  ready_prob: float = 1.0, seed: int = 0) -> CoreRun:
+    """Parameters in, then every slice: its window written into the free buffer set
+    (one word per cycle, before the slice is handed over), the slice handed to the core;
+    ``y`` taken on a cycle with probability ``ready_prob``."""
+    b = _Bench(cfg, x_q, qp, ready_prob, seed)
+    sim = Simulator(b.h)
     sim.add_clock(1e-8)
-    sim.add_testbench(driver)
-    sim.add_testbench(monitor, background=True)
-    sim.add_testbench(sink)
+    sim.add_testbench(b.driver)
+    sim.add_testbench(b.monitor, background=True)
+    sim.add_testbench(b.sink)
     sim.run()
-    return CoreRun(y, state["now"] - (state["start"] or 0), state["busy"], state["params"])
+    return CoreRun(b.y, b.now - (b.start or 0), b.busy, b.params)
