@@ -63,10 +63,8 @@ def _capacity(part: str) -> dict[str, int] | None:
 
 def _configuration(cfg: Config, nas: dict | None) -> list[str]:
     w, s, n, h, d = cfg.workload, cfg.slicing, cfg.numerics, cfg.hw, cfg.dram
-    levels = ", ".join(f"{hh}x{ww}" for hh, ww in w.levels)
     rows = [
-        ["workload", f"`{w.kind}`: levels {levels}, {w.heads} head(s) x {w.channels} "
-                     f"channels, {w.points} point(s) per level, {w.num_queries} queries"],
+        ["workload", f"`{w.kind}`: {w.describe()}"],
         ["slicing", f"Hs x Ws = {s.slice_h} x {s.slice_w}, overlap {s.overlap}"
                     + (" (chosen by the search)" if nas else "")],
         ["numerics", f"value {n.value_bits} b ({n.value_frac} frac), coordinate fraction "
