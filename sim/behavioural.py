@@ -24,38 +24,15 @@ _BODY = Path(__file__).with_name("hdl") / "defslice_behav_body.v"
 
 
 def _ports(cfg: Config) -> str:
-    bus, addr = cfg.hw.axi_data_bits, cfg.hw.addr_bits
-    ports = [
-        ("input", 1, "clk"), ("input", 1, "rst"), ("output", 1, "irq"),
-        ("input", 8, "s_axil_awaddr"), ("input", 3, "s_axil_awprot"),
-        ("input", 1, "s_axil_awvalid"), ("output", 1, "s_axil_awready"),
-        ("input", 32, "s_axil_wdata"), ("input", 4, "s_axil_wstrb"),
-        ("input", 1, "s_axil_wvalid"), ("output", 1, "s_axil_wready"),
-        ("output", 2, "s_axil_bresp"), ("output", 1, "s_axil_bvalid"),
-        ("input", 1, "s_axil_bready"),
-        ("input", 8, "s_axil_araddr"), ("input", 3, "s_axil_arprot"),
-        ("input", 1, "s_axil_arvalid"), ("output", 1, "s_axil_arready"),
-        ("output", 32, "s_axil_rdata"), ("output", 2, "s_axil_rresp"),
-        ("output", 1, "s_axil_rvalid"), ("input", 1, "s_axil_rready"),
-    ]
-    for ch in ("aw", "ar"):
-        ports += [
-            ("output", 1, f"m_axi_{ch}id"), ("output", addr, f"m_axi_{ch}addr"),
-            ("output", 8, f"m_axi_{ch}len"), ("output", 3, f"m_axi_{ch}size"),
-            ("output", 2, f"m_axi_{ch}burst"), ("output", 1, f"m_axi_{ch}lock"),
-            ("output", 4, f"m_axi_{ch}cache"), ("output", 3, f"m_axi_{ch}prot"),
-            ("output", 1, f"m_axi_{ch}valid"), ("input", 1, f"m_axi_{ch}ready"),
-        ]
-    ports += [
-        ("output", bus, "m_axi_wdata"), ("output", bus // 8, "m_axi_wstrb"),
-        ("output", 1, "m_axi_wlast"), ("output", 1, "m_axi_wvalid"),
-        ("input", 1, "m_axi_wready"),
-        ("input", 1, "m_axi_bid"), ("input", 2, "m_axi_bresp"),
-        ("input", 1, "m_axi_bvalid"), ("output", 1, "m_axi_bready"),
-        ("input", 1, "m_axi_rid"), ("input", bus, "m_axi_rdata"),
-        ("input", 2, "m_axi_rresp"), ("input", 1, "m_axi_rlast"),
-        ("input", 1, "m_axi_rvalid"), ("output", 1, "m_axi_rready"),
-    ]
+    """The generated top's ports, read from its Amaranth signature."""
+    from amaranth.hdl import Shape
+    from amaranth.lib.wiring import Out
+
+    from defslice.hw import top_signature
+
+    ports = [("input", 1, "clk"), ("input", 1, "rst")]
+    ports += [("output" if m.flow == Out else "input", Shape.cast(m.shape).width, name)
+              for name, m in top_signature(cfg).members.items()]
     return ",\n".join(f"  {d} wire {'' if w == 1 else f'[{w - 1}:0] '}{n}"
                       for d, w, n in ports)
 

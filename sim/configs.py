@@ -10,12 +10,14 @@ the ``drop`` policy; rows crossing 4 KiB pages (full set).
 
 from __future__ import annotations
 
+from typing import Any
+
 from defslice.config import Config, preset
 
 __all__ = ["CONFIGS", "FULL_CONFIGS", "sim_config"]
 
 
-def _tiny(name: str, **changes) -> Config:
+def _tiny(name: str, **changes: Any) -> Config:
     return preset("tiny").replace(name=name, **changes)
 
 

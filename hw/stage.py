@@ -1,0 +1,177 @@
+"""The Verilog stage: Verilog, Vivado build tree and resource/timing reports.
+
+:func:`run` writes into ``out``:
+
+* ``defslice_top.v`` -- the accelerator (ports in ``docs/hw.md``), linted with Verilator;
+* ``verilog.json`` -- the :class:`VerilogReport`, with the SHA-256 of ``defslice_top.v``;
+* ``config.toml`` -- the configuration it was generated from;
+* ``xilinx/`` -- an amaranth-boards Vivado build tree (not built) of the board wrapper
+  :class:`defslice.hw.board.BoardTop` for ``hw.board``;
+* ``reports/xilinx_utilization.json`` and ``.md`` -- ``synth_xilinx -family xc7`` counts;
+* ``reports/ecp5_timing.json`` and ``.md`` -- ECP5 place and route with Fmax.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from defslice import config as cfgmod
+from defslice.cliargs import option
+from defslice.config import Config
+from defslice.errors import ConfigError
+from defslice.hw.reports import Ecp5Timing, XilinxUtilization, critical_path_text
+from defslice.records import Record, sha256_of
+from defslice.reporting import markdown_table
+
+if TYPE_CHECKING:
+    from defslice.hw.params import HwParams
+
+__all__ = ["BOARDS", "VerilogOptions", "VerilogReport", "run", "write_vivado_tree"]
+
+#: ``hw.board`` -> (amaranth_boards module, platform class).
+BOARDS = {
+    "arty_a7_100": ("amaranth_boards.arty_a7", "ArtyA7_100Platform"),
+    "arty_a7_35": ("amaranth_boards.arty_a7", "ArtyA7_35Platform"),
+}
+
+
+@dataclass(frozen=True)
+class VerilogOptions:
+    """What the Verilog stage produces besides ``defslice_top.v``."""
+
+    reports: bool = option(True, "skip the yosys/nextpnr resource and timing reports (slow)",
+                           negate=True)
+    xilinx: bool = option(True, "skip the Vivado build tree", negate=True)
+    lint: bool = option(True, "skip the Verilator lint", negate=True)
+
+
+@dataclass(frozen=True)
+class VerilogReport(Record):
+    """What the Verilog stage wrote (``verilog.json``).
+
+    Members
+    -------
+    config : str
+    verilog : Path
+        The generated ``defslice_top.v``.
+    verilog_sha256 : str
+        SHA-256 of that file: the simulation stage records the hash of the file it ran.
+    linted : bool
+        Verilator ``--lint-only -Wall`` passed (false: not run).
+    xilinx_tree : Path or None
+        The Vivado build tree, when written.
+    utilization, timing
+        The resource and timing reports, when run.
+    generate_seconds : float
+        Wall time of elaboration and Verilog export (s).
+    """
+
+    config: str
+    verilog: Path
+    verilog_sha256: str
+    linted: bool
+    xilinx_tree: Path | None
+    utilization: XilinxUtilization | None
+    timing: Ecp5Timing | None
+    generate_seconds: float
+
+
+def _platform(cfg: Config) -> Any:
+    if cfg.hw.board not in BOARDS:
+        raise ConfigError("hw.board", cfg.hw.board, "one of " + ", ".join(BOARDS))
+    module, cls = BOARDS[cfg.hw.board]
+    return getattr(importlib.import_module(module), cls)()
+
+
+def write_vivado_tree(params: HwParams, out_dir: Path) -> Path:
+    """Extract the Vivado build tree of the board wrapper into ``out_dir``."""
+    from defslice.hw.board import BoardTop
+
+    plan = _platform(params.cfg).build(BoardTop(params), name="defslice_board",
+                                       build_dir=str(out_dir), do_build=False)
+    plan.extract(str(out_dir))
+    return out_dir
+
+
+def _step(msg: str) -> float:
+    print(f"defslice verilog: {msg}", flush=True)
+    return time.perf_counter()
+
+
+def _utilization(cfg: Config, params: HwParams, vpath: Path, out: Path) -> XilinxUtilization:
+    from defslice.hw.reports import xilinx_utilization
+
+    t0 = _step(f"synth_xilinx -family xc7 ({cfg.hw.part})")
+    util = dataclasses.replace(xilinx_utilization(vpath, cfg.hw.part),
+                               seconds=round(time.perf_counter() - t0, 1), config=cfg.name,
+                               buffer_bits=params.buffer_bits)
+    util.save(out / "xilinx_utilization.json")
+    keys = XilinxUtilization.TABLE
+    (out / "xilinx_utilization.md").write_text(
+        f"# Xilinx 7-series utilization: {cfg.name} ({util.tool})\n\n"
+        + markdown_table(keys, [[getattr(util, k) for k in keys]]) + "\n")
+    return util
+
+
+def _timing(cfg: Config, vpath: Path, out: Path) -> Ecp5Timing:
+    from defslice.hw.reports import ecp5_timing
+
+    t0 = _step("synth_ecp5 + nextpnr-ecp5 (place and route)")
+    timing = dataclasses.replace(ecp5_timing(vpath, cfg.hw.clock_mhz),
+                                 seconds=round(time.perf_counter() - t0, 1), config=cfg.name)
+    timing.save(out / "ecp5_timing.json")
+    path_text = critical_path_text(timing.critical_path, "defslice_top.v")
+    (out / "ecp5_timing.md").write_text(
+        f"# ECP5 timing: {cfg.name}\n\n" + markdown_table(
+            ("device", "target MHz", "Fmax MHz", "met"),
+            [[timing.device, timing.target_mhz, timing.fmax_mhz, timing.met]]) + "\n"
+        + (f"\n{path_text}\n" if path_text else ""))
+    return timing
+
+
+def run(cfg: Config, out: Path, options: VerilogOptions,
+        params: HwParams | None = None) -> VerilogReport:
+    """Generate ``cfg``'s accelerator into ``out`` with what ``options`` asks for.
+
+    ``params`` is ``derive(cfg)`` when the caller already has it (the flow checks the
+    configuration before any stage runs); otherwise it is derived here, raising
+    :class:`~defslice.errors.ConfigError` before anything is written.
+    """
+    from defslice.hw import generate_verilog
+    from defslice.hw.params import derive
+
+    if params is None:
+        params = derive(cfg)
+    elif params.cfg != cfg:
+        raise ValueError("params were derived from another configuration")
+    out = Path(out)
+    t0 = _step(f"generating {cfg.name} into {out}")
+    vpath = generate_verilog(params, out)
+    t_gen = time.perf_counter() - t0
+    cfgmod.dump(cfg, out / "config.toml")
+    if options.lint:
+        from defslice.hw.lint import lint_verilog
+
+        _step("verilator --lint-only -Wall")
+        lint_verilog(vpath)
+    tree = None
+    if options.xilinx:
+        _step(f"Vivado build tree for {cfg.hw.board} in {out / 'xilinx'}")
+        tree = write_vivado_tree(params, out / "xilinx")
+    util = timing = None
+    if options.reports:
+        util = _utilization(cfg, params, vpath, out / "reports")
+        timing = _timing(cfg, vpath, out / "reports")
+        print(f"defslice verilog: LUT {util.LUT}  FF {util.FF}  RAMB18 {util.RAMB18}  "
+              f"RAMB36 {util.RAMB36}  DSP {util.DSP48E1}  ECP5 Fmax {timing.fmax_mhz} MHz")
+    report = VerilogReport(config=cfg.name, verilog=vpath, verilog_sha256=sha256_of(vpath),
+                           linted=options.lint, xilinx_tree=tree, utilization=util,
+                           timing=timing, generate_seconds=round(t_gen, 3))
+    report.save(out / "verilog.json")
+    _step(f"done: {vpath} (SHA-256 {report.verilog_sha256[:16]}...)")
+    return report
