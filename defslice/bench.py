@@ -119,7 +119,7 @@ def bench_verilog() -> dict:
     """Wall time of Verilog generation (Amaranth elaboration + Verilog) per preset."""
     import tempfile
 
-    from defslice.hw import generate_verilog
+    from defslice.hw import TOP_NAME, generate_verilog
 
     figs: dict = {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -128,7 +128,7 @@ def bench_verilog() -> dict:
             path = Path(tmp) / name
             figs[f"{name}_generate_s"] = _best_of(
                 lambda cfg=cfg, path=path: generate_verilog(cfg, path), 2)
-            figs[f"{name}_verilog_lines"] = len((path / "defslice_top.v").read_text()
+            figs[f"{name}_verilog_lines"] = len((path / f"{TOP_NAME}.v").read_text()
                                                 .splitlines())
     return figs
 

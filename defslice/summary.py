@@ -92,8 +92,8 @@ def _nas_section(nas: NasReport) -> list[str]:
             ""]
 
 
-def _hw_section(cfg: Config, util: XilinxUtilization | None,
-                timing: Ecp5Timing | None) -> list[str]:
+def _hw_section(cfg: Config, util: XilinxUtilization | None, timing: Ecp5Timing | None,
+                verilog: str) -> list[str]:
     lines = ["## Hardware", ""]
     if util is None and timing is None:
         return [*lines, "Resource and timing reports were skipped (`--no-reports`).", ""]
@@ -113,7 +113,7 @@ def _hw_section(cfg: Config, util: XilinxUtilization | None,
                   f"**{timing.fmax_mhz:.1f} MHz** against a {timing.target_mhz:g} MHz "
                   f"target ({verdict}). A Vivado run on the Xilinx part is not part of the "
                   "flow; the Vivado project is in `verilog/xilinx/`.", ""]
-        text = critical_path_text(timing.critical_path, "verilog/defslice_top.v")
+        text = critical_path_text(timing.critical_path, verilog)
         if text:
             lines += [text, ""]
     return lines
@@ -198,14 +198,14 @@ def _model_section(model: ModelReport) -> list[str]:
             f"slice's window and are clamped ({model.slices} slices).", ""]
 
 
-def _reproduce(argv: list[str]) -> list[str]:
+def _reproduce(argv: list[str], verilog: str) -> list[str]:
     lines = ["## Reproduce", "", "```sh"]
     if argv:
         lines.append("defslice " + " ".join(shlex.quote(a) for a in argv))
     lines += ["# or stage by stage, from the chosen configuration:",
               "defslice verilog --config chosen.toml --out verilog",
-              "defslice sim     --config chosen.toml --out sim --verilog "
-              "verilog/defslice_top.v --simulator both",
+              f"defslice sim     --config chosen.toml --out sim --verilog {verilog} "
+              "--simulator both",
               "defslice traffic --config chosen.toml --out traffic",
               "defslice model   --config chosen.toml --out model", "```", ""]
     return lines
@@ -230,13 +230,13 @@ def write_summary(cfg: Config, out: Path, report: FlowReport) -> Path:
     if report.nas is not None:
         lines += _nas_section(report.nas)
     lines += _model_section(report.model)
-    lines += _hw_section(cfg, verilog.utilization, verilog.timing)
+    lines += _hw_section(cfg, verilog.utilization, verilog.timing, link)
     lines += _sim_section(sim, out, verilog.timing.fmax_mhz if verilog.timing else None)
     lines += _traffic_section(report.traffic, out)
     lines += ["## Stage times", "",
               markdown_table(["stage", "seconds"],
                              [[k, f"{v:.1f}"] for k, v in report.seconds.items()]), ""]
-    lines += _reproduce(report.argv)
+    lines += _reproduce(report.argv, link)
     path = out / "summary.md"
     path.write_text("\n".join(lines))
     return path

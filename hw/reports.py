@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from defslice.errors import ToolError
+from defslice.hw import TOP_NAME
 from defslice.records import Record
 
 __all__ = ["CriticalPath", "Ecp5Timing", "XilinxUtilization", "critical_path_summary",
@@ -163,7 +164,7 @@ def _stat_cells(stat_path: Path) -> dict[str, int]:
     return {k: int(v) for k, v in data["design"]["num_cells_by_type"].items()}
 
 
-def xilinx_utilization(verilog: Path, part: str, top: str = "defslice_top") -> XilinxUtilization:
+def xilinx_utilization(verilog: Path, part: str, top: str = TOP_NAME) -> XilinxUtilization:
     """Synthesize for 7-series and count cells."""
     verilog = Path(verilog).resolve()
     with tempfile.TemporaryDirectory(prefix="defslice-xc7-") as tmp:
@@ -188,7 +189,7 @@ def xilinx_utilization(verilog: Path, part: str, top: str = "defslice_top") -> X
         cells=cells, fallback_reasons=errors)
 
 
-def ecp5_timing(verilog: Path, clock_mhz: float, top: str = "defslice_top",
+def ecp5_timing(verilog: Path, clock_mhz: float, top: str = TOP_NAME,
                 seed: int = 1) -> Ecp5Timing:
     """Synthesize, place and route on ECP5 (out of context)."""
     verilog = Path(verilog).resolve()

@@ -125,7 +125,7 @@ def _timing(cfg: Config, vpath: Path, out: Path) -> Ecp5Timing:
     timing = dataclasses.replace(ecp5_timing(vpath, cfg.hw.clock_mhz),
                                  seconds=round(time.perf_counter() - t0, 1), config=cfg.name)
     timing.save(out / "ecp5_timing.json")
-    path_text = critical_path_text(timing.critical_path, "defslice_top.v")
+    path_text = critical_path_text(timing.critical_path, vpath.name)
     (out / "ecp5_timing.md").write_text(
         f"# ECP5 timing: {cfg.name}\n\n" + markdown_table(
             ("device", "target MHz", "Fmax MHz", "met"),

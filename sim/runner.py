@@ -32,13 +32,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from defslice.errors import ToolError
+from defslice.hw import TOP_NAME
 from defslice.records import RecordError
 from defslice.sim.job import JOB_ENV, Job, Observation
 from defslice.sim.tools import check_simulator, simulator_env
 
 __all__ = ["ICARUS_ARGS", "VERILATOR_ARGS", "BenchRun", "run_bench"]
 
-TOPLEVEL = "defslice_top"
+TOPLEVEL = TOP_NAME
 TEST_MODULE = "defslice.sim.tb"
 TIMESCALE = ("1ns", "1ps")
 
