@@ -42,25 +42,21 @@ from defslice.model.slicing import SliceGrid
 __all__ = [
     "DESC_HEADER_BYTES",
     "DESC_LEVEL_BYTES",
-    "PAGE",
     "POINT_RECORD_BYTES",
     "Burst",
     "DramLayout",
     "SlicedProgram",
     "burst_summary",
-    "round_up",
     "split_bursts",
 ]
 
 POINT_RECORD_BYTES = 8
 DESC_HEADER_BYTES = 16
 DESC_LEVEL_BYTES = 16
-#: The AXI4 page: no burst crosses a multiple of it; tensors start on one (bytes).
 PAGE = 4096
 
 
-def round_up(n: int, m: int) -> int:
-    """``n`` rounded up to a multiple of ``m`` (e.g. a bus beat or :data:`PAGE`)."""
+def _round_up(n: int, m: int) -> int:
     return -(-n // m) * m
 
 
@@ -114,11 +110,11 @@ class DramLayout:
         self.bus_bytes = cfg.hw.bus_bytes
         self.max_beats = cfg.hw.max_burst_beats
         self.num_queries = w.num_queries if num_queries is None else num_queries
-        self.pixel_stride = round_up(w.embed_dim * d.element_bytes, self.bus_bytes)
-        self.query_stride = round_up(w.heads * w.num_levels * w.points * POINT_RECORD_BYTES,
+        self.pixel_stride = _round_up(w.embed_dim * d.element_bytes, self.bus_bytes)
+        self.query_stride = _round_up(w.heads * w.num_levels * w.points * POINT_RECORD_BYTES,
                                       self.bus_bytes)
-        self.out_stride = round_up(w.embed_dim * d.out_element_bytes, self.bus_bytes)
-        self.desc_stride = round_up(DESC_HEADER_BYTES + DESC_LEVEL_BYTES * w.num_levels,
+        self.out_stride = _round_up(w.embed_dim * d.out_element_bytes, self.bus_bytes)
+        self.desc_stride = _round_up(DESC_HEADER_BYTES + DESC_LEVEL_BYTES * w.num_levels,
                                      self.bus_bytes)
         offsets, off = [], 0
         for h, wl in w.levels:
@@ -129,12 +125,12 @@ class DramLayout:
         grid = SliceGrid.from_config(cfg)
         self.max_descriptors = grid.num_slices
         self.value_base = PAGE
-        self.query_base = round_up(self.value_base + self.value_bytes, PAGE)
-        self.desc_base = round_up(self.query_base + self.num_queries * self.query_stride,
+        self.query_base = _round_up(self.value_base + self.value_bytes, PAGE)
+        self.desc_base = _round_up(self.query_base + self.num_queries * self.query_stride,
                                    PAGE)
-        self.out_base = round_up(self.desc_base + self.max_descriptors * self.desc_stride,
+        self.out_base = _round_up(self.desc_base + self.max_descriptors * self.desc_stride,
                                   PAGE)
-        self.total_bytes = round_up(self.out_base + self.num_queries * self.out_stride, PAGE)
+        self.total_bytes = _round_up(self.out_base + self.num_queries * self.out_stride, PAGE)
         if self.total_bytes > 1 << cfg.hw.addr_bits:
             raise ConfigError("hw.addr_bits", cfg.hw.addr_bits,
                               f"wide enough for {self.total_bytes} bytes of DRAM")

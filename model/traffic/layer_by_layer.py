@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from defslice.model.layout import PAGE, round_up
+from defslice.model.layout import PAGE
 from defslice.model.traffic.base import Dataflow, TrafficContext
 from defslice.model.traffic.counter import TrafficCount
 from defslice.model.traffic.fetch import count_corner_fetches
@@ -59,6 +59,9 @@ class LayerByLayer(Dataflow):
         ctx.stream(c, "output", True, ex.y_base, dat.map_pixels * lay.out_stride)
 
 
+def _round_up(n: int, m: int) -> int:
+    return -(-n // m) * m
+
 
 class LayerByLayerPerOperator(LayerByLayer):
     """A heavier baseline: every operator of the DAT layer is its own layer.
@@ -81,12 +84,12 @@ class LayerByLayerPerOperator(LayerByLayer):
         lq, px = ctx.trace.num_queries, dat.map_pixels
         qmap = px * lay.pixel_stride
         keys = lq * ex.sampled_stride
-        logits = px * round_up(lq * ctx.cfg.workload.heads * eb, bus)
+        logits = px * _round_up(lq * ctx.cfg.workload.heads * eb, bus)
         k_base = ex.end
-        v_base = round_up(k_base + keys, PAGE)
-        logit_base = round_up(v_base + keys, PAGE)
-        prob_base = round_up(logit_base + logits, PAGE)
-        a_base = round_up(prob_base + logits, PAGE)
+        v_base = _round_up(k_base + keys, PAGE)
+        logit_base = _round_up(v_base + keys, PAGE)
+        prob_base = _round_up(logit_base + logits, PAGE)
+        a_base = _round_up(prob_base + logits, PAGE)
         wq, woff = ex.weights_base, ex.weights_base + dat.proj_weight_bytes
         wk = ex.weights_base + dat.stage1_weight_bytes
         wv, wo = wk + dat.proj_weight_bytes, wk + 2 * dat.proj_weight_bytes

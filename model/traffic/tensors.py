@@ -12,9 +12,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from defslice.config import Config
-from defslice.model.layout import PAGE, DramLayout, round_up
+from defslice.model.layout import PAGE, DramLayout
 
 __all__ = ["DatLayerShape", "ExtraTensors"]
+
+
+def _round_up(n: int, m: int) -> int:
+    return -(-n // m) * m
 
 
 @dataclass(frozen=True)
@@ -94,20 +98,20 @@ class ExtraTensors:
     def __init__(self, cfg: Config, layout: DramLayout):
         w, d, bus = cfg.workload, cfg.dram, layout.bus_bytes
         lq = layout.num_queries
-        self.sampled_stride = round_up(
+        self.sampled_stride = _round_up(
             w.heads * w.num_levels * w.points * w.channels * d.element_bytes, bus)
         base = layout.total_bytes
         self.sampled_base = base
-        base = round_up(base + lq * self.sampled_stride, PAGE)
+        base = _round_up(base + lq * self.sampled_stride, PAGE)
         self.weights_base = base
         if w.kind == "dat":
             shape = DatLayerShape.from_config(cfg)
             self.dat: DatLayerShape | None = shape
-            base = round_up(base + shape.weight_bytes, PAGE)
+            base = _round_up(base + shape.weight_bytes, PAGE)
             self.qmap_base = base
-            base = round_up(base + shape.map_pixels * layout.pixel_stride, PAGE)
+            base = _round_up(base + shape.map_pixels * layout.pixel_stride, PAGE)
             self.y_base = base
-            base = round_up(base + shape.map_pixels * layout.out_stride, PAGE)
+            base = _round_up(base + shape.map_pixels * layout.out_stride, PAGE)
         else:
             self.dat = None
             self.qmap_base = self.y_base = base
