@@ -20,9 +20,12 @@ from typing import Any
 from defslice import config as cfgmod
 from defslice.errors import ConfigError
 
-__all__ = ["Flag", "add_config_arguments", "add_options", "add_out_argument",
+__all__ = ["DEFAULT_PRESET", "Flag", "add_config_arguments", "add_options", "add_out_argument",
            "config_argv", "config_from_args", "flag_name", "option", "options_argv",
            "options_from_args", "require"]
+
+#: The preset a command runs without ``--preset`` / ``--config``: the slicing paper's layer.
+DEFAULT_PRESET = "dat56"
 
 
 @dataclass(frozen=True)
@@ -137,7 +140,8 @@ def require(ok: bool, cls: type, name: str, value: object, allowed: str) -> None
         raise ConfigError(flag_name(f) if "flag" in f.metadata else name, value, allowed)
 
 
-def add_config_arguments(parser: argparse.ArgumentParser, default_preset: str = "tiny") -> None:
+def add_config_arguments(parser: argparse.ArgumentParser,
+                         default_preset: str = DEFAULT_PRESET) -> None:
     """Add the ``--preset`` / ``--config`` pair every stage accepts."""
     group = parser.add_mutually_exclusive_group()
     group.add_argument("--preset", choices=sorted(cfgmod.PRESETS), default=None,

@@ -190,7 +190,7 @@ def run(cfg: cfgmod.Config, out: Path, options: FlowOptions,
 
 def configure(parser: argparse.ArgumentParser) -> None:
     """The flags of ``defslice flow``: the stages' own flags, declared on their options."""
-    add_config_arguments(parser, default_preset="dat56")
+    add_config_arguments(parser)
     add_out_argument(parser, "out/flow")
     add_options(parser, FlowOptions)
     add_options(parser, SimOptions, only=_SIM_FLAGS, defaults=_SIM_DEFAULTS)

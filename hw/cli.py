@@ -23,7 +23,7 @@ __all__ = ["configure", "main"]
 
 def configure(parser: argparse.ArgumentParser) -> None:
     """The flags of ``defslice verilog``."""
-    add_config_arguments(parser, default_preset="dat56")
+    add_config_arguments(parser)
     add_out_argument(parser, "out/verilog")
     add_options(parser, VerilogOptions)
 

@@ -17,7 +17,7 @@ from defslice.model.stage import ModelOptions
 
 def configure(parser: argparse.ArgumentParser) -> None:
     """The flags of ``defslice model``."""
-    add_config_arguments(parser, default_preset="dat56")
+    add_config_arguments(parser)
     add_out_argument(parser, "reports/model")
     add_options(parser, ModelOptions)
 

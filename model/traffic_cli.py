@@ -12,12 +12,12 @@ from defslice.cliargs import (
     config_from_args,
     options_from_args,
 )
-from defslice.model.traffic_stage import PAPER_CASE, TrafficOptions
+from defslice.model.traffic_stage import TrafficOptions
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
     """The flags of ``defslice traffic``."""
-    add_config_arguments(parser, default_preset=PAPER_CASE)
+    add_config_arguments(parser)
     add_out_argument(parser, "reports")
     add_options(parser, TrafficOptions)
 

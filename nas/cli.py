@@ -20,7 +20,7 @@ from defslice.nas.stage import NasOptions
 
 def configure(parser: argparse.ArgumentParser) -> None:
     """The flags of ``defslice nas``."""
-    add_config_arguments(parser, default_preset="dat56")
+    add_config_arguments(parser)
     add_out_argument(parser, "reports/nas")
     parser.add_argument("--seed", type=int, default=None, help="override nas.seed")
     evaluators = typing.get_args(typing.get_type_hints(NasConfig)["evaluator"])
