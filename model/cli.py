@@ -214,4 +214,10 @@ def run(args: argparse.Namespace) -> int:
               f"y max |err| {r['y_max_abs']:.4g}, rms {r['y_rms']:.4g} "
               f"({100 * r['y_rel_rms']:.2f}% of the float rms), positions within "
               f"{r['position_max_px']:.3g} px")
+        rails = res["layer_fixed"]["sliced"]["on_rail"]
+        worst = max(rails, key=rails.get)
+        if rails[worst] > 0:
+            print(f"model: warning: {100 * rails[worst]:.3g}% of the fixed-point layer's "
+                  f"'{worst}' values sit on a rail of their format (saturation); see "
+                  "calibrate_formats in docs/numerics.md")
     return 0
