@@ -243,20 +243,15 @@ class SliceLayout:
 @dataclass(frozen=True)
 class ConvBlock:
     """The keys of one slice, rows [i0, i1) x columns [j0, j1) of the key grid, whose
-    offset convolutions read ``q`` outside the slice's window: they are recomputed on a
-    zero field of ``rows x cols`` pixels from map pixel (``r0``, ``c0``) holding ``q``
-    of the window part (``qr``, ``qc``: half-open map rows and columns) only."""
+    offset convolutions reach outside the slice's window: they are recomputed reading
+    ``q`` of the window's map rows ``rows`` and columns ``cols`` (half-open) only."""
 
     i0: int
     i1: int
     j0: int
     j1: int
-    r0: int
-    c0: int
-    rows: int
-    cols: int
-    qr: tuple[int, int]
-    qc: tuple[int, int]
+    rows: tuple[int, int]
+    cols: tuple[int, int]
 
     @classmethod
     def cut_by(cls, lay: DatLayerSlicing, layer: DatLayerSpec, H: int,
@@ -265,17 +260,12 @@ class ConvBlock:
         wk = layer.key_grid(H, W)[1]
         in_map = DatLayerSlicing.build(layer, H, W, None).tap_valid
         cut = (lay.tap_valid != in_map).any(axis=(1, 2))
-        s, p, k = layer.stride, layer.padding, layer.offset_kernel
         out = []
         for sl in np.unique(lay.key_slice[cut]):
             ki, kj = np.divmod(np.flatnonzero(lay.key_slice == sl), wk)
-            i0, i1, j0, j1 = int(ki.min()), int(ki.max()) + 1, int(kj.min()), int(kj.max()) + 1
-            r0, c0 = s * i0 - p, s * j0 - p
-            rows, cols = s * (i1 - 1 - i0) + k, s * (j1 - 1 - j0) + k
-            wr0, wr1, wc0, wc1 = (int(v) for v in lay.window[i0 * wk + j0])
-            out.append(cls(i0, i1, j0, j1, r0, c0, rows, cols,
-                           (max(r0, wr0), min(r0 + rows, wr1)),
-                           (max(c0, wc0), min(c0 + cols, wc1))))
+            wr0, wr1, wc0, wc1 = (int(v) for v in lay.window[ki[0] * wk + kj[0]])
+            out.append(cls(int(ki.min()), int(ki.max()) + 1, int(kj.min()), int(kj.max()) + 1,
+                           (wr0, wr1), (wc0, wc1)))
         return tuple(out)
 
 
@@ -395,16 +385,11 @@ class DAttention(nn.Module):
         conv = p.conv
         if layout is not None and layout.conv_blocks:
             conv = conv.clone()
-            dw = self.conv_offset[0]
             B, G, gc = p.q.shape[0], self.n_groups, self.n_group_channels
             for b in layout.conv_blocks:
-                (a0, a1), (c0, c1) = b.qr, b.qc
-                field = p.q.new_zeros(B * G, gc, b.rows, b.cols)
-                if a1 > a0 and c1 > c0:   # else no tap of the block is in the window
-                    field[:, :, a0 - b.r0:a1 - b.r0, c0 - b.c0:c1 - b.c0] = p.q[
-                        :, a0:a1, c0:c1].permute(0, 3, 1, 2).reshape(B * G, gc, a1 - a0, -1)
-                conv[:, :, b.i0:b.i1, b.j0:b.j1] = F.conv2d(field, dw.weight, dw.bias,
-                                                            dw.stride, 0, 1, gc)
+                out = self._window_conv(p.q, b)                  # (B, rows, cols, C)
+                conv[:, :, b.i0:b.i1, b.j0:b.j1] = out.permute(0, 3, 1, 2).reshape(
+                    B * G, gc, b.i1 - b.i0, b.j1 - b.j0)
         raw = self.conv_offset[3](self.conv_offset[2](self.conv_offset[1](conv)))
         B = p.x.shape[0]
         raw = raw.permute(0, 2, 3, 1).reshape(B, self.n_groups, -1, 2)
@@ -413,6 +398,35 @@ class DAttention(nn.Module):
             return ref + torch.tanh(raw) * scale
         return torch.minimum(torch.clamp(ref + raw * scale, min=0),
                              self._const(self._hi, raw))
+
+    def _window_conv(self, q: Tensor, b: ConvBlock) -> Tensor:
+        """The offset network's depthwise convolution of the keys of ``b`` reading ``q``
+        (B, H, W, C) inside the block's window only: (B, i1 - i0, j1 - j0, C).
+
+        Tap by tap on strided views of ``q`` (no copy of the window, no zero field): the
+        keys whose tap ``(ty, tx)`` lies in the window form a contiguous sub-block.
+        """
+        dw, G = self.conv_offset[0], self.n_groups
+        s, p, k = self.spec.stride, self.spec.layer.padding, self.spec.offset_kernel
+        w = dw.weight[:, 0].permute(1, 2, 0).repeat(1, 1, G)     # (k, k, C)
+        out = dw.bias.repeat(G).expand(q.shape[0], b.i1 - b.i0, b.j1 - b.j0, -1).clone()
+
+        def inside(lo_hi: tuple[int, int], n0: int, n1: int, t: int) -> tuple[int, int]:
+            return max(n0, -((t - p - lo_hi[0]) // s)), min(n1, (lo_hi[1] - 1 + p - t) // s + 1)
+
+        for ty in range(k):
+            ia, ib = inside(b.rows, b.i0, b.i1, ty)
+            if ia >= ib:
+                continue
+            r0 = s * ia - p + ty
+            qr = q[:, r0:r0 + s * (ib - ia - 1) + 1:s]
+            for tx in range(k):
+                ja, jb = inside(b.cols, b.j0, b.j1, tx)
+                if ja < jb:
+                    c0 = s * ja - p + tx
+                    out[:, ia - b.i0:ib - b.i0, ja - b.j0:jb - b.j0].addcmul_(
+                        qr[:, :, c0:c0 + s * (jb - ja - 1) + 1:s], w[ty, tx])
+        return out
 
     def attend(self, p: Prepared, layout: SliceLayout | None, pooled: int = 0) -> Tensor:
         """Attention output (B, C, H, W); with ``pooled = g`` its average over each cell
@@ -438,7 +452,7 @@ class DAttention(nn.Module):
             o = o.reshape(B, h, pooled * pooled, hc).permute(0, 2, 1, 3).reshape(B, -1, C)
             o = F.linear(o, self.proj_out.weight.reshape(C, C), self.proj_out.bias)
             return o.transpose(1, 2).reshape(B, C, pooled, pooled)
-        logits = torch.bmm(self._heads_first(q.reshape(B, H * W, C)), k) * self.scale
+        logits = torch.bmm(self._heads_first(q), k) * self.scale
         if kpos is not None:
             logits = logits + self._rpe_bias(kpos, B, H, W)
         if layout is None:
@@ -470,10 +484,10 @@ class DAttention(nn.Module):
         return sampled.reshape(B, C, nk), py, px
 
     def _heads_first(self, t: Tensor) -> Tensor:
-        """(B, n, C) pixels with channels last -> (B*heads, n, head_dim) (a copy)."""
-        B, n, _C = t.shape
-        t = t.reshape(B, n, self.n_heads, self.n_head_channels).permute(0, 2, 1, 3)
-        return t.reshape(B * self.n_heads, n, self.n_head_channels)
+        """(B, ..., C) pixels with channels last (a view of ``q`` or a block of it) ->
+        (B*heads, pixels, head_dim), in one copy."""
+        t = t.reshape(*t.shape[:-1], self.n_heads, self.n_head_channels).movedim(-2, 1)
+        return t.reshape(t.shape[0] * self.n_heads, -1, self.n_head_channels)
 
     def _pooled_weights(self, q: Tensor, k: Tensor, kpos: Tensor | None,
                         layout: SliceLayout | None, g: int) -> Tensor:
@@ -481,13 +495,13 @@ class DAttention(nn.Module):
         (B*heads, g*g, Nk). ``q`` (B, H, W, C); ``kpos`` (B*G, Nk, 2): key positions for
         the position bias (``None``: no bias), which is sampled for the pairs of each
         slice only."""
-        B, H, W, C = q.shape
+        B, H, W, _C = q.shape
         bh, nk = k.shape[0], k.shape[2]
         cell = (torch.arange(H)[:, None] // (H // g) * g + torch.arange(W) // (W // g))
         blocks = ((0, H, 0, W, torch.arange(nk)),) if layout is None else layout.blocks
         total = q.new_zeros(bh, g * g, nk)
         for r0, r1, c0, c1, keys in blocks:
-            qs = self._heads_first(q[:, r0:r1, c0:c1].reshape(B, -1, C))
+            qs = self._heads_first(q[:, r0:r1, c0:c1])
             logits = torch.bmm(qs, k[:, :, keys]) * self.scale
             if kpos is not None:
                 rows = (torch.arange(r0, r1)[:, None] * W + torch.arange(c0, c1)).reshape(-1)
