@@ -30,4 +30,6 @@ def main(args: argparse.Namespace) -> int:
     print(f"{report.summary_line()}; wrote {args.out}/model.json")
     if report.layer is not None:
         print(report.layer.summary_line())
+    if report.layer_fixed is not None:
+        print("\n".join(report.layer_fixed.summary_lines(report.config)))
     return 0

@@ -5,7 +5,8 @@ fixed-point error against float with its bound, sliced against unsliced results,
 of clamped sampling points, and times; for a ``dat`` workload also the whole DAT++ layer
 (:class:`LayerReport`): keys clamped to the map and by a window, window sizes, the offset
 convolution's reach and the overlap that makes it exact, and the sliced layer's difference
-from the unsliced one.
+from the unsliced one; and the fixed-point layer's error against float
+(:class:`LayerFixedReport`, :mod:`defslice.model.dat_layer_error`).
 """
 
 from __future__ import annotations
@@ -22,8 +23,9 @@ from defslice.errors import DefsliceError
 from defslice.records import Record, omitted
 from defslice.reporting import markdown_table
 
-__all__ = ["LayerReport", "LayerSeconds", "LayerWindows", "ModelOptions", "ModelReport",
-           "ModelSeconds", "evaluate", "evaluate_layer", "run"]
+__all__ = ["FixedLayerError", "FixedVsFloat", "LayerFixedReport", "LayerReport",
+           "LayerSeconds", "LayerWindows", "ModelOptions", "ModelReport", "ModelSeconds",
+           "NonlinearityError", "evaluate", "evaluate_layer", "evaluate_layer_fixed", "run"]
 
 
 @dataclass(frozen=True)
@@ -153,6 +155,110 @@ class LayerReport(Record):
 
 
 @dataclass(frozen=True)
+class FixedVsFloat(Record):
+    """The fixed-point layer's output against one float reference
+    (:func:`defslice.model.dat_layer_error.layer_error`).
+
+    Members
+    -------
+    y_max_abs, y_rms, y_float_rms : float
+        Largest and rms |y fixed - y float|, and the float output's rms.
+    y_rel_rms : float
+        ``y_rms / y_float_rms``.
+    position_max_px : float
+        Largest |sampling position fixed - float| (px).
+    prob_max_abs : float
+        Largest |attention probability fixed - float|.
+    """
+
+    y_max_abs: float
+    y_rms: float
+    y_float_rms: float
+    y_rel_rms: float
+    position_max_px: float
+    prob_max_abs: float
+
+
+@dataclass(frozen=True)
+class FixedLayerError(Record):
+    """The fixed-point layer against float, sliced or unsliced, on random weights.
+
+    Members
+    -------
+    sliced : bool
+    images, seed : int
+    raw, same_inputs : FixedVsFloat
+        Against float on the real weights and input, and on the dequantized ones (the
+        datapath's own rounding).
+    on_rail : dict of str to float
+        Share of each saturating step's values on a rail of its format, in [0, 1].
+    """
+
+    sliced: bool
+    images: int
+    seed: int
+    raw: FixedVsFloat
+    same_inputs: FixedVsFloat
+    on_rail: dict[str, float]
+
+
+@dataclass(frozen=True)
+class NonlinearityError(Record):
+    """Worst error of one table nonlinearity against float64, over ``inputs``; ``seen``:
+    the worst measured where that differs from the bound (1/sqrt)."""
+
+    worst: float
+    unit: str
+    inputs: str
+    seen: float | None = omitted()
+
+
+@dataclass(frozen=True)
+class LayerFixedReport(Record):
+    """The DAT++ layer in fixed point against float (``layer_fixed`` in ``model.json``)."""
+
+    sliced: FixedLayerError
+    unsliced: FixedLayerError
+    nonlinearities: dict[str, NonlinearityError]
+
+    def markdown(self) -> str:
+        """The section of ``model.md``: both slicings against both references, then every
+        nonlinearity's worst error."""
+        rows = []
+        for mode in ("sliced", "unsliced"):
+            err: FixedLayerError = getattr(self, mode)
+            for ref in ("raw", "same_inputs"):
+                r: FixedVsFloat = getattr(err, ref)
+                rows.append([f"{mode}, vs float on {ref.replace('_', ' ')}",
+                             f"{r.y_max_abs:.4g}", f"{r.y_rms:.4g}", f"{100 * r.y_rel_rms:.2f}%",
+                             f"{r.position_max_px:.4g}", f"{r.prob_max_abs:.4g}"])
+        return (f"## DAT++ layer in fixed point against float (random weights, seed "
+                f"{self.sliced.seed})\n\n" + markdown_table(
+                    ["case", "y max abs", "y rms", "y rms / float rms", "position max (px)",
+                     "probability max abs"], rows)
+                + "\n\n" + markdown_table(
+                    ["nonlinearity", "worst error", "unit", "over"],
+                    [[k, f"{v.worst:.4g}", v.unit, v.inputs]
+                     for k, v in self.nonlinearities.items()]) + "\n")
+
+    def summary_lines(self, config: str) -> list[str]:
+        """Lines for the terminal: the sliced layer's error, and a warning when a step's
+        values sit on a rail of their format."""
+        r = self.sliced.raw
+        lines = [f"model: {config}: fixed-point layer vs float (sliced, random weights): "
+                 f"y max |err| {r.y_max_abs:.4g}, rms {r.y_rms:.4g} "
+                 f"({100 * r.y_rel_rms:.2f}% of the float rms), positions within "
+                 f"{r.position_max_px:.3g} px"]
+        rails = self.sliced.on_rail
+        worst = max(rails, key=rails.get)
+        if rails[worst] > 0:
+            lines.append(f"model: warning: {100 * rails[worst]:.3g}% of the fixed-point "
+                         f"layer's '{worst}' values sit on a rail of their format "
+                         "(saturation); see calibrate_formats in docs/numerics.md")
+        return lines
+
+
+@dataclass(frozen=True)
 class ModelReport(Record):
     """What the golden model shows on one random workload (``model.json``).
 
@@ -172,6 +278,8 @@ class ModelReport(Record):
     seconds : ModelSeconds
     layer : LayerReport or None
         The whole DAT++ layer (``dat`` workloads only).
+    layer_fixed : LayerFixedReport or None
+        That layer in fixed point against float (``dat`` workloads only).
     """
 
     config: str
@@ -187,11 +295,13 @@ class ModelReport(Record):
     fixed_vs_float_raw_inputs_max_abs: float
     seconds: ModelSeconds
     layer: LayerReport | None = omitted()
+    layer_fixed: LayerFixedReport | None = omitted()
 
     def markdown(self) -> str:
         """``model.md``: the figures as tables (the sampling engine, then the layer)."""
         rows = [[k, f"{v:.6g}" if isinstance(v, float) else str(v)]
-                for k, v in self.to_json().items() if k not in ("seconds", "layer")]
+                for k, v in self.to_json().items()
+                if k not in ("seconds", "layer", "layer_fixed")]
         rows += [[f"time: {k} (s)", f"{v:.3f}"] for k, v in self.seconds.to_json().items()]
         text = (f"# Golden model on `{self.config}`\n\n## Sampling engine\n\n"
                 + markdown_table(["quantity", "value"], rows) + "\n")
@@ -201,6 +311,8 @@ class ModelReport(Record):
                      f"{self.seed}), float64, sliced Hs = {lay.slice_size[0]}, Ws = "
                      f"{lay.slice_size[1]}, overlap {lay.overlap}.\n\n"
                      + markdown_table(["quantity", "value"], lay.rows()) + "\n")
+        if self.layer_fixed is not None:
+            text += "\n" + self.layer_fixed.markdown()
         return text
 
     def summary_line(self) -> str:
@@ -245,7 +357,8 @@ def evaluate(cfg: Config, seed: int = 0) -> ModelReport:
         fixed_within_bound=bool((err <= bound + 1e-12).all()),
         fixed_vs_float_raw_inputs_max_abs=float(np.abs(fixed_real - sliced).max()),
         seconds=ModelSeconds(t1 - t0, t2 - t1, t3 - t2),
-        layer=evaluate_layer(cfg, seed) if cfg.workload.kind == "dat" else None)
+        layer=evaluate_layer(cfg, seed) if cfg.workload.kind == "dat" else None,
+        layer_fixed=evaluate_layer_fixed(cfg, seed) if cfg.workload.kind == "dat" else None)
 
 
 def evaluate_layer(cfg: Config, seed: int = 0) -> LayerReport:
@@ -296,6 +409,17 @@ def evaluate_layer(cfg: Config, seed: int = 0) -> LayerReport:
         sliced_vs_unsliced_max_abs=float(diff.max()),
         sliced_vs_unsliced_max_rel=float(diff.max() / np.abs(full.y).max()),
         seconds=LayerSeconds(t1 - t0, t2 - t1))
+
+
+def evaluate_layer_fixed(cfg: Config, seed: int = 0) -> LayerFixedReport:
+    """The fixed-point DAT++ layer against float on random weights, sliced and unsliced,
+    and the worst error of each of its nonlinearities."""
+    from defslice.model.dat_layer_error import layer_error, nonlinearity_errors
+
+    hk, wk = cfg.workload.key_grid
+    return LayerFixedReport.from_json({
+        "sliced": layer_error(cfg, seed), "unsliced": layer_error(cfg, seed, sliced=False),
+        "nonlinearities": nonlinearity_errors(cfg.layer_numerics, hk * wk)})
 
 
 def run(cfg: Config, out: Path, options: ModelOptions) -> ModelReport:
