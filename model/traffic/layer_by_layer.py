@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from defslice.model.layout import PAGE
 from defslice.model.traffic.base import Dataflow, TrafficContext
 from defslice.model.traffic.counter import TrafficCount
 from defslice.model.traffic.fetch import count_corner_fetches
@@ -85,10 +86,10 @@ class LayerByLayerPerOperator(LayerByLayer):
         keys = lq * ex.sampled_stride
         logits = px * _round_up(lq * ctx.cfg.workload.heads * eb, bus)
         k_base = ex.end
-        v_base = _round_up(k_base + keys, 4096)
-        logit_base = _round_up(v_base + keys, 4096)
-        prob_base = _round_up(logit_base + logits, 4096)
-        a_base = _round_up(prob_base + logits, 4096)
+        v_base = _round_up(k_base + keys, PAGE)
+        logit_base = _round_up(v_base + keys, PAGE)
+        prob_base = _round_up(logit_base + logits, PAGE)
+        a_base = _round_up(prob_base + logits, PAGE)
         wq, woff = ex.weights_base, ex.weights_base + dat.proj_weight_bytes
         wk = ex.weights_base + dat.stage1_weight_bytes
         wv, wo = wk + dat.proj_weight_bytes, wk + 2 * dat.proj_weight_bytes

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
-from defslice.model.traffic.study import PAPER_FIG4, UNITS
+from defslice.model.traffic.study import UNITS
+from defslice.paper import DRAM_FIG4
 from defslice.reporting import markdown_table
 
 __all__ = ["paper_comparison", "plot_bars", "plot_sweep", "study_markdown"]
@@ -38,7 +39,7 @@ def _scope_table(scope: dict, with_paper: bool) -> str:
         if has_alt:
             row.append(_pct(r[alt]["beats"]))
         if with_paper:
-            row.append(_pct(PAPER_FIG4[name]) if name in PAPER_FIG4 else "not shown")
+            row.append(_pct(DRAM_FIG4[name].value) if name in DRAM_FIG4 else "not shown")
         rows.append(row)
     return markdown_table(head, rows)
 
@@ -62,10 +63,10 @@ def _order_text(named: dict[str, float]) -> str:
 
 
 def paper_comparison(res: dict) -> str:
-    """Why the measured figures differ from the paper's 18 % / ~37 %.
+    """Why the measured figures differ from the paper's Fig. 4.
 
     Every number comes from ``res`` (the counter); only the paper's own figures are
-    quoted from :data:`PAPER_FIG4`.
+    quoted from :data:`defslice.paper.DRAM_FIG4`.
     """
     layer = res["scopes"]["layer"]["dataflows"]
     dp = res["scopes"]["datapath"]["dataflows"]
@@ -74,7 +75,8 @@ def paper_comparison(res: dict) -> str:
     alt = "normalized_to_layer_by_layer_ops"
     s_ops, d_ops = layer["sliced"][alt]["beats"], layer["defa"][alt]["beats"]
     s_dp = dp["sliced"]["normalized"]["beats"]
-    ps, pd = PAPER_FIG4["sliced"], PAPER_FIG4["defa"]
+    paper_s, paper_d = DRAM_FIG4["sliced"], DRAM_FIG4["defa"]
+    ps, pd = paper_s.value, paper_d.value
     base = layer["layer_by_layer"]["total"]["beats"]
     need = layer["sliced"]["total"]["beats"] / ps
     keys, pixels = res["queries"], res["map_pixels"]
@@ -83,9 +85,10 @@ def paper_comparison(res: dict) -> str:
     lines = [
         "## Against the paper (Fig. 4, section IV-D)",
         "",
-        f"Measured on the whole layer, in beats: sliced **{_pct(s)}** (paper 18%), "
-        f"DEFA-style **{_pct(d)}** (paper ~37%); halo reuse would reach {_pct(h)}; the "
-        f"compulsory bound is {_pct(c)}. Order here: {ours}; in the paper: {paper}. "
+        f"Measured on the whole layer, in beats: sliced **{_pct(s)}** (paper "
+        f"{paper_s.text}), DEFA-style **{_pct(d)}** (paper {paper_d.text}); halo reuse "
+        f"would reach {_pct(h)}; the compulsory bound is {_pct(c)}. Order here: {ours}; "
+        f"in the paper: {paper}. "
         f"Sliced / DEFA is {s / d:.2f} here, {ps / pd:.2f} in the paper. Against the "
         f"per-operator baseline (every operator of the layer through DRAM): sliced "
         f"**{_pct(s_ops)}**, DEFA-style **{_pct(d_ops)}**.",
@@ -101,11 +104,11 @@ def paper_comparison(res: dict) -> str:
     if c > ps:
         lines.append(
             f"* **A floor.** Any dataflow reads x once and writes y once: {_pct(c)} of "
-            f"this baseline, above the paper's 18%. To reach 18%, the paper's baseline must "
-            f"move at least {need / base:.1f}x what this one does ({need:,.0f} beats "
-            f"instead of {base:,}). The per-operator baseline, which also sends q, k, v, "
-            f"the {pixels} x {keys} logits and probabilities and the attention output "
-            "through DRAM, is one such heavier baseline; others (fp32 intermediates, "
+            f"this baseline, above the paper's {paper_s.text}. To reach {paper_s.text}, the "
+            f"paper's baseline must move at least {need / base:.1f}x what this one does "
+            f"({need:,.0f} beats instead of {base:,}). The per-operator baseline, which also "
+            f"sends q, k, v, the {pixels} x {keys} logits and probabilities and the attention "
+            "output through DRAM, is one such heavier baseline; others (fp32 intermediates, "
             "per-element counting, a per-query sampling baseline in the style of the "
             "deformable-convolution normalization of the paper's reference [19]) are "
             "equally possible. The paper does not define its baseline, its unit or its bus.")
@@ -114,7 +117,7 @@ def paper_comparison(res: dict) -> str:
         "Here it is credited with fusion, a reuse buffer and point pruning, which on DAT "
         f"change little ({keys} keys, attention weight 1), and it must stream x twice "
         "because every query attends to keys sampled from the whole map. The paper's "
-        "~37% comes from the paper's own, unpublished, normalization of DEFA.")
+        f"{paper_d.text} comes from the paper's own, unpublished, normalization of DEFA.")
     return "\n".join(lines)
 
 
@@ -169,8 +172,8 @@ def plot_bars(res: dict, path: Path) -> None:
         series.append(("vs per-operator layer-by-layer",
                        [scope[n][alt]["beats"] for n in names], "#7fa9d6", ""))
     if "layer" in res["scopes"]:
-        series.append(("paper Fig. 4", [PAPER_FIG4.get(n, np.nan) for n in names],
-                       "#d08c3a", "//"))
+        paper = [DRAM_FIG4[n].value if n in DRAM_FIG4 else np.nan for n in names]
+        series.append(("paper Fig. 4", paper, "#d08c3a", "//"))
     x = np.arange(len(names))
     width = 0.8 / len(series)
     fig, ax = plt.subplots(figsize=(8, 4.2))

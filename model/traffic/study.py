@@ -11,7 +11,7 @@ from defslice.model.traffic.defa import DefaStyle
 from defslice.model.traffic.layer_by_layer import LayerByLayer, LayerByLayerPerOperator
 from defslice.model.traffic.sliced import HaloReuse, Sliced
 
-__all__ = ["ALT_BASELINE", "BASELINE", "DATAFLOWS", "PAPER_FIG4", "UNITS", "normalize",
+__all__ = ["ALT_BASELINE", "BASELINE", "DATAFLOWS", "UNITS", "normalize",
            "run_study"]
 
 #: Report order; the first is the baseline every figure is normalized to.
@@ -21,11 +21,6 @@ BASELINE = DATAFLOWS[0].name
 #: The per-operator baseline, counted in the layer scope only (in the datapath scope it
 #: is the baseline itself); every dataflow is also normalized to it there.
 ALT_BASELINE = LayerByLayerPerOperator()
-
-#: The slicing paper's Fig. 4 (section IV-D), normalized to its layer-by-layer baseline.
-#: These are the paper's published numbers, quoted for comparison; nothing here is
-#: computed from them.
-PAPER_FIG4 = {"layer_by_layer": 1.0, "defa": 0.37, "sliced": 0.18}
 
 UNITS = {
     "bursts": "AXI transactions (address handshakes); <= max_burst_beats beats, "
