@@ -139,6 +139,12 @@ class TrafficReport(Record):
         whole layer); :attr:`headline_scope` is the one compared with the paper.
     rtl_transfers : dict
         Bursts and beats per tensor of the RTL's own transfer list.
+    layer_graph, schedules, layer_engine_transfers, exact_overlap : dict or None
+        With the layer scope (:func:`defslice.model.traffic.study.layer_study`): the
+        layer's tensors, parameters and operators; each scheduled dataflow's schedule,
+        per-layer beats and totals with ``q`` stored and recomputed; the layer engine's
+        bursts and beats per tensor; the sliced layer with the overlap that makes its
+        offset network exact.
     plot_file, sweep_file, sweep_plot_file : str
         File names (in the stage's folder) of the bar chart and, with the sweep, its JSON
         and heat map.
@@ -161,6 +167,10 @@ class TrafficReport(Record):
     sweep_file: str | None = omitted()
     sweep_plot_file: str | None = omitted()
     ramulator_trace: dict[str, Any] | None = omitted()
+    layer_graph: dict[str, Any] | None = omitted()
+    schedules: dict[str, Any] | None = omitted()
+    layer_engine_transfers: dict[str, dict[str, int]] | None = omitted()
+    exact_overlap: dict[str, Any] | None = omitted()
 
     @property
     def headline(self) -> TrafficScope:
