@@ -610,18 +610,16 @@ class DramConfig:
         Bytes per stored value sample (a value of ``value_bits`` is sign-extended).
     out_element_bytes : int
         Bytes per stored output sample.
-    boundary_bytes : int
-        No burst crosses a multiple of this (AXI4: 4 KiB).
+
+    No burst crosses a 4 KiB page (the AXI4 rule, :data:`defslice.model.layout.PAGE`).
     """
 
     element_bytes: int = 2
     out_element_bytes: int = 2
-    boundary_bytes: int = 4096
 
     def __post_init__(self) -> None:
         _require_choice(self.element_bytes, "dram.element_bytes", (1, 2, 4))
         _require_choice(self.out_element_bytes, "dram.out_element_bytes", (1, 2, 4))
-        _require_choice(self.boundary_bytes, "dram.boundary_bytes", (4096,))
 
 
 @dataclass(frozen=True)
