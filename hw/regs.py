@@ -25,6 +25,12 @@ class ControlRegs(wiring.Component):
     A write is accepted when address and data are both valid (one response per write);
     byte strobes are honoured per byte. Reads return in the cycle after the address.
 
+    Parameters
+    ----------
+    rmap : RegisterMap
+        The engine's register map (:data:`~defslice.hw.regmap.SAMPLING_MAP` by default,
+        :data:`~defslice.hw.regmap.LAYER_MAP`).
+
     Members
     -------
     s_axil_* : AXI4-Lite slave ports.
@@ -33,23 +39,25 @@ class ControlRegs(wiring.Component):
     busy, done, error_window, error_resp : In(1)
         STATUS bits 0..3.
     <SETTING> : Out(32)
-        ``value_base``, ``query_base``, ``desc_base``, ``out_base``, ``num_desc``.
+        ``rmap.settings`` in lower case: ``value_base``, ``query_base``, ...
     <COUNTER> : In(32)
-        ``cycles``, ``busy_cycles``, ... (read only).
+        ``rmap.counters`` in lower case: ``cycles``, ``busy_cycles``, ... (read only).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, rmap: regmap.RegisterMap = regmap.SAMPLING_MAP) -> None:
+        self.rmap = rmap
         members = axil_members()
         members.update({"start": Out(1), "busy": In(1), "done": In(1),
                         "error_window": In(1), "error_resp": In(1)})
-        for name in SETTINGS:
+        for name in rmap.settings:
             members[name.lower()] = Out(32)
-        for name in COUNTERS:
+        for name in rmap.counters:
             members[name.lower()] = In(32)
         super().__init__(members)
 
     def elaborate(self, platform: object) -> Module:
         m = Module()
+        rmap = self.rmap
         word = 2  # byte address -> register index shift
         # Writes.
         take_w = Signal()
@@ -62,12 +70,12 @@ class ControlRegs(wiring.Component):
         widx = self.s_axil_awaddr[word:]
         with m.If(take_w):
             m.d.sync += self.s_axil_bvalid.eq(1)
-            with m.If((widx == regmap.offset("CTRL") >> word) & self.s_axil_wstrb[0]
+            with m.If((widx == rmap.offset("CTRL") >> word) & self.s_axil_wstrb[0]
                       & self.s_axil_wdata[0] & ~self.busy):
                 m.d.sync += self.start.eq(1)
-            for name in SETTINGS:
+            for name in rmap.settings:
                 reg = getattr(self, name.lower())
-                with m.If(widx == regmap.offset(name) >> word):
+                with m.If(widx == rmap.offset(name) >> word):
                     for byte in range(4):
                         with m.If(self.s_axil_wstrb[byte]):
                             m.d.sync += reg[8 * byte:8 * byte + 8].eq(
@@ -79,16 +87,16 @@ class ControlRegs(wiring.Component):
         with m.If(self.s_axil_arvalid & ~self.s_axil_rvalid):
             m.d.sync += [self.s_axil_rvalid.eq(1), self.s_axil_rdata.eq(0)]
             with m.Switch(self.s_axil_araddr[word:]):
-                with m.Case(regmap.offset("STATUS") >> word):
+                with m.Case(rmap.offset("STATUS") >> word):
                     m.d.sync += self.s_axil_rdata.eq(
                         self.busy | (self.done << 1) | (self.error_window << 2)
                         | (self.error_resp << 3))
-                for name in SETTINGS:
-                    with m.Case(regmap.offset(name) >> word):
+                for name in rmap.settings:
+                    with m.Case(rmap.offset(name) >> word):
                         m.d.sync += self.s_axil_rdata.eq(getattr(self, name.lower()))
-                for name in COUNTERS:
-                    with m.Case(regmap.offset(name) >> word):
+                for name in rmap.counters:
+                    with m.Case(rmap.offset(name) >> word):
                         m.d.sync += self.s_axil_rdata.eq(getattr(self, name.lower()))
-                with m.Case(regmap.offset("ID") >> word):
-                    m.d.sync += self.s_axil_rdata.eq(regmap.ID_VALUE)
+                with m.Case(rmap.offset("ID") >> word):
+                    m.d.sync += self.s_axil_rdata.eq(rmap.id_value)
         return m
