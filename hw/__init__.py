@@ -11,13 +11,14 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from defslice.config import Config
+    from defslice.hw.top import DefsliceTop
 
 __all__ = ["TOP_NAME", "build_top", "generate_verilog", "verilog_text"]
 
 TOP_NAME = "defslice_top"
 
 
-def build_top(cfg: Config):
+def build_top(cfg: Config) -> DefsliceTop:
     """The accelerator for ``cfg`` as an Amaranth :class:`~amaranth.lib.wiring.Component`.
 
     Raises :class:`~defslice.errors.ConfigError` (before elaboration) for configurations

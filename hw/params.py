@@ -20,7 +20,8 @@ from defslice.model.layout import (
 )
 from defslice.model.slicing import SliceGrid
 
-__all__ = ["MAX_BUFFER_BITS", "HwParams", "bank_chunk_depth", "bank_chunk_depths", "derive"]
+__all__ = ["MAX_BUFFER_BITS", "HwParams", "bank_chunk_depth", "bank_chunk_depths", "derive",
+           "index_bits"]
 
 #: Largest total window-buffer size the generator accepts (bits, all banks and sets):
 #: 32 Mbit, more than the block RAM of any part the project targets (Arty A7-100T: 4.9
@@ -47,6 +48,11 @@ def bank_chunk_depths(bank_depth: int, word_bits: int) -> list[int]:
     chunk = bank_chunk_depth(word_bits)
     full, rest = divmod(bank_depth, chunk)
     return [chunk] * full + ([rest] if rest else [])
+
+
+def index_bits(n: int) -> int:
+    """Bits of an index into ``n`` items (at least 1)."""
+    return max(1, (n - 1).bit_length())
 
 
 def _ceil_div(a: int, b: int) -> int:
@@ -127,6 +133,11 @@ class HwParams:
     @property
     def num_levels(self) -> int:
         return len(self.levels)
+
+    @property
+    def bank_addr_bits(self) -> int:
+        """Bits of a word address inside one bank (all sets)."""
+        return index_bits(self.bank_depth)
 
 
 def derive(cfg: Config) -> HwParams:

@@ -29,6 +29,8 @@ REGISTERS: dict[str, tuple[int, str, str]] = {
 
 ID_VALUE = 0xDEF51CE0
 ADDR_BITS = 8
+#: Width of every register.
+REG_BITS = 32
 
 
 def offset(name: str) -> int:
