@@ -4,9 +4,8 @@ beats in order, slices handed off as described, oversized windows refused."""
 import random
 from dataclasses import replace
 
-import numpy as np
 import pytest
-from hw_support import memory_of, program, simulate
+from hw_support import memory_of, program, simulate, window_words
 
 from defslice import config as C
 from defslice.hw.params import derive
@@ -21,29 +20,6 @@ VARIANTS = {
                            "hw": {"lanes": 4, "buffering": "single"}},
     "bus128-lanes1-burst3": {"hw": {"lanes": 1, "axi_data_bits": 128, "max_burst_beats": 3}},
 }
-
-
-def window_words(p, prog, index):
-    """Reference: (bank, address) -> word of every pixel of descriptor ``index``'s window,
-    by the mapping of ``docs/hw.md`` (bank = row/column parity inside the window)."""
-    dsc = prog.descriptors[index]
-    value = np.asarray(prog.inputs.value).reshape(-1, p.pixel_words, p.lanes)
-    mask = (1 << p.value_bits) - 1
-    base = index % 2 * p.set_depth if p.sets == 2 else 0
-    start = np.cumsum([0] + [h * w for h, w in p.levels])
-    words = {}
-    for lvl, win in enumerate(dsc.windows):
-        row0, col0, rows, cols = win[:4]
-        for r in range(rows):
-            for c in range(cols):
-                pix = start[lvl] + (row0 + r) * p.levels[lvl][1] + col0 + c
-                at = base + p.level_base[lvl] + ((r >> 1) * p.bank_cols[lvl] + (c >> 1)) \
-                    * p.pixel_words
-                for k in range(p.pixel_words):
-                    word = sum((int(v) & mask) << (j * p.value_bits)
-                               for j, v in enumerate(value[pix, k]))
-                    words[2 * (r & 1) + (c & 1), at + k] = word
-    return words
 
 
 def read_bursts(prog, rng):
