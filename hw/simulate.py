@@ -76,8 +76,8 @@ class AxiMemory:
     rng : random.Random or None
         ``None``: every slave VALID/READY is high whenever it can be; else each is high
         with :data:`ACTIVE_CHANCE` per cycle.
-    writes : bool
-        Serve the AW/W/B channels too (else only AR/R).
+    reads, writes : bool
+        Serve the AR/R channels, the AW/W/B channels.
     tensor : callable
         Byte address -> tensor name, recorded in each :class:`Burst`.
 
@@ -88,10 +88,10 @@ class AxiMemory:
     """
 
     def __init__(self, port: Callable[[str, str], Signal], mem: bytearray, bus_bytes: int,
-                 rng: random.Random | None, *, writes: bool = True,
+                 rng: random.Random | None, *, reads: bool = True, writes: bool = True,
                  tensor: Callable[[int], str] = lambda addr: "") -> None:
         self.port, self.mem, self.bus, self.rng = port, mem, bus_bytes, rng
-        self.writes_on, self.tensor = writes, tensor
+        self.reads_on, self.writes_on, self.tensor = reads, writes, tensor
         self.bursts: list[Burst] = []
         self._reads: deque = deque()     # [addr, beats left]
         self._writes: deque = deque()    # [addr, beats left]
@@ -99,7 +99,7 @@ class AxiMemory:
         self._r_cur: list[int] | None = None
         self._held: dict = {}            # channel -> payload offered but not yet accepted
         self._cycle = 0
-        channels = (("ar", ("valid", "addr", "len")), ("r", ("ready",)))
+        channels = (("ar", ("valid", "addr", "len")), ("r", ("ready",))) if reads else ()
         if writes:
             channels += (("aw", ("valid", "addr", "len")), ("w", ("valid", "data", "last")),
                          ("b", ("ready",)))
@@ -111,18 +111,19 @@ class AxiMemory:
     def _drive(self, ctx: SimulatorContext) -> dict[str, int]:
         """Set this cycle's slave outputs; return the VALIDs and READYs driven."""
         port = self.port
-        drv = {"ar": self._chance()}
+        drv = {"ar": self._chance()} if self.reads_on else {}
         if self.writes_on:
             drv["aw"], drv["w"] = self._chance(), self._chance()
-        if self._r_cur is None and self._reads:
-            self._r_cur = self._reads.popleft()
-        drv["r"] = int(self._r_cur is not None and self._chance())
-        if drv["r"]:
-            a = self._r_cur[0]
-            ctx.set(port("r", "data"), int.from_bytes(self.mem[a:a + self.bus], "little"))
-            ctx.set(port("r", "last"), int(self._r_cur[1] == 1))
-        ctx.set(port("r", "valid"), drv["r"])
-        ctx.set(port("ar", "ready"), drv["ar"])
+        if self.reads_on:
+            if self._r_cur is None and self._reads:
+                self._r_cur = self._reads.popleft()
+            drv["r"] = int(self._r_cur is not None and self._chance())
+            if drv["r"]:
+                a = self._r_cur[0]
+                ctx.set(port("r", "data"), int.from_bytes(self.mem[a:a + self.bus], "little"))
+                ctx.set(port("r", "last"), int(self._r_cur[1] == 1))
+            ctx.set(port("r", "valid"), drv["r"])
+            ctx.set(port("ar", "ready"), drv["ar"])
         if self.writes_on:
             ctx.set(port("aw", "ready"), drv["aw"])
             ctx.set(port("w", "ready"), drv["w"])
@@ -132,7 +133,9 @@ class AxiMemory:
 
     def _check_stable(self, got: dict, drv: dict[str, int]) -> None:
         """AXI: a VALID not yet accepted stays high with its payload unchanged."""
-        now = {"ar": (got["ar", "valid"], got["ar", "addr"], got["ar", "len"])}
+        now = {}
+        if self.reads_on:
+            now["ar"] = (got["ar", "valid"], got["ar", "addr"], got["ar", "len"])
         if self.writes_on:
             now["aw"] = (got["aw", "valid"], got["aw", "addr"], got["aw", "len"])
             now["w"] = (got["w", "valid"], got["w", "data"], got["w", "last"])
@@ -184,7 +187,8 @@ class AxiMemory:
         _clk, _rst, *values = await ctx.tick().sample(*sigs, *extra)
         got = dict(zip(self._sampled, values[:len(sigs)], strict=True))
         self._check_stable(got, drv)
-        self._read_side(got, drv)
+        if self.reads_on:
+            self._read_side(got, drv)
         if self.writes_on:
             self._write_side(got, drv)
         self._cycle += 1
