@@ -105,6 +105,11 @@ class AxiMemory:
                          ("b", ("ready",)))
         self._sampled = [(ch, name) for ch, names in channels for name in names]
 
+    @property
+    def pending_responses(self) -> int:
+        """Write bursts complete whose B response is not yet accepted."""
+        return self._b_pending
+
     def _chance(self) -> int:
         return int(self.rng is None or self.rng.random() < ACTIVE_CHANCE)
 

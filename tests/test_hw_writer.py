@@ -51,9 +51,9 @@ def test_writer_issues_split_bursts_and_places_the_data(max_beats):
             if dv and d_rdy:
                 beats.pop(0)
                 dv = 0
-            if idle and memory._b_pending:
+            if idle and memory.pending_responses:
                 idle_while_pending.append(True)
-            if idle and not todo and not beats and not memory._b_pending:
+            if idle and not todo and not beats and not memory.pending_responses:
                 return
         raise AssertionError("the writer did not finish")
 
