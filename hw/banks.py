@@ -21,7 +21,7 @@ __all__ = ["BANKS", "READ_LATENCY", "SET_BITS", "BankReadSignature", "WindowBank
 
 #: Banks, one per (row parity, column parity).
 BANKS = 4
-#: Cycles from ``rd_addr`` to ``rd_data``: the block RAM read, then the chunk's register.
+#: Cycles from ``rd.addr`` to ``rd.data``: the block RAM read, then the chunk's register.
 READ_LATENCY = 2
 #: Width of a buffer-set index (two sets at most).
 SET_BITS = 1

@@ -15,7 +15,7 @@ from amaranth.hdl import Array, C, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from defslice.hw.banks import BANKS, SET_BITS, BankReadSignature, set_offset
+from defslice.hw.banks import BANKS, READ_LATENCY, SET_BITS, BankReadSignature, set_offset
 from defslice.hw.datapath import Accumulator, CoordUnit, MacUnit
 from defslice.hw.params import HwParams, index_bits
 from defslice.hw.records import COUNT_BITS, DESC_FIELD_BITS, WEIGHT_BITS, point_record_layout
@@ -28,9 +28,9 @@ __all__ = ["DRAIN_CYCLES", "W_CREDIT_SLACK", "W_FIFO_DEPTH", "Compute"]
 #: free, so everything in flight behind the bank read always finds room.
 W_FIFO_DEPTH = 32
 W_CREDIT_SLACK = 11
-#: Cycles after the last bank read of a slice before its buffer set is released (the
-#: read data is captured one cycle after the address).
-DRAIN_CYCLES = 2
+#: Cycles after the last bank read of a slice before its buffer set is released: by
+#: then its data has left the banks.
+DRAIN_CYCLES = READ_LATENCY
 
 
 class Compute(wiring.Component):

@@ -12,12 +12,7 @@ from dataclasses import dataclass
 
 from defslice.config import Config
 from defslice.errors import ConfigError
-from defslice.model.layout import (
-    DESC_HEADER_BYTES,
-    DESC_LEVEL_BYTES,
-    POINT_RECORD_BYTES,
-    DramLayout,
-)
+from defslice.model.layout import POINT_RECORD, POINT_RECORD_BYTES, DramLayout
 from defslice.model.slicing import SliceGrid
 
 __all__ = ["MAX_BUFFER_BITS", "HwParams", "bank_chunk_depth", "bank_chunk_depths", "derive",
@@ -156,7 +151,8 @@ def derive(cfg: Config) -> HwParams:
     bus = hw.bus_bytes
     if bus < POINT_RECORD_BYTES:
         raise ConfigError("hw.axi_data_bits", hw.axi_data_bits,
-                          "one of 64, 128, 256, 512 (a beat must hold a 64-bit point record)")
+                          f"one of 64, 128, 256, 512 (a beat must hold a {POINT_RECORD.bits}-bit "
+                          "point record)")
     lane_bytes = hw.lanes * d.element_bytes
     if not _is_pow2(lane_bytes) or lane_bytes > bus:
         raise ConfigError("hw.lanes", hw.lanes,
@@ -204,5 +200,4 @@ def derive(cfg: Config) -> HwParams:
             f"windows whose buffers fit in {MAX_BUFFER_BITS} bits (this configuration "
             f"needs {p.buffer_bits} bits: {sets} set(s) x 4 banks x {p.set_depth} words x "
             f"{p.word_bits} bits)")
-    assert DESC_HEADER_BYTES == 16 and DESC_LEVEL_BYTES == 16
     return p

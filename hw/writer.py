@@ -66,7 +66,7 @@ class Writer(wiring.Component):
         ab = p.addr_bits
         m.submodules.region_fifo = regions = fifo.SyncFIFOBuffered(width=ab + COUNT_BITS,
                                                                    depth=REGION_DEPTH)
-        m.submodules.aw_walk = walk = BurstWalker(p, "aw")
+        m.submodules.aw = walk = BurstWalker(p, "aw")
         aw, w, b = self.aw, self.w, self.b
         left = Signal(9)            # beats of the current burst not yet sent
         aw_count = Signal(COUNT_BITS)
