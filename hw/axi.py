@@ -6,7 +6,7 @@ from amaranth.hdl import Module, Signal, Value
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from defslice.hw.params import AXI_ID_BITS, HwParams
+from defslice.hw.params import AXI_ID_BITS, HwParams, require_params
 from defslice.hw.records import COUNT_BITS
 from defslice.model.layout import PAGE
 
@@ -165,9 +165,7 @@ class BurstWalker(wiring.Component):
     """
 
     def __init__(self, p: HwParams, name: str) -> None:
-        if not isinstance(p, HwParams):
-            raise TypeError(f"p must be a HwParams, not {type(p).__name__}")
-        self.p = p
+        self.p = require_params(p)
         self.prefix = name
         super().__init__({
             "load": In(1), "load_addr": In(p.addr_bits), "load_beats": In(COUNT_BITS),

@@ -15,7 +15,13 @@ from amaranth.lib import data, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from defslice.hw.params import HwParams, bank_chunk_depth, bank_chunk_depths, index_bits
+from defslice.hw.params import (
+    HwParams,
+    bank_chunk_depth,
+    bank_chunk_depths,
+    index_bits,
+    require_params,
+)
 
 __all__ = ["BANKS", "READ_LATENCY", "SET_BITS", "BankReadSignature", "WindowBanks", "set_offset"]
 
@@ -44,8 +50,7 @@ class BankReadSignature(wiring.Signature):
     """
 
     def __init__(self, p: HwParams) -> None:
-        if not isinstance(p, HwParams):
-            raise TypeError(f"p must be a HwParams, not {type(p).__name__}")
+        require_params(p)
         super().__init__({
             "addr": Out(data.ArrayLayout(unsigned(p.bank_addr_bits), BANKS)),
             "data": In(data.ArrayLayout(unsigned(p.word_bits), BANKS)),
@@ -78,8 +83,7 @@ class WindowBanks(wiring.Component):
     """
 
     def __init__(self, p: HwParams) -> None:
-        if not isinstance(p, HwParams):
-            raise TypeError(f"p must be a HwParams, not {type(p).__name__}")
+        require_params(p)
         if p.sets not in (1, 2):
             raise ValueError(f"p.sets must be 1 or 2, not {p.sets}")
         self.p = p

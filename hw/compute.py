@@ -17,7 +17,7 @@ from amaranth.lib.wiring import In, Out
 
 from defslice.hw.banks import BANKS, READ_LATENCY, SET_BITS, BankReadSignature, set_offset
 from defslice.hw.datapath import Accumulator, CoordUnit, MacUnit
-from defslice.hw.params import HwParams, index_bits
+from defslice.hw.params import HwParams, index_bits, require_params
 from defslice.hw.records import COUNT_BITS, DESC_FIELD_BITS, WEIGHT_BITS, point_record_layout
 from defslice.hw.router import slice_layout
 from defslice.model.layout import POINT_RECORD
@@ -61,8 +61,7 @@ class Compute(wiring.Component):
     """
 
     def __init__(self, p: HwParams) -> None:
-        if not isinstance(p, HwParams):
-            raise TypeError(f"p must be a HwParams, not {type(p).__name__}")
+        require_params(p)
         if p.records_per_beat * POINT_RECORD.bits != p.bus_bits:
             raise ValueError(f"a {p.bus_bits}-bit beat holds no whole number of "
                              f"{POINT_RECORD.bits}-bit point records")

@@ -19,7 +19,7 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from defslice.hw.banks import BANKS
-from defslice.hw.params import HwParams
+from defslice.hw.params import HwParams, require_params
 from defslice.hw.records import COORD_BITS, DESC_FIELD_BITS, WEIGHT_BITS, window_layout
 
 __all__ = ["Accumulator", "CoordUnit", "MacUnit", "round_half_up", "saturate_to"]
@@ -71,9 +71,7 @@ class CoordUnit(wiring.Component):
     """
 
     def __init__(self, p: HwParams, tag_shape: ShapeLike) -> None:
-        if not isinstance(p, HwParams):
-            raise TypeError(f"p must be a HwParams, not {type(p).__name__}")
-        self.p = p
+        self.p = require_params(p)
         f = p.coord_frac
         self.tag_shape = tag_shape
         pix_bits = max(1, (max(p.bank_rows[i] * p.bank_cols[i]
@@ -236,9 +234,7 @@ class MacUnit(wiring.Component):
     """
 
     def __init__(self, p: HwParams, tag_shape: ShapeLike) -> None:
-        if not isinstance(p, HwParams):
-            raise TypeError(f"p must be a HwParams, not {type(p).__name__}")
-        self.p = p
+        self.p = require_params(p)
         f = p.coord_frac
         self.tag_shape = tag_shape
         word = data.ArrayLayout(signed(p.value_bits), p.lanes)
@@ -314,8 +310,7 @@ class Accumulator(wiring.Component):
     LATENCY = 2
 
     def __init__(self, p: HwParams, term_bits: int) -> None:
-        if not isinstance(p, HwParams):
-            raise TypeError(f"p must be a HwParams, not {type(p).__name__}")
+        require_params(p)
         if not isinstance(term_bits, int) or term_bits < 1:
             raise ValueError(f"term_bits must be a positive integer, not {term_bits!r}")
         self.p = p

@@ -16,7 +16,7 @@ from amaranth.lib.wiring import In, Out
 
 from defslice.hw.axi import AddressSignature, ReadDataSignature
 from defslice.hw.banks import SET_BITS, BankReadSignature, WindowBanks
-from defslice.hw.params import HwParams
+from defslice.hw.params import HwParams, require_params
 from defslice.hw.reader import Reader
 from defslice.hw.regmap import REG_BITS
 from defslice.hw.router import Router, slice_layout
@@ -50,9 +50,7 @@ class Loader(wiring.Component):
     """
 
     def __init__(self, p: HwParams) -> None:
-        if not isinstance(p, HwParams):
-            raise TypeError(f"p must be a HwParams, not {type(p).__name__}")
-        self.p = p
+        self.p = require_params(p)
         super().__init__({
             "ar": Out(AddressSignature(p.addr_bits)), "r": Out(ReadDataSignature(p.bus_bits)),
             "start": In(1), "value_base": In(REG_BITS), "query_base": In(REG_BITS),
@@ -70,6 +68,7 @@ class Loader(wiring.Component):
         m.submodules.router = router = Router(self.p)
         m.submodules.banks = banks = WindowBanks(self.p)
         wiring.connect(m, reader.tags, router.tags)
+        wiring.connect(m, router.desc, reader.desc)
         wiring.connect(m, wiring.flipped(self.ar), reader.ar)
         wiring.connect(m, wiring.flipped(self.r), router.r)
         wiring.connect(m, wiring.flipped(self.slice), router.slice)
@@ -78,13 +77,10 @@ class Loader(wiring.Component):
         m.d.comb += [
             reader.start.eq(self.start), reader.value_base.eq(self.value_base),
             reader.desc_base.eq(self.desc_base), reader.num_desc.eq(self.num_desc),
-            reader.error_window.eq(router.error_window), reader.parsed.eq(router.parsed),
-            reader.win.eq(router.win), reader.query_addr.eq(router.query_addr),
-            reader.query_beats.eq(router.query_beats), reader.set_busy.eq(banks.busy),
+            reader.error_window.eq(router.error_window), reader.set_busy.eq(banks.busy),
             reader.q_level.eq(router.q_level), reader.q_push.eq(router.q_push),
             router.start.eq(self.start), router.query_base.eq(self.query_base),
-            router.out_base.eq(self.out_base), router.load_set.eq(reader.load_set),
-            router.parse_ack.eq(reader.parse_ack),
+            router.out_base.eq(self.out_base),
             banks.wr_en.eq(router.wr_en), banks.wr_addr.eq(router.wr_addr),
             banks.wr_data.eq(router.wr_data),
             banks.claim.eq(reader.claim), banks.claim_set.eq(reader.claim_set),

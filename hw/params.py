@@ -16,7 +16,7 @@ from defslice.model.layout import POINT_RECORD, POINT_RECORD_BYTES, DramLayout
 from defslice.model.slicing import SliceGrid
 
 __all__ = ["MAX_BUFFER_BITS", "HwParams", "bank_chunk_depth", "bank_chunk_depths", "derive",
-           "index_bits"]
+           "index_bits", "require_params"]
 
 #: Largest total window-buffer size the generator accepts (bits, all banks and sets):
 #: 32 Mbit, more than the block RAM of any part the project targets (Arty A7-100T: 4.9
@@ -133,6 +133,14 @@ class HwParams:
     def bank_addr_bits(self) -> int:
         """Bits of a word address inside one bank (all sets)."""
         return index_bits(self.bank_depth)
+
+
+def require_params(p: object) -> HwParams:
+    """``p`` itself; :class:`TypeError` unless it is a :class:`HwParams` (what every
+    hardware block checks first)."""
+    if not isinstance(p, HwParams):
+        raise TypeError(f"p must be a HwParams, not {type(p).__name__}")
+    return p
 
 
 def derive(cfg: Config) -> HwParams:

@@ -19,11 +19,12 @@ from amaranth.lib.wiring import In, Out
 
 from defslice.hw.axi import BURST_INCR, AddressSignature, BurstWalker
 from defslice.hw.banks import SET_BITS
-from defslice.hw.params import HwParams, index_bits
+from defslice.hw.params import HwParams, index_bits, require_params
 from defslice.hw.records import COUNT_BITS, DESC_FIELD_BITS, window_layout
 from defslice.hw.regmap import REG_BITS
 
-__all__ = ["QUERY_FIFO_MIN_DEPTH", "TAG_DEPTH", "Reader", "Tag", "query_fifo_depth"]
+__all__ = ["QUERY_FIFO_MIN_DEPTH", "TAG_DEPTH", "DescriptorSignature", "Reader", "Tag",
+           "query_fifo_depth"]
 
 #: The query FIFO holds at least one longest burst (query bursts wait for room).
 QUERY_FIFO_MIN_DEPTH = 32
@@ -46,6 +47,32 @@ def query_fifo_depth(p: HwParams) -> int:
     return max(QUERY_FIFO_MIN_DEPTH, p.max_beats)
 
 
+class DescriptorSignature(wiring.Signature):
+    """The parsed descriptor, from the descriptor register (the router) to the reader.
+
+    Members
+    -------
+    parsed : Out(1)
+        The register holds an accepted descriptor the reader has not taken yet.
+    win : Out(ArrayLayout(window_layout(), levels))
+        Its windows;
+    query_addr : Out(addr_bits); query_beats : Out(32)
+        its query region (bytes, beats).
+    parse_ack : In(1)
+        Pulse: the reader took it (a set is claimed, the window requested next).
+    load_set : In(1)
+        The buffer set the taken descriptor's window loads into.
+    """
+
+    def __init__(self, p: HwParams) -> None:
+        require_params(p)
+        super().__init__({
+            "parsed": Out(1), "win": Out(data.ArrayLayout(window_layout(), p.num_levels)),
+            "query_addr": Out(p.addr_bits), "query_beats": Out(COUNT_BITS),
+            "parse_ack": In(1), "load_set": In(SET_BITS),
+        })
+
+
 class Reader(wiring.Component):
     """The read side's address generator (window agent, query agent, AR arbiter).
 
@@ -61,14 +88,8 @@ class Reader(wiring.Component):
         Registers (bytes; descriptors).
     error_window : In(1)
         A descriptor was refused: stop after the current burst.
-    parsed : In(1)
-        The descriptor register holds the descriptor last read.
-    win : In(ArrayLayout(window_layout(), levels))
-        Its windows; ``query_addr`` (bytes), ``query_beats``: its query region.
-    parse_ack : Out(1)
-        Pulse: the descriptor is taken (a set is claimed and its window requested).
-    load_set : Out(1)
-        The buffer set the current window loads into.
+    desc : In(DescriptorSignature(p))
+        The descriptor register.
     set_busy : In(2)
         Busy flags of the buffer sets.
     claim, claim_set : Out(1), Out(1)
@@ -80,18 +101,14 @@ class Reader(wiring.Component):
     """
 
     def __init__(self, p: HwParams) -> None:
-        if not isinstance(p, HwParams):
-            raise TypeError(f"p must be a HwParams, not {type(p).__name__}")
-        self.p = p
+        self.p = require_params(p)
         self.q_depth = query_fifo_depth(p)
         super().__init__({
             "ar": Out(AddressSignature(p.addr_bits)),
             "tags": Out(stream.Signature(Tag)),
             "start": In(1), "value_base": In(REG_BITS), "desc_base": In(REG_BITS),
             "num_desc": In(REG_BITS), "error_window": In(1),
-            "parsed": In(1), "win": In(data.ArrayLayout(window_layout(), p.num_levels)),
-            "query_addr": In(p.addr_bits), "query_beats": In(COUNT_BITS),
-            "parse_ack": Out(1), "load_set": Out(SET_BITS),
+            "desc": In(DescriptorSignature(p)),
             "set_busy": In(2), "claim": Out(1), "claim_set": Out(SET_BITS),
             "q_level": In(range(self.q_depth + 1)), "q_push": In(1),
             "done": Out(1),
@@ -219,9 +236,9 @@ class Reader(wiring.Component):
             with m.If(self.error_window):
                 m.d.sync += self._wa_done.eq(1)
                 m.next = "IDLE"
-            with m.Elif(self.parsed & ~self.set_busy.bit_select(nxt, 1)):
-                m.d.comb += [self.parse_ack.eq(1), self.claim.eq(1)]
-                m.d.sync += [self.load_set.eq(nxt), self._wa_lvl.eq(0), self._wa_row.eq(0)]
+            with m.Elif(self.desc.parsed & ~self.set_busy.bit_select(nxt, 1)):
+                m.d.comb += [self.desc.parse_ack.eq(1), self.claim.eq(1)]
+                m.d.sync += [self.desc.load_set.eq(nxt), self._wa_lvl.eq(0), self._wa_row.eq(0)]
                 m.next = "LEVEL"
 
     def _level_states(self, m: Module) -> None:
@@ -230,7 +247,7 @@ class Reader(wiring.Component):
         p = self.p
         ab = p.addr_bits
         lvl = self._wa_lvl
-        cur_win = Array(self.win[k] for k in range(p.num_levels))[lvl]
+        cur_win = Array(self.desc.win[k] for k in range(p.num_levels))[lvl]
         level_offset = Array(C(v, ab) for v in p.level_offset)
         level_w = Array(C(w, DESC_FIELD_BITS) for _, w in p.levels)
         row_pitch = Array(C(w * p.pixel_stride, ab) for _, w in p.levels)
@@ -283,7 +300,7 @@ class Reader(wiring.Component):
                 m.next = "ROW"
         with m.State("QUERIES"):
             m.d.comb += [self._qslice.w_en.eq(1),
-                         self._qslice.w_data.eq(Cat(self.query_addr, self.query_beats))]
+                         self._qslice.w_data.eq(Cat(self.desc.query_addr, self.desc.query_beats))]
             with m.If(self._qslice.w_rdy):
                 m.d.sync += self._wa_desc.eq(self._wa_desc + 1)
                 m.next = "NEXT_DESC"

@@ -15,8 +15,8 @@ from amaranth.lib.wiring import In, Out
 
 from defslice.hw.axi import ReadDataSignature
 from defslice.hw.banks import BANKS, SET_BITS, set_offset
-from defslice.hw.params import HwParams, index_bits
-from defslice.hw.reader import Tag, query_fifo_depth
+from defslice.hw.params import HwParams, index_bits, require_params
+from defslice.hw.reader import DescriptorSignature, Tag, query_fifo_depth
 from defslice.hw.records import COUNT_BITS, DESC_FIELD_BITS, descriptor_layout, window_layout
 from defslice.hw.regmap import REG_BITS
 
@@ -46,14 +46,9 @@ class Router(wiring.Component):
         Pulse: clears the errors and the descriptor state.
     query_base, out_base : In(32)
         Registers (bytes).
-    load_set : In(1)
-        Buffer set of the window being loaded.
-    parse_ack : In(1)
-        The reader took the parsed descriptor.
-    parsed : Out(1); win : Out(ArrayLayout(window_layout(), levels))
-        The descriptor register: parsed and accepted, its windows;
-    query_addr : Out(addr_bits); query_beats : Out(32)
-        its query region (registered products of the header).
+    desc : Out(DescriptorSignature(p))
+        The descriptor register (its query region: registered products of the header);
+        ``desc.load_set`` is the buffer set of the window being loaded.
     wr_en : Out(4); wr_addr : Out(bank_addr_bits); wr_data : Out(word_bits)
         Bank writes (:class:`~defslice.hw.banks.WindowBanks`).
     queries : Out(stream.Signature(bus_bits))
@@ -71,17 +66,13 @@ class Router(wiring.Component):
     """
 
     def __init__(self, p: HwParams) -> None:
-        if not isinstance(p, HwParams):
-            raise TypeError(f"p must be a HwParams, not {type(p).__name__}")
-        self.p = p
+        self.p = require_params(p)
         self.q_depth = query_fifo_depth(p)
         super().__init__({
             "r": Out(ReadDataSignature(p.bus_bits)),
             "tags": In(stream.Signature(Tag)),
             "start": In(1), "query_base": In(REG_BITS), "out_base": In(REG_BITS),
-            "load_set": In(SET_BITS), "parse_ack": In(1),
-            "parsed": Out(1), "win": Out(data.ArrayLayout(window_layout(), p.num_levels)),
-            "query_addr": Out(p.addr_bits), "query_beats": Out(COUNT_BITS),
+            "desc": Out(DescriptorSignature(p)),
             "wr_en": Out(BANKS), "wr_addr": Out(p.bank_addr_bits), "wr_data": Out(p.word_bits),
             "queries": Out(stream.Signature(p.bus_bits)),
             "q_level": Out(range(self.q_depth + 1)), "q_push": Out(1),
@@ -112,8 +103,8 @@ class Router(wiring.Component):
         m.d.comb += [self._rbeat.eq(self.r.valid & self.r.ready),
                      self.tags.ready.eq(self._rbeat & self.r.last)]
         # Registered products of the parsed descriptor (used many cycles after the parse).
-        m.d.sync += [self.query_addr.eq(self.query_base + self._start * p.query_stride),
-                     self.query_beats.eq(self._count * p.query_beats),
+        m.d.sync += [self.desc.query_addr.eq(self.query_base + self._start * p.query_stride),
+                     self.desc.query_beats.eq(self._count * p.query_beats),
                      self._out_addr.eq(self.out_base + self._start * p.out_stride),
                      self._out_beats.eq(self._count * (p.out_stride // p.bus_bytes))]
         m.d.sync += self.wr_en.eq(0)
@@ -126,8 +117,8 @@ class Router(wiring.Component):
             self._descriptor_states(m)
         with m.If(self.start):
             m.d.sync += [self.error_window.eq(0), self.error_resp.eq(0), r_cnt.eq(0),
-                         self.parsed.eq(0)]
-        m.d.comb += self.done.eq(rd_fsm.ongoing("RUN") & ~self.tags.valid & ~self.parsed)
+                         self.desc.parsed.eq(0)]
+        m.d.comb += self.done.eq(rd_fsm.ongoing("RUN") & ~self.tags.valid & ~self.desc.parsed)
         return m
 
     def _query_stream(self, m: Module, q_fifo: fifo.SyncFIFOBuffered) -> None:
@@ -172,7 +163,7 @@ class Router(wiring.Component):
         eb_bits = 8 * p.element_bytes
         aw = p.bank_addr_bits
         w_lvl, w_row, w_col, w_word, w_sub, w_rowbase, w_colbase = self._w_pos
-        wwin = Array(self.win[k] for k in range(L))[w_lvl]
+        wwin = Array(self.desc.win[k] for k in range(L))[w_lvl]
         level_base = Array(C(v, index_bits(p.bank_depth + 1) + 1) for v in p.level_base)
         bank_pitch = Array(C(c * p.pixel_words, aw + 1) for c in p.bank_cols)
         sub_data = self.r.data.word_select(w_sub, p.lanes * eb_bits) if k_v > 1 else self.r.data
@@ -181,8 +172,8 @@ class Router(wiring.Component):
         m.d.comb += self.r.ready.eq(self.tags.valid & last_sub)
         with m.If(self.r.valid & self.tags.valid):
             with m.If(w_word < p.pixel_words):
-                m.d.sync += [self.wr_addr.eq(set_offset(p, self.load_set) + w_rowbase + w_colbase
-                                             + w_word),
+                m.d.sync += [self.wr_addr.eq(set_offset(p, self.desc.load_set) + w_rowbase
+                                             + w_colbase + w_word),
                              self.wr_data.eq(word), self.wr_en.eq(1 << Cat(w_col[0], w_row[0]))]
             m.d.sync += [w_sub.eq(Mux(last_sub, 0, w_sub + 1)), w_word.eq(w_word + 1)]
             with m.If(w_word == p.pixel_stride_words - 1):
@@ -209,11 +200,11 @@ class Router(wiring.Component):
                 win = desc.level[lvl]
                 ok = ok & (win.rows >= 1) & (win.rows <= max_rows) & (win.cols >= 1) \
                     & (win.cols <= max_cols)
-            m.d.sync += [self.win.eq(desc.level), self._start.eq(desc.header.query_start),
+            m.d.sync += [self.desc.win.eq(desc.level), self._start.eq(desc.header.query_start),
                          self._count.eq(desc.header.query_count)]
             m.d.sync += [s.eq(0) for s in self._w_pos]
             with m.If(ok):
-                m.d.sync += self.parsed.eq(1)
+                m.d.sync += self.desc.parsed.eq(1)
                 m.next = "WAIT_ACK"
             with m.Else():
                 m.d.sync += self.error_window.eq(1)
@@ -221,13 +212,13 @@ class Router(wiring.Component):
         with m.State("WAIT_ACK"):
             # Only the flag handshake: R beats of queries keep flowing meanwhile.
             self._accept_queries(m)
-            with m.If(self.parse_ack):
-                m.d.sync += self.parsed.eq(0)
+            with m.If(self.desc.parse_ack):
+                m.d.sync += self.desc.parsed.eq(0)
                 m.next = "RUN"
         with m.State("HANDOFF"):
             pay = self.slice.payload
-            m.d.comb += [self.slice.valid.eq(1), pay.set.eq(self.load_set),
-                         pay.count.eq(self._count), pay.win.eq(self.win),
+            m.d.comb += [self.slice.valid.eq(1), pay.set.eq(self.desc.load_set),
+                         pay.count.eq(self._count), pay.win.eq(self.desc.win),
                          pay.out_addr.eq(self._out_addr), pay.out_beats.eq(self._out_beats)]
             with m.If(self.slice.ready):
                 m.next = "RUN"

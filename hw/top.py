@@ -17,7 +17,7 @@ from amaranth.lib.wiring import Out
 from defslice.hw.axi import axi_members, connect_flat
 from defslice.hw.compute import Compute
 from defslice.hw.loader import Loader
-from defslice.hw.params import HwParams
+from defslice.hw.params import HwParams, require_params
 from defslice.hw.records import COUNT_BITS
 from defslice.hw.regmap import REG_BITS
 from defslice.hw.regs import COUNTERS, SETTINGS, ControlRegs, axil_members
@@ -43,9 +43,7 @@ class DefsliceTop(wiring.Component):
     """
 
     def __init__(self, p: HwParams) -> None:
-        if not isinstance(p, HwParams):
-            raise TypeError(f"p must be a HwParams, not {type(p).__name__}")
-        self.p = p
+        self.p = require_params(p)
         members = axi_members(p)
         members.update(axil_members())
         members["irq"] = Out(1)

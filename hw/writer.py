@@ -13,7 +13,7 @@ from defslice.hw.axi import (
     WriteDataSignature,
     WriteResponseSignature,
 )
-from defslice.hw.params import HwParams
+from defslice.hw.params import HwParams, require_params
 from defslice.hw.records import COUNT_BITS
 
 __all__ = ["REGION_DEPTH", "Writer", "region_layout"]
@@ -49,9 +49,7 @@ class Writer(wiring.Component):
     """
 
     def __init__(self, p: HwParams) -> None:
-        if not isinstance(p, HwParams):
-            raise TypeError(f"p must be a HwParams, not {type(p).__name__}")
-        self.p = p
+        self.p = require_params(p)
         super().__init__({
             "region": In(stream.Signature(region_layout(p))),
             "data": In(stream.Signature(p.bus_bits)),

@@ -46,12 +46,12 @@ def run_reader(cfg, prog, seed, max_cycles=40_000):
             ctx.set(dut.tags.ready, int(rng.random() < 0.6))
             if parse and parse[1] == 0:
                 d = prog.descriptors[parse[0]]
-                ctx.set(dut.parsed, 1)
-                ctx.set(dut.win, [dict(zip(WINDOW_FIELDS, w, strict=True)) for w in d.windows])
-                ctx.set(dut.query_addr, lay.query_base + d.query_start * lay.query_stride)
-                ctx.set(dut.query_beats, d.query_count * p.query_beats)
+                ctx.set(dut.desc.parsed, 1)
+                ctx.set(dut.desc.win, [dict(zip(WINDOW_FIELDS, w, strict=True)) for w in d.windows])
+                ctx.set(dut.desc.query_addr, lay.query_base + d.query_start * lay.query_stride)
+                ctx.set(dut.desc.query_beats, d.query_count * p.query_beats)
             else:
-                ctx.set(dut.parsed, 0)
+                ctx.set(dut.desc.parsed, 0)
             ctx.set(dut.set_busy, sum(1 << s for s in busy))
             push = int(in_flight > 0 and rng.random() < 0.6)
             ctx.set(dut.q_push, push)
@@ -59,8 +59,8 @@ def run_reader(cfg, prog, seed, max_cycles=40_000):
             (_, _, arv, arr, addr, alen, tv, tr, tag, ack, claim, cset, lset,
              done) = await ctx.tick().sample(
                 dut.ar.valid, dut.ar.ready, dut.ar.addr, dut.ar.len, dut.tags.valid,
-                dut.tags.ready, dut.tags.payload, dut.parse_ack, dut.claim, dut.claim_set,
-                dut.load_set, dut.done)
+                dut.tags.ready, dut.tags.payload, dut.desc.parse_ack, dut.claim, dut.claim_set,
+                dut.desc.load_set, dut.done)
             if arv and arr:
                 kind = "query" if lay.query_base <= addr < lay.desc_base else \
                     "descriptor" if addr >= lay.desc_base else "value"

@@ -75,15 +75,15 @@ def run_router(cfg, prog, seed, max_cycles=60_000):
             ctx.set(dut.queries.ready, int(rng.random() < 0.7))
             ctx.set(dut.slice.ready, int(rng.random() < 0.5))
             ack = int(ack_wait == 0)
-            ctx.set(dut.parse_ack, ack)
+            ctx.set(dut.desc.parse_ack, ack)
             if ack:
-                ctx.set(dut.load_set, acks % 2 if p.sets == 2 else 0)
+                ctx.set(dut.desc.load_set, acks % 2 if p.sets == 2 else 0)
                 acks += 1
             (_, _, rready, wr_en, wr_addr, wr_data, qv, qr, qd, sv, sr, sd, parsed,
              err) = await ctx.tick().sample(
                 dut.r.ready, dut.wr_en, dut.wr_addr, dut.wr_data, dut.queries.valid,
                 dut.queries.ready, dut.queries.payload, dut.slice.valid, dut.slice.ready,
-                dut.slice.payload, dut.parsed, dut.error_window)
+                dut.slice.payload, dut.desc.parsed, dut.error_window)
             ack_wait = None if ack else ack_wait
             if parsed and ack_wait is None and not ack:
                 ack_wait = rng.randrange(4)
