@@ -13,9 +13,11 @@ if TYPE_CHECKING:
     from defslice.config import Config
     from defslice.hw.top import DefsliceTop
 
-__all__ = ["TOP_NAME", "build_top", "generate_verilog", "verilog_text"]
+__all__ = ["BANKS_MODULE", "TOP_NAME", "build_top", "generate_verilog", "verilog_text"]
 
 TOP_NAME = "defslice_top"
+#: The Verilog module holding the window-buffer memories (``Loader`` -> ``WindowBanks``).
+BANKS_MODULE = f"{TOP_NAME}.loader.banks"
 
 
 def build_top(cfg: Config) -> DefsliceTop:

@@ -198,6 +198,9 @@ class Reader(wiring.Component):
         self._wa_row_beats = Signal(COUNT_BITS)
         self._lv_rows = Signal(DESC_FIELD_BITS)
         self._lv_pitch = Signal(p.addr_bits)
+        # The window walker loads a descriptor region, or a row region in ROW.
+        m.d.comb += [self._wa.load_addr.eq(self._wa_desc_addr),
+                     self._wa.load_beats.eq(p.desc_beats)]
         with m.FSM(name="ar"):
             self._descriptor_states(m)
             self._level_states(m)
@@ -216,8 +219,7 @@ class Reader(wiring.Component):
                 m.d.sync += self._wa_done.eq(1)
                 m.next = "IDLE"
             with m.Else():
-                m.d.comb += [wa.load.eq(1), wa.load_addr.eq(self._wa_desc_addr),
-                             wa.load_beats.eq(p.desc_beats)]
+                m.d.comb += wa.load.eq(1)
                 m.d.sync += [self._wa_tag.eq(Tag.DESC),
                              self._wa_desc_addr.eq(self._wa_desc_addr + p.desc_stride)]
                 m.next = "BURST"

@@ -19,16 +19,16 @@ SETTINGS = ("VALUE_BASE", "QUERY_BASE", "DESC_BASE", "OUT_BASE", "NUM_DESC")
 
 def axil_members(prefix: str = "s_axil") -> dict:
     """Flat AXI4-Lite slave ports named as cocotbext-axi expects (``{prefix}_awaddr`` ...)."""
-    a = regmap.ADDR_BITS
+    a, d = regmap.ADDR_BITS, regmap.REG_BITS
     return {
         f"{prefix}_awaddr": In(a), f"{prefix}_awprot": In(3), f"{prefix}_awvalid": In(1),
         f"{prefix}_awready": Out(1),
-        f"{prefix}_wdata": In(32), f"{prefix}_wstrb": In(4), f"{prefix}_wvalid": In(1),
+        f"{prefix}_wdata": In(d), f"{prefix}_wstrb": In(d // 8), f"{prefix}_wvalid": In(1),
         f"{prefix}_wready": Out(1),
         f"{prefix}_bresp": Out(2), f"{prefix}_bvalid": Out(1), f"{prefix}_bready": In(1),
         f"{prefix}_araddr": In(a), f"{prefix}_arprot": In(3), f"{prefix}_arvalid": In(1),
         f"{prefix}_arready": Out(1),
-        f"{prefix}_rdata": Out(32), f"{prefix}_rresp": Out(2), f"{prefix}_rvalid": Out(1),
+        f"{prefix}_rdata": Out(d), f"{prefix}_rresp": Out(2), f"{prefix}_rvalid": Out(1),
         f"{prefix}_rready": In(1),
     }
 
@@ -57,9 +57,9 @@ class ControlRegs(wiring.Component):
         members.update({"start": Out(1), "busy": In(1), "done": In(1),
                         "error_window": In(1), "error_resp": In(1)})
         for name in SETTINGS:
-            members[name.lower()] = Out(32)
+            members[name.lower()] = Out(regmap.REG_BITS)
         for name in COUNTERS:
-            members[name.lower()] = In(32)
+            members[name.lower()] = In(regmap.REG_BITS)
         super().__init__(members)
 
     def elaborate(self, platform):

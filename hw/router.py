@@ -119,6 +119,11 @@ class Router(wiring.Component):
             m.d.sync += [self.error_window.eq(0), self.error_resp.eq(0), r_cnt.eq(0),
                          self.desc.parsed.eq(0)]
         m.d.comb += self.done.eq(rd_fsm.ongoing("RUN") & ~self.tags.valid & ~self.desc.parsed)
+        # The slice handed off: the descriptor register, valid in HANDOFF.
+        pay = self.slice.payload
+        m.d.comb += [pay.set.eq(self.desc.load_set), pay.count.eq(self._count),
+                     pay.win.eq(self.desc.win), pay.out_addr.eq(self._out_addr),
+                     pay.out_beats.eq(self._out_beats)]
         return m
 
     def _query_stream(self, m: Module, q_fifo: fifo.SyncFIFOBuffered) -> None:
@@ -216,9 +221,6 @@ class Router(wiring.Component):
                 m.d.sync += self.desc.parsed.eq(0)
                 m.next = "RUN"
         with m.State("HANDOFF"):
-            pay = self.slice.payload
-            m.d.comb += [self.slice.valid.eq(1), pay.set.eq(self.desc.load_set),
-                         pay.count.eq(self._count), pay.win.eq(self.desc.win),
-                         pay.out_addr.eq(self._out_addr), pay.out_beats.eq(self._out_beats)]
+            m.d.comb += self.slice.valid.eq(1)
             with m.If(self.slice.ready):
                 m.next = "RUN"
