@@ -18,7 +18,13 @@ from amaranth.lib.wiring import In, Out
 from defslice.hw.banks import BANKS, READ_LATENCY, SET_BITS, BankReadSignature, set_offset
 from defslice.hw.datapath import Accumulator, CoordUnit, MacUnit
 from defslice.hw.params import HwParams, index_bits, require_params
-from defslice.hw.records import COUNT_BITS, DESC_FIELD_BITS, WEIGHT_BITS, point_record_layout
+from defslice.hw.records import (
+    COUNT_BITS,
+    DESC_FIELD_BITS,
+    WEIGHT_BITS,
+    point_record_layout,
+    window_layout,
+)
 from defslice.hw.router import slice_layout
 from defslice.model.layout import POINT_RECORD
 
@@ -90,9 +96,8 @@ class Compute(wiring.Component):
         m.submodules.acc = self._acc = Accumulator(p, self._mac.term_bits)
         m.submodules.w_fifo = self._w_fifo = fifo.SyncFIFOBuffered(width=p.bus_bits,
                                                                     depth=W_FIFO_DEPTH)
-        wl = self.slice.payload.win[0].shape()
         # The slice being computed, and its point counters.
-        self._c_win = [Signal(wl, name=f"c_win{lvl}") for lvl in range(L)]
+        self._c_win = [Signal(window_layout(), name=f"c_win{lvl}") for lvl in range(L)]
         self._c_set = Signal(SET_BITS)
         self._c_count = Signal(COUNT_BITS)
         self._c_q = Signal(COUNT_BITS)
@@ -115,9 +120,8 @@ class Compute(wiring.Component):
     def _handoff(self, m: Module) -> None:
         """The one-entry slice register in front of compute."""
         L = self.p.num_levels
-        wl = self.slice.payload.win[0].shape()
         self._ho_valid = Signal()
-        self._ho_win = [Signal(wl, name=f"ho_win{lvl}") for lvl in range(L)]
+        self._ho_win = [Signal(window_layout(), name=f"ho_win{lvl}") for lvl in range(L)]
         self._ho_set = Signal(SET_BITS)
         self._ho_count = Signal(COUNT_BITS)
         pay = self.slice.payload
