@@ -189,12 +189,32 @@ def _traffic_section(traffic: TrafficReport, out: Path) -> list[str]:
 
 
 def _model_section(model: ModelReport) -> list[str]:
-    return ["## Golden model", "",
-            f"Fixed-point vs float on the same quantized inputs: max |error| "
-            f"{model.fixed_vs_float_same_inputs_max_abs:.3g} (stated bound "
-            f"{model.fixed_error_bound_max:.3g}, within: {model.fixed_within_bound}). "
-            f"{_pct(model.clamped_fraction)} of the sampling points fall outside their "
-            f"slice's window and are clamped ({model.slices} slices).", ""]
+    lines = ["## Golden model", "",
+             f"Sampling datapath, fixed point vs float on the same quantized inputs: max "
+             f"|error| {model.fixed_vs_float_same_inputs_max_abs:.3g} (stated bound "
+             f"{model.fixed_error_bound_max:.3g}, within: {model.fixed_within_bound}). "
+             f"{_pct(model.clamped_fraction)} of the sampling points fall outside their "
+             f"slice's window and are clamped ({model.slices} slices).", ""]
+    layer, fixed = model.layer, model.layer_fixed
+    if layer is not None:
+        need = layer.required_overlap_px
+        lines += ["The whole DAT++ layer, sliced against unsliced (float): "
+                  f"{_pct(layer.window_clamped_fraction)} of the keys moved by a window "
+                  f"bound, {_pct(layer.map_clamped_fraction)} clamped to the map; the offset "
+                  f"network is exact from an overlap of {need[0]} rows / {need[1]} columns "
+                  f"(configured {layer.overlap}); max |sliced y - unsliced y| "
+                  f"{layer.sliced_vs_unsliced_max_abs:.4g} "
+                  f"({layer.sliced_vs_unsliced_max_rel:.3g} times the largest |unsliced y|; "
+                  "random weights).", ""]
+    if fixed is not None:
+        rows = [[mode, f"{err.raw.y_max_abs:.4g}", f"{err.raw.y_rms:.4g}",
+                 _pct(err.raw.y_rel_rms, 2), f"{err.raw.position_max_px:.3g}"]
+                for mode, err in (("sliced", fixed.sliced), ("unsliced", fixed.unsliced))]
+        lines += ["The layer in bit-exact fixed point against float (random weights; "
+                  "details in [`model/model.md`](model/model.md)):", "",
+                  markdown_table(["slicing", "y max abs error", "y rms error",
+                                  "rms error / rms y", "key position error (px)"], rows), ""]
+    return lines
 
 
 def _reproduce(argv: list[str], verilog: str) -> list[str]:

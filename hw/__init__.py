@@ -16,13 +16,17 @@ if TYPE_CHECKING:
 
     from defslice.config import Config
     from defslice.hw.params import HwParams
+    from defslice.hw.top import DefsliceTop
 
-__all__ = ["TOP_NAME", "build_top", "generate_verilog", "top_signature", "verilog_text"]
+__all__ = ["BANKS_MODULE", "TOP_NAME", "build_top", "generate_verilog", "top_signature",
+           "verilog_text"]
 
 TOP_NAME = "defslice_top"
+#: The Verilog module holding the window-buffer memories (``Loader`` -> ``WindowBanks``).
+BANKS_MODULE = f"{TOP_NAME}.loader.banks"
 
 
-def build_top(design: Config | HwParams) -> wiring.Component:
+def build_top(design: Config | HwParams) -> DefsliceTop:
     """The accelerator for ``design`` as an Amaranth :class:`~amaranth.lib.wiring.Component`.
 
     Raises :class:`~defslice.errors.ConfigError` (before elaboration) for configurations

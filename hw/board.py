@@ -491,6 +491,7 @@ class BoardTop(Elaboratable):
         self.uart_divisor = uart_divisor
         self.memory = board_memory(p.cfg)
         if not self.memory.fits:
+            self._MustUse__silence = True    # refused: nothing to elaborate
             raise BoardMemoryError(self.memory.refusal(p.cfg.name))
         self.ram_bytes = self.memory.size_bytes
         self.top = DefsliceTop(p)

@@ -14,38 +14,29 @@ parities, so they always fall into four different banks and are read in one cycl
 
 from __future__ import annotations
 
-from amaranth.hdl import Elaboratable, Module, Mux, ShapeLike, Signal, Value, signed, unsigned
+from amaranth.hdl import Module, Mux, ShapeLike, Signal, Value, ValueLike, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from defslice.hw.params import HwParams
+from defslice.hw.banks import BANKS
+from defslice.hw.params import HwParams, require_params
+from defslice.hw.records import COORD_BITS, DESC_FIELD_BITS, WEIGHT_BITS, window_layout
 
 __all__ = ["Accumulator", "CoordUnit", "MacUnit", "round_half_up", "saturate_to"]
 
-#: Width of the coordinate and window fields as stored in DRAM records/descriptors.
-RECORD_COORD_BITS = 24
-RECORD_WEIGHT_BITS = 16
-DESC_FIELD_BITS = 16
-#: Local (window-relative) row/column arithmetic: 24-bit coordinates minus 16-bit bases.
-LOCAL_BITS = RECORD_COORD_BITS + 2
-
-WINDOW_FIELDS = ("row0", "col0", "rows", "cols", "y_lo", "y_hi", "x_lo", "x_hi")
+#: Local (window-relative) row/column arithmetic: record coordinates minus window bases.
+LOCAL_BITS = COORD_BITS + 2
 
 
-def window_layout() -> data.StructLayout:
-    """One slice window on one level, the eight descriptor fields (``i16`` each)."""
-    return data.StructLayout({name: signed(DESC_FIELD_BITS) for name in WINDOW_FIELDS})
-
-
-def round_half_up(value, shift: int):
+def round_half_up(value: ValueLike, shift: int) -> Value:
     """``floor(value / 2**shift + 1/2)``: add half an LSB, arithmetic shift (model:
     :func:`defslice.model.fixedpoint.round_half_up_shift`)."""
     if shift == 0:
-        return value
+        return Value.cast(value)
     return (value + (1 << (shift - 1))) >> shift
 
 
-def saturate_to(m: Module, value, bits: int, name: str) -> Signal:
+def saturate_to(m: Module, value: ValueLike, bits: int, name: str) -> Signal:
     """Clamp a signed expression into the ``bits``-wide signed range (combinational).
 
     The value fits when all its bits from ``bits - 1`` up equal the sign bit; that test is
@@ -79,21 +70,21 @@ class CoordUnit(wiring.Component):
         the bank, ``(row >> 1) * bank_cols + (col >> 1)`` (0 when outside); ``tag``.
     """
 
-    def __init__(self, p: HwParams, tag_shape: ShapeLike):
-        self.p = p
+    def __init__(self, p: HwParams, tag_shape: ShapeLike) -> None:
+        self.p = require_params(p)
         f = p.coord_frac
         self.tag_shape = tag_shape
         pix_bits = max(1, (max(p.bank_rows[i] * p.bank_cols[i]
                               for i in range(p.num_levels)) - 1).bit_length())
         self.pix_bits = pix_bits
         self.in_layout = data.StructLayout({
-            "x": signed(RECORD_COORD_BITS), "y": signed(RECORD_COORD_BITS),
+            "x": signed(COORD_BITS), "y": signed(COORD_BITS),
             "win": window_layout(), "bank_cols": unsigned(DESC_FIELD_BITS),
             "tag": self.tag_shape,
         })
         self.out_layout = data.StructLayout({
-            "weight": data.ArrayLayout(unsigned(2 * f + 1), 4),
-            "pixel": data.ArrayLayout(unsigned(pix_bits), 4),
+            "weight": data.ArrayLayout(unsigned(2 * f + 1), BANKS),
+            "pixel": data.ArrayLayout(unsigned(pix_bits), BANKS),
             "tag": self.tag_shape,
         })
         super().__init__({
@@ -103,7 +94,7 @@ class CoordUnit(wiring.Component):
         #: High while any stage holds a point (the pipeline is not empty).
         self.busy = Signal()
 
-    def elaborate(self, platform):
+    def elaborate(self, platform: object) -> Module:
         m = Module()
         p = self.p
         f = p.coord_frac
@@ -119,32 +110,16 @@ class CoordUnit(wiring.Component):
         # Stage 1: clamp (step 2).
         s1 = Signal(self.in_layout)
         v1 = Signal()
-        win = s0.win
-        xc = Signal(signed(RECORD_COORD_BITS))
-        yc = Signal(signed(RECORD_COORD_BITS))
-        if p.clamp:
-            for src, dst, lo, hi in ((s0.x, xc, win.x_lo, win.x_hi),
-                                     (s0.y, yc, win.y_lo, win.y_hi)):
-                lo_f = Signal(signed(DESC_FIELD_BITS + f + 1))
-                hi_f = Signal(signed(DESC_FIELD_BITS + f + 1))
-                m.d.comb += [lo_f.eq(lo << f), hi_f.eq(hi << f)]
-                with m.If(src < lo_f):
-                    m.d.comb += dst.eq(lo_f)
-                with m.Elif(src > hi_f):
-                    m.d.comb += dst.eq(hi_f)
-                with m.Else():
-                    m.d.comb += dst.eq(src)
-        else:
-            m.d.comb += [xc.eq(s0.x), yc.eq(s0.y)]
+        xc, yc = self._clamp(m, s0)
         with m.If(en):
             m.d.sync += [v1.eq(v0), s1.eq(s0), s1.x.eq(xc), s1.y.eq(yc)]
 
         # Stage 2: split (step 3), bilinear weights and validity (step 4), bank mapping.
         v2 = Signal()
-        w2 = Signal(data.ArrayLayout(unsigned(2 * f + 1), 4))
-        rh2 = Signal(data.ArrayLayout(signed(LOCAL_BITS), 4))
-        ch2 = Signal(data.ArrayLayout(signed(LOCAL_BITS), 4))
-        ok2 = Signal(4)
+        w2 = Signal(data.ArrayLayout(unsigned(2 * f + 1), BANKS))
+        rh2 = Signal(data.ArrayLayout(signed(LOCAL_BITS), BANKS))
+        ch2 = Signal(data.ArrayLayout(signed(LOCAL_BITS), BANKS))
+        ok2 = Signal(BANKS)
         cols2 = Signal(unsigned(DESC_FIELD_BITS))
         tag2 = Signal(self.tag_shape)
         # Stage 2a (registered): split and window-relative position.
@@ -171,21 +146,9 @@ class CoordUnit(wiring.Component):
         rows, cols = s1b.win.rows, s1b.win.cols
         row_in = [(lr >= 0) & (lr < rows), (lr >= -1) & (lr < rows_m1)]
         col_in = [(lc >= 0) & (lc < cols), (lc >= -1) & (lc < cols_m1)]
-        for b in range(4):
-            pr, pc = b >> 1, b & 1
-            dy = Signal(name=f"dy{b}")
-            dx = Signal(name=f"dx{b}")
-            r = Signal(signed(LOCAL_BITS), name=f"r{b}")
-            c = Signal(signed(LOCAL_BITS), name=f"c{b}")
-            ok = Signal(name=f"ok{b}")
-            wy = Signal(f + 1, name=f"wy{b}")
-            wx = Signal(f + 1, name=f"wx{b}")
-            m.d.comb += [
-                dy.eq(pr ^ lr[0]), dx.eq(pc ^ lc[0]),
-                r.eq(lr + dy), c.eq(lc + dx),
-                ok.eq(Mux(dy, row_in[1], row_in[0]) & Mux(dx, col_in[1], col_in[0])),
-                wy.eq(Mux(dy, fy, nfy)), wx.eq(Mux(dx, fx, nfx)),
-            ]
+        for b in range(BANKS):
+            ok, wy, wx, r, c = self._corner(m, b, (lr, lc), (fy, nfy, fx, nfx),
+                                            (row_in, col_in))
             with m.If(en):
                 m.d.sync += [
                     ok2[b].eq(ok),
@@ -198,13 +161,63 @@ class CoordUnit(wiring.Component):
         # Stage 3: pixel index inside the bank.
         with m.If(en):
             m.d.sync += [self.o.valid.eq(v2), self.o.payload.tag.eq(tag2)]
-            for b in range(4):
+            for b in range(BANKS):
                 m.d.sync += [
                     self.o.payload.weight[b].eq(Mux(ok2[b], w2[b], 0)),
                     self.o.payload.pixel[b].eq(
                         Mux(ok2[b], rh2[b] * cols2 + ch2[b], 0)),
                 ]
         return m
+
+
+    def _clamp(self, m: Module, s0: data.View) -> tuple[Signal, Signal]:
+        """Step 2: ``min(max(c, lo << f), hi << f)`` per axis (``clamp`` policy), else
+        the coordinates unchanged."""
+        f = self.p.coord_frac
+        win = s0.win
+        xc = Signal(signed(COORD_BITS))
+        yc = Signal(signed(COORD_BITS))
+        if not self.p.clamp:
+            m.d.comb += [xc.eq(s0.x), yc.eq(s0.y)]
+            return xc, yc
+        for src, dst, lo, hi in ((s0.x, xc, win.x_lo, win.x_hi),
+                                 (s0.y, yc, win.y_lo, win.y_hi)):
+            lo_f = Signal(signed(DESC_FIELD_BITS + f + 1))
+            hi_f = Signal(signed(DESC_FIELD_BITS + f + 1))
+            m.d.comb += [lo_f.eq(lo << f), hi_f.eq(hi << f)]
+            with m.If(src < lo_f):
+                m.d.comb += dst.eq(lo_f)
+            with m.Elif(src > hi_f):
+                m.d.comb += dst.eq(hi_f)
+            with m.Else():
+                m.d.comb += dst.eq(src)
+        return xc, yc
+
+    def _corner(self, m: Module, b: int, local: tuple[Value, Value],
+                frac: tuple[Value, Value, Value, Value],
+                inside: tuple[list[Value], list[Value]]) -> tuple[Signal, ...]:
+        """Corner of bank ``b``: its row/column offset (0 or 1) from the parities of the
+        window-relative position ``local = (lr, lc)``, validity, the weight factors
+        ``frac = (fy, 2^f - fy, fx, 2^f - fx)`` it takes, and its local row and column."""
+        f = self.p.coord_frac
+        lr, lc = local
+        fy, nfy, fx, nfx = frac
+        row_in, col_in = inside
+        pr, pc = b >> 1, b & 1
+        dy = Signal(name=f"dy{b}")
+        dx = Signal(name=f"dx{b}")
+        r = Signal(signed(LOCAL_BITS), name=f"r{b}")
+        c = Signal(signed(LOCAL_BITS), name=f"c{b}")
+        ok = Signal(name=f"ok{b}")
+        wy = Signal(f + 1, name=f"wy{b}")
+        wx = Signal(f + 1, name=f"wx{b}")
+        m.d.comb += [
+            dy.eq(pr ^ lr[0]), dx.eq(pc ^ lc[0]),
+            r.eq(lr + dy), c.eq(lc + dx),
+            ok.eq(Mux(dy, row_in[1], row_in[0]) & Mux(dx, col_in[1], col_in[0])),
+            wy.eq(Mux(dy, fy, nfy)), wx.eq(Mux(dx, fx, nfx)),
+        ]
+        return ok, wy, wx, r, c
 
 
 class MacUnit(wiring.Component):
@@ -220,17 +233,17 @@ class MacUnit(wiring.Component):
         ``term[k] = round_half_up(sum_b value[b][k] * weight[b], 2f) * attn`` and ``tag``.
     """
 
-    def __init__(self, p: HwParams, tag_shape: ShapeLike):
-        self.p = p
+    def __init__(self, p: HwParams, tag_shape: ShapeLike) -> None:
+        self.p = require_params(p)
         f = p.coord_frac
         self.tag_shape = tag_shape
         word = data.ArrayLayout(signed(p.value_bits), p.lanes)
         self.sample_bits = p.value_bits + 1
-        self.term_bits = self.sample_bits + RECORD_WEIGHT_BITS
+        self.term_bits = self.sample_bits + WEIGHT_BITS
         self.in_layout = data.StructLayout({
-            "value": data.ArrayLayout(word, 4),
-            "weight": data.ArrayLayout(unsigned(2 * f + 1), 4),
-            "attn": signed(RECORD_WEIGHT_BITS),
+            "value": data.ArrayLayout(word, BANKS),
+            "weight": data.ArrayLayout(unsigned(2 * f + 1), BANKS),
+            "attn": signed(WEIGHT_BITS),
             "tag": self.tag_shape,
         })
         self.out_layout = data.StructLayout({
@@ -242,7 +255,7 @@ class MacUnit(wiring.Component):
             "o": Out(stream.Signature(self.out_layout, always_ready=True)),
         })
 
-    def elaborate(self, platform):
+    def elaborate(self, platform: object) -> Module:
         m = Module()
         p = self.p
         f = p.coord_frac
@@ -253,17 +266,17 @@ class MacUnit(wiring.Component):
         m.d.sync += [v0.eq(self.i.valid), s0.eq(self.i.payload)]
         # Stage 1: 4 x lanes products v * w (w unsigned, so the product keeps v's sign).
         v1 = Signal()
-        prod = Signal(data.ArrayLayout(data.ArrayLayout(signed(prod_bits), 4), p.lanes))
-        attn1 = Signal(signed(RECORD_WEIGHT_BITS))
+        prod = Signal(data.ArrayLayout(data.ArrayLayout(signed(prod_bits), BANKS), p.lanes))
+        attn1 = Signal(signed(WEIGHT_BITS))
         tag1 = Signal(self.tag_shape)
         m.d.sync += [v1.eq(v0), attn1.eq(s0.attn), tag1.eq(s0.tag)]
         for k in range(p.lanes):
-            for b in range(4):
+            for b in range(BANKS):
                 m.d.sync += prod[k][b].eq(s0.value[b][k] * s0.weight[b])
         # Stage 2: exact sum over the corners, round half up by 2f (step 5).
         v2 = Signal()
         sample = Signal(data.ArrayLayout(signed(self.sample_bits), p.lanes))
-        attn2 = Signal(signed(RECORD_WEIGHT_BITS))
+        attn2 = Signal(signed(WEIGHT_BITS))
         tag2 = Signal(self.tag_shape)
         m.d.sync += [v2.eq(v1), attn2.eq(attn1), tag2.eq(tag1)]
         for k in range(p.lanes):
@@ -276,7 +289,7 @@ class MacUnit(wiring.Component):
         return m
 
 
-class Accumulator(Elaboratable):
+class Accumulator(wiring.Component):
     """Accumulation over (l, p) and output rounding, one term word per cycle.
 
     The sums of the ``head_words`` channel groups of the current head live in a shift
@@ -296,18 +309,19 @@ class Accumulator(Elaboratable):
 
     LATENCY = 2
 
-    def __init__(self, p: HwParams, term_bits: int):
+    def __init__(self, p: HwParams, term_bits: int) -> None:
+        require_params(p)
+        if not isinstance(term_bits, int) or term_bits < 1:
+            raise ValueError(f"term_bits must be a positive integer, not {term_bits!r}")
         self.p = p
-        self.i_valid = Signal()
-        self.i_term = Signal(data.ArrayLayout(signed(term_bits), p.lanes))
-        self.i_first = Signal()
-        self.i_last = Signal()
-        self.i_qend = Signal()
-        self.o_valid = Signal()
-        self.o_data = Signal(data.ArrayLayout(signed(p.out_bits), p.lanes))
-        self.o_qend = Signal()
+        super().__init__({
+            "i_valid": In(1), "i_term": In(data.ArrayLayout(signed(term_bits), p.lanes)),
+            "i_first": In(1), "i_last": In(1), "i_qend": In(1),
+            "o_valid": Out(1), "o_data": Out(data.ArrayLayout(signed(p.out_bits), p.lanes)),
+            "o_qend": Out(1),
+        })
 
-    def elaborate(self, platform):
+    def elaborate(self, platform: object) -> Module:
         m = Module()
         p = self.p
         acc_word = data.ArrayLayout(signed(p.acc_bits), p.lanes)

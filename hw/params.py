@@ -12,15 +12,11 @@ from dataclasses import dataclass
 
 from defslice.config import Config
 from defslice.errors import ConfigError
-from defslice.model.layout import (
-    DESC_HEADER_BYTES,
-    DESC_LEVEL_BYTES,
-    POINT_RECORD_BYTES,
-    DramLayout,
-)
+from defslice.model.layout import POINT_RECORD, POINT_RECORD_BYTES, DramLayout
 from defslice.model.slicing import SliceGrid
 
-__all__ = ["MAX_BUFFER_BITS", "HwParams", "bank_chunk_depth", "bank_chunk_depths", "derive"]
+__all__ = ["MAX_BUFFER_BITS", "HwParams", "bank_chunk_depth", "bank_chunk_depths", "derive",
+           "index_bits", "require_params"]
 
 #: Largest total window-buffer size the generator accepts (bits, all banks and sets):
 #: 32 Mbit, more than the block RAM of any part the project targets (Arty A7-100T: 4.9
@@ -47,6 +43,11 @@ def bank_chunk_depths(bank_depth: int, word_bits: int) -> list[int]:
     chunk = bank_chunk_depth(word_bits)
     full, rest = divmod(bank_depth, chunk)
     return [chunk] * full + ([rest] if rest else [])
+
+
+def index_bits(n: int) -> int:
+    """Bits of an index into ``n`` items (at least 1)."""
+    return max(1, (n - 1).bit_length())
 
 
 def _ceil_div(a: int, b: int) -> int:
@@ -128,6 +129,19 @@ class HwParams:
     def num_levels(self) -> int:
         return len(self.levels)
 
+    @property
+    def bank_addr_bits(self) -> int:
+        """Bits of a word address inside one bank (all sets)."""
+        return index_bits(self.bank_depth)
+
+
+def require_params(p: object) -> HwParams:
+    """``p`` itself; :class:`TypeError` unless it is a :class:`HwParams` (what every
+    hardware block checks first)."""
+    if not isinstance(p, HwParams):
+        raise TypeError(f"p must be a HwParams, not {type(p).__name__}")
+    return p
+
 
 def derive(cfg: Config) -> HwParams:
     """Derive and check the hardware constants of ``cfg``.
@@ -145,7 +159,8 @@ def derive(cfg: Config) -> HwParams:
     bus = hw.bus_bytes
     if bus < POINT_RECORD_BYTES:
         raise ConfigError("hw.axi_data_bits", hw.axi_data_bits,
-                          "one of 64, 128, 256, 512 (a beat must hold a 64-bit point record)")
+                          f"one of 64, 128, 256, 512 (a beat must hold a {POINT_RECORD.bits}-bit "
+                          "point record)")
     lane_bytes = hw.lanes * d.element_bytes
     if not _is_pow2(lane_bytes) or lane_bytes > bus:
         raise ConfigError("hw.lanes", hw.lanes,
@@ -195,5 +210,4 @@ def derive(cfg: Config) -> HwParams:
             f"windows whose buffers fit in {MAX_BUFFER_BITS} bits (this configuration "
             f"needs {p.buffer_bits} bits: {sets} set(s) x 4 banks x {p.set_depth} words x "
             f"{p.word_bits} bits)")
-    assert DESC_HEADER_BYTES == 16 and DESC_LEVEL_BYTES == 16
     return p

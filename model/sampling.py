@@ -8,9 +8,11 @@ corners contribute zero, which is exactly ``grid_sample``'s ``padding_mode='zero
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 __all__ = ["Corners", "LevelTable", "chunks", "corner_valid", "flat_pixel_index"]
 
@@ -53,12 +55,13 @@ class Corners:
         return cls(y=y0[..., None] + CORNER_DY, x=x0[..., None] + CORNER_DX)
 
 
-def corner_valid(c: Corners, row_lo, row_hi, col_lo, col_hi) -> np.ndarray:
+def corner_valid(c: Corners, row_lo: ArrayLike, row_hi: ArrayLike, col_lo: ArrayLike,
+                 col_hi: ArrayLike) -> np.ndarray:
     """Corners inside rows ``[row_lo, row_hi)`` and columns ``[col_lo, col_hi)``.
 
     Bounds broadcast against the point shape (one trailing corner axis is added).
     """
-    def e(a):
+    def e(a: ArrayLike) -> np.ndarray:
         return np.asarray(a)[..., None]
 
     return (c.y >= e(row_lo)) & (c.y < e(row_hi)) & (c.x >= e(col_lo)) & (c.x < e(col_hi))
@@ -70,7 +73,7 @@ def flat_pixel_index(c: Corners, levels: LevelTable, valid: np.ndarray) -> np.nd
     return np.where(valid, idx, 0)
 
 
-def chunks(total: int, per_item: int, budget: int = 1 << 22):
+def chunks(total: int, per_item: int, budget: int = 1 << 22) -> Iterator[slice]:
     """Slices of ``range(total)`` so that ``len(chunk) * per_item`` stays near ``budget``.
 
     Bounds the memory of the vectorized model: intermediate arrays are sized by the chunk.

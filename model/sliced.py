@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from defslice.config import Config
 from defslice.errors import InputError
@@ -47,7 +48,8 @@ def query_windows(grid: SliceGrid, reference_points: np.ndarray) -> tuple[np.nda
     return slice_idx, grid.windows_array()[slice_idx]
 
 
-def _clamp_stats(px, py, win, grid: SliceGrid, slice_idx) -> SliceStats:
+def _clamp_stats(px: np.ndarray, py: np.ndarray, win: np.ndarray, grid: SliceGrid,
+                 slice_idx: np.ndarray) -> SliceStats:
     """Points outside an *interior* bound (one not on the map edge)."""
     levels = LevelTable.from_shapes(np.array(grid.levels))
     y_lo, y_hi, x_lo, x_hi = (win[..., k][:, :, None, :, None] for k in (4, 5, 6, 7))
@@ -58,8 +60,9 @@ def _clamp_stats(px, py, win, grid: SliceGrid, slice_idx) -> SliceStats:
     return SliceStats(float(moved.mean()) if moved.size else 0.0, int(moved.size), counts)
 
 
-def sliced_forward(value, spatial_shapes, sampling_locations, attention_weights,
-                   reference_points, grid: SliceGrid) -> tuple[np.ndarray, SliceStats]:
+def sliced_forward(value: ArrayLike, spatial_shapes: ArrayLike, sampling_locations: ArrayLike,
+                   attention_weights: ArrayLike, reference_points: ArrayLike,
+                   grid: SliceGrid) -> tuple[np.ndarray, SliceStats]:
     """Float forward with every query confined to its slice's window.
 
     ``reference_points``: (N, Lq, 2) normalized (x, y) on level 0 (or MMCV's
@@ -83,9 +86,12 @@ def sliced_forward(value, spatial_shapes, sampling_locations, attention_weights,
     return forward_pixels(value, levels, px, py, attn, window=bounds), stats
 
 
-def sliced_fixed_forward(cfg: Config, inputs: FixedInputs | None = None, *, value=None,
-                         spatial_shapes=None, sampling_locations=None,
-                         attention_weights=None, reference_points,
+def sliced_fixed_forward(cfg: Config, inputs: FixedInputs | None = None, *,
+                         value: ArrayLike | None = None,
+                         spatial_shapes: ArrayLike | None = None,
+                         sampling_locations: ArrayLike | None = None,
+                         attention_weights: ArrayLike | None = None,
+                         reference_points: ArrayLike,
                          grid: SliceGrid | None = None) -> np.ndarray:
     """Fixed-point forward of the sliced datapath, bit-exact with the RTL.
 

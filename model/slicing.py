@@ -76,7 +76,7 @@ class SliceGrid:
     """
 
     def __init__(self, levels: Sequence[tuple[int, int]], slice_h: int, slice_w: int,
-                 overlap: int, clamp: str = "clamp"):
+                 overlap: int, clamp: str = "clamp") -> None:
         self.levels = tuple((int(h), int(w)) for h, w in levels)
         h0, w0 = self.levels[0]
         if not 1 <= slice_h <= h0:

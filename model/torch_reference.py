@@ -10,9 +10,10 @@ from __future__ import annotations
 import numpy as np
 import torch
 import torch.nn.functional as F
+from numpy.typing import ArrayLike
 
 
-def msda_torch(value: torch.Tensor, shapes, loc: torch.Tensor,
+def msda_torch(value: torch.Tensor, shapes: ArrayLike, loc: torch.Tensor,
                attn: torch.Tensor) -> torch.Tensor:
     """(N, S, M, D), [(H, W)], (N, Lq, M, L, P, 2), (N, Lq, M, L, P) -> (N, Lq, M*D)."""
     n, _, m, d = value.shape

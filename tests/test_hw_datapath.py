@@ -11,10 +11,11 @@ from amaranth.hdl import Module
 from amaranth.sim import Simulator
 
 from defslice import config as C
-from defslice.hw.datapath import WINDOW_FIELDS, Accumulator, CoordUnit, MacUnit
+from defslice.hw.datapath import Accumulator, CoordUnit, MacUnit
 from defslice.hw.params import derive
 from defslice.model.fixed import FixedInputs, _saturating_sum, fixed_forward
 from defslice.model.fixedpoint import round_half_up_shift, saturate
+from defslice.model.layout import WINDOW_FIELDS
 
 
 def _cfg(clamp="clamp", **numerics):

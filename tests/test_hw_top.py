@@ -5,6 +5,7 @@ equal :meth:`SlicedProgram.expected_outputs` bit for bit and the bursts issued m
 multiset of :meth:`SlicedProgram.transfers`.
 """
 
+import re
 import subprocess
 from collections import Counter
 from dataclasses import replace
@@ -14,8 +15,9 @@ import pytest
 
 from defslice import config as C
 from defslice.errors import ConfigError
-from defslice.hw import build_top, generate_verilog
+from defslice.hw import BANKS_MODULE, build_top, generate_verilog
 from defslice.hw.lint import lint_verilog
+from defslice.hw.reports import read_stat_json
 from defslice.hw.simulate import run_program
 from defslice.model.fixed import quantize_inputs
 from defslice.model.layout import SlicedProgram, burst_summary
@@ -107,8 +109,23 @@ def test_verilog_ports_and_lint(preset, tmp_path):
     for port in ("clk", "rst", "irq", "m_axi_awid", "m_axi_rlast", "m_axi_bid",
                  "s_axil_awaddr", "s_axil_rready"):
         assert f" {port};" in text or f" {port} " in text
+    # The window buffers sit in their own module (the resource checks look there).
+    banks = text[text.index(f"module \\{BANKS_MODULE}"):]
+    banks = banks[:banks.index("endmodule")]
+    assert all(re.search(rf"reg \[\d+:0\] bank{b}_0 \[\d+:0\];", banks) for b in range(4))
     lint_verilog(path)
     # Icarus (the other simulator of the system benches) compiles it too.
     proc = subprocess.run(["iverilog", "-g2012", "-o", str(tmp_path / "a.out"), str(path)],
                           capture_output=True, text=True, check=False)
     assert proc.returncode == 0, proc.stderr[-2000:]
+
+
+def test_stat_json_drops_the_hierarchy_text_of_old_yosys(tmp_path):
+    # yosys 0.23 writes nested hierarchies as text into `stat -json`.
+    path = tmp_path / "stat.json"
+    path.write_text('{\n "modules": {\n  "\\\\a.b": {"num_cells": 2}\n },\n'
+                    '   a.b      1\n     a.b.c      1\n'
+                    ' "design": {"num_cells_by_type": {"LUT2": 3}}\n}\n')
+    data = read_stat_json(path)
+    assert data["design"]["num_cells_by_type"] == {"LUT2": 3}
+    assert list(data["modules"]) == ["\\a.b"]
