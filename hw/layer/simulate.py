@@ -13,7 +13,6 @@ from amaranth.lib import memory
 from amaranth.sim import Simulator, SimulatorContext
 
 from defslice.config import Config
-from defslice.errors import DefsliceError
 from defslice.hw.layer.core import LayerCore
 from defslice.hw.layer.fetch import X_LATENCY
 from defslice.hw.layer.plan import LayerPlan
@@ -228,7 +227,7 @@ def simulate_top(cfg: Config, x_q: np.ndarray, qp: FixedLayerParams, *,
     run again; the result is the second run's.
     """
     from defslice.hw.layer.top import LayerTop
-    from defslice.hw.simulate import AxiMemory, axil_read, axil_write
+    from defslice.hw.simulate import AxiMemory, axil_read, finish_run, start_run
 
     dut = LayerTop(cfg)
     rst = Signal()
@@ -247,18 +246,14 @@ def simulate_top(cfg: Config, x_q: np.ndarray, qp: FixedLayerParams, *,
     memory = new_memory()
     run = TopRun(y=np.zeros(0))
 
-    async def start(ctx: SimulatorContext) -> None:
-        for name, value in (("VALUE_BASE", lay.x_base), ("WEIGHT_BASE", lay.param_base),
-                            ("DESC_BASE", lay.desc_base), ("OUT_BASE", lay.y_base),
-                            ("NUM_DESC", len(tasks))):
-            await axil_write(ctx, dut, LAYER_MAP.offset(name), value)
-        await axil_write(ctx, dut, LAYER_MAP.offset("CTRL"), 1)
+    settings = {"VALUE_BASE": lay.x_base, "WEIGHT_BASE": lay.param_base,
+                "DESC_BASE": lay.desc_base, "OUT_BASE": lay.y_base, "NUM_DESC": len(tasks)}
 
     async def testbench(ctx: SimulatorContext) -> None:
         nonlocal memory
         await ctx.tick()
         if reset_after is not None:
-            await start(ctx)
+            await start_run(ctx, dut, LAYER_MAP, settings)
             for _ in range(reset_after):
                 await memory.step(ctx)
             ctx.set(rst, 1)
@@ -270,18 +265,8 @@ def simulate_top(cfg: Config, x_q: np.ndarray, qp: FixedLayerParams, *,
             run.bursts_before_reset = memory.bursts
             memory = new_memory()
             run.status_after_reset = await axil_read(ctx, dut, LAYER_MAP.offset("STATUS"))
-        await start(ctx)
-        for _ in range(max_cycles):
-            (irq,) = await memory.step(ctx, dut.irq)
-            if irq:
-                break
-        else:
-            raise DefsliceError(f"the run did not finish within {max_cycles} cycles")
-        ctx.set(dut.m_axi_rvalid, 0)
-        ctx.set(dut.m_axi_bvalid, 0)
-        run.status = await axil_read(ctx, dut, LAYER_MAP.offset("STATUS"))
-        for name in LAYER_MAP.counters:
-            run.counters[name] = await axil_read(ctx, dut, LAYER_MAP.offset(name))
+        await start_run(ctx, dut, LAYER_MAP, settings)
+        run.status, run.counters = await finish_run(ctx, dut, memory, LAYER_MAP, max_cycles)
 
     sim = Simulator(ResetInserter(rst)(dut))
     sim.add_clock(1e-8)
