@@ -58,6 +58,24 @@ def test_top_after_a_mid_run_reset():
     assert any(b.write for b in run.bursts_before_reset)
 
 
+def test_a_fault_in_the_requantizer_is_caught(monkeypatch):
+    """The requantizer rounding down instead of half up (every phase's results): the bus
+    traffic is unchanged, y is not."""
+    from amaranth.hdl import Value
+
+    from defslice.hw.layer import requantizer
+
+    monkeypatch.setattr(requantizer, "round_half_up", lambda v, shift: Value.cast(v) >> shift)
+    cfg = next(c for c in CONFIGS if c.name == "ldat-sparse")
+    plan, _, qp, x_q, y_want, _ = traced(cfg, 1)
+    run = simulate_top(cfg, x_q, qp)
+    want = layer_transfers(plan.layout, plan.tasks)
+    for write in (False, True):
+        assert [b for b in run.bursts if b.write == write] == \
+            [b for b in want if b.write == write]
+    assert (run.y != y_want[0]).sum() > 0.1 * run.y.size
+
+
 def test_build_top_chooses_the_engine():
     cfg = CONFIGS[0]
     top = build_top(cfg)
