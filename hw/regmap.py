@@ -42,6 +42,55 @@ COUNTERS = ("CYCLES", "BUSY_CYCLES", "STALL_CYCLES", "READ_BEATS", "WRITE_BEATS"
             "READ_BURSTS", "WRITE_BURSTS")
 
 
+class RegisterMap(NamedTuple):
+    """One engine's register map: ``registers`` (name -> byte offset, access, meaning),
+    the host-written ``settings`` and read-only ``counters`` in map order, and the value
+    of ``ID``."""
+
+    registers: dict[str, tuple[int, str, str]]
+    settings: tuple[str, ...]
+    counters: tuple[str, ...]
+    id_value: int
+
+    def offset(self, name: str) -> int:
+        """Byte offset of register ``name``."""
+        return self.registers[name][0]
+
+
+#: The sampling engine's map (``hw.engine = "sampling"``).
+SAMPLING_MAP = RegisterMap(REGISTERS, SETTINGS, COUNTERS, ID_VALUE)
+
+#: The layer engine's map (``hw.engine = "layer"``, ``docs/hw_layer.md``): the shared
+#: registers at the sampling map's offsets, ``WEIGHT_BASE`` in place of ``QUERY_BASE``, the
+#: array's counters. ``CYCLES = ARRAY_BUSY + STALL_CYCLES + LOAD_CYCLES``.
+LAYER_REGISTERS: dict[str, tuple[int, str, str]] = {
+    "CTRL": REGISTERS["CTRL"],
+    "STATUS": REGISTERS["STATUS"],
+    "VALUE_BASE": (0x08, "rw", "byte address of the map x (LayerLayout.x_base)"),
+    "WEIGHT_BASE": (0x0C, "rw", "byte address of the parameter region "
+                                "(LayerLayout.param_base)"),
+    "DESC_BASE": (0x10, "rw", "byte address of the slice descriptors"),
+    "OUT_BASE": (0x14, "rw", "byte address of y (LayerLayout.y_base)"),
+    "NUM_DESC": (0x18, "rw", "number of slices (one descriptor each)"),
+    "CYCLES": REGISTERS["CYCLES"],
+    "ARRAY_BUSY": (0x24, "r", "cycles in which the multiply-accumulate array took a step"),
+    "STALL_CYCLES": (0x28, "r", "cycles in which the array was idle while a slice was in "
+                                "flight or its y was being written (a unit, a buffer or "
+                                "the writer was not ready)"),
+    "READ_BEATS": REGISTERS["READ_BEATS"],
+    "WRITE_BEATS": REGISTERS["WRITE_BEATS"],
+    "READ_BURSTS": REGISTERS["READ_BURSTS"],
+    "WRITE_BURSTS": REGISTERS["WRITE_BURSTS"],
+    "ID": (0x3C, "r", "constant 0xDEF5_1AE0: the layer engine"),
+    "LOAD_CYCLES": (0x40, "r", "cycles in which the array was idle waiting for data: the "
+                               "parameters, or the next slice's window"),
+}
+LAYER_MAP = RegisterMap(
+    LAYER_REGISTERS, ("VALUE_BASE", "WEIGHT_BASE", "DESC_BASE", "OUT_BASE", "NUM_DESC"),
+    ("CYCLES", "ARRAY_BUSY", "STALL_CYCLES", "READ_BEATS", "WRITE_BEATS", "READ_BURSTS",
+     "WRITE_BURSTS", "LOAD_CYCLES"), 0xDEF51AE0)
+
+
 class AxilPort(NamedTuple):
     """One AXI4-Lite slave port: width (bits) and whether the slave drives it."""
 

@@ -13,9 +13,10 @@ engine:
 * **y**: the output map, row-major ``H x W`` pixels of ``C`` outputs, ``out_stride`` bytes
   per pixel.
 
-Per slice the engine reads the descriptor, then (when the slice holds keys) its window
-row by row, and writes ``y`` for the slice's own pixels row by row. A slice without keys
-has ``y = proj_out`` bias on its pixels and needs no window. :func:`layer_transfers`
+Per slice the engine reads the descriptor, then its window row by row, and writes ``y``
+for the slice's own pixels row by row. A slice without keys has ``y = proj_out`` bias
+on its pixels; its window is still read (the window loader, shared with the sampling
+engine, loads every descriptor's window) and released at once. :func:`layer_transfers`
 lists the bursts; the RTL may overlap those of consecutive slices in time, the multiset
 is fixed.
 """
@@ -30,11 +31,12 @@ import numpy as np
 
 from defslice.errors import ConfigError, InputError
 from defslice.model.dat_layer import DatLayerSlicing, DatLayerSpec
-from defslice.model.layout import PAGE, Burst, split_bursts
+from defslice.model.layout import PAGE, Burst, _pack_rows, split_bursts
 from defslice.model.slicing import SliceGrid, Window
 
 if TYPE_CHECKING:
     from defslice.config import Config
+    from defslice.model.dat_layer_fixed import FixedLayerParams
 
 __all__ = [
     "ARRAY_ROWS",
@@ -56,16 +58,18 @@ __all__ = [
 #: parity bank. Parameter tiles of the depthwise convolution are laid out for it.
 ARRAY_ROWS = 4
 
-#: Descriptor fields, each a little-endian ``i16``: a 16-byte header, the window in the
-#: sampling engine's level-record order (same bytes 16..31), then the layer's extras.
+#: Descriptor fields, each a little-endian ``i16``. The first 32 bytes read as a sampling
+#: engine descriptor of one level (``defslice.model.layout``): ``u32`` query start and
+#: query count 0 (the layer engine reads no point records), ``u32`` slice index, then the
+#: window's level record at bytes 16..31; the layer's fields follow.
 DESC_FIELDS = (
-    "slice_index", "num_keys", "key_row0", "key_col0", "key_rows", "key_cols", "pad6",
-    "pad7",
+    "query_start", "query_start_hi", "query_count", "query_count_hi", "slice_index",
+    "slice_index_hi", "num_keys", "pad7",
     "row0", "col0", "rows", "cols", "y_lo", "y_hi", "x_lo", "x_hi",
     "reg_row0", "reg_col0", "reg_rows", "reg_cols",
     "q_row0", "q_col0", "q_rows", "q_cols",
     "by_lo", "by_hi", "bx_lo", "bx_hi",
-    "pad28", "pad29", "pad30", "pad31",
+    "key_row0", "key_col0", "key_rows", "key_cols",
 )
 DESC_BYTES = 2 * len(DESC_FIELDS)
 
@@ -73,17 +77,18 @@ DESC_BYTES = 2 * len(DESC_FIELDS)
 OPEN_LO = -(1 << 15)
 OPEN_HI = (1 << 15) - 1
 
-#: Bytes of one stored bias (accumulator format, sign-extended), one LayerNorm parameter
-#: and one reference coordinate.
+#: Bytes of one stored bias (accumulator format, sign-extended) and one reference
+#: coordinate.
 BIAS_BYTES = 8
-LN_PARAM_BYTES = 2
 REF_BYTES = 4
 #: Bytes of one stored weight, bias-table entry.
 WEIGHT_BYTES = 2
 
 #: Parameter sections, in DRAM order.
 PARAM_SECTIONS = ("proj_q", "proj_k", "proj_v", "proj_out", "offset_proj", "dwconv",
-                  "bias", "layernorm", "reference", "rpe")
+                  "bias", "norm_gain", "reference", "rpe")
+#: Biases in the ``bias`` section, in order (``proj_*`` have C, the others Cg each).
+BIAS_ORDER = ("proj_q", "proj_k", "proj_v", "proj_out", "conv", "norm")
 
 
 def _round_up(n: int, m: int) -> int:
@@ -245,10 +250,10 @@ class SliceTask:
     def descriptor(self) -> tuple[int, ...]:
         """The :data:`DESC_FIELDS` values."""
         w = self.window
-        head = (self.index, self.num_keys, *self.keys.as_tuple(), 0, 0)
+        head = (0, 0, 0, 0, self.index, 0, self.num_keys, 0)
         win = (w.row0, w.col0, w.rows, w.cols, w.y_lo, w.y_hi, w.x_lo, w.x_hi)
         return head + win + self.region.as_tuple() + self.qbox.as_tuple() \
-            + self.bias_bounds + (0, 0, 0, 0)
+            + self.bias_bounds + self.keys.as_tuple()
 
 
 def _tap_hull(dims: LayerDims, keys: range, lo: int, hi: int) -> tuple[int, int]:
@@ -347,8 +352,8 @@ def _section_sizes(dims: LayerDims, lanes: int, cols: int) -> dict[str, tuple[in
     sizes = {name: (tile, proj_words) for name in ("proj_q", "proj_k", "proj_v", "proj_out")}
     sizes["offset_proj"] = (tile, cg // lanes)
     sizes["dwconv"] = (ARRAY_ROWS * lanes * 8 * WEIGHT_BYTES, dims.tap_quads * (cg // lanes))
-    sizes["bias"] = (8 * BIAS_BYTES, 4 * c + cg)
-    sizes["layernorm"] = (8 * LN_PARAM_BYTES, 2 * cg)
+    sizes["bias"] = (8 * BIAS_BYTES, 4 * c + 2 * cg)
+    sizes["norm_gain"] = (8 * WEIGHT_BYTES, cg)
     sizes["reference"] = (8 * REF_BYTES, dims.key_rows + dims.key_cols)
     # Bias table: per head, four parity banks of H x W entries (bank (ty & 1, tx & 1) of
     # table pixel (ty, tx); the largest bank has H x W), interleaved bank by bank.
@@ -381,6 +386,7 @@ class LayerLayout:
                  out_element_bytes: int = 2, addr_bits: int = 32) -> None:
         self.dims = dims
         self.num_slices = num_slices
+        self.lanes, self.cols = lanes, cols
         self.bus_bytes, self.max_beats = bus_bytes, max_beats
         self.element_bytes, self.out_element_bytes = element_bytes, out_element_bytes
         c = dims.channels
@@ -412,6 +418,74 @@ class LayerLayout:
         """Byte address of pixel ``(row, col)`` of ``y``."""
         return self.y_base + (row * self.dims.width + col) * self.out_stride
 
+    # -- host packing ---------------------------------------------------------------------
+    def pack_x(self, x_q: np.ndarray) -> bytes:
+        """The map ``(C, H, W)`` in Q(value_frac) -> ``x`` bytes (pixel-major)."""
+        x = np.asarray(x_q, dtype=np.int64)
+        return _pack_rows(x.reshape(x.shape[0], -1).T, self.element_bytes, self.pixel_stride)
+
+    def unpack_y(self, data: bytes) -> np.ndarray:
+        """``y`` bytes -> int64 ``(C, H, W)``, sign-extended."""
+        d, eb = self.dims, self.out_element_bytes
+        raw = np.frombuffer(data[: d.height * d.width * self.out_stride], dtype=np.uint8)
+        raw = raw.reshape(d.height * d.width, self.out_stride)[:, : d.channels * eb]
+        vals = raw.copy().view(f"<i{eb}").astype(np.int64)
+        return vals.T.reshape(d.channels, d.height, d.width)
+
+    def param_elements(self, qp: FixedLayerParams) -> dict[str, tuple[np.ndarray, int]]:
+        """Each parameter section as ``(elements in memory order, bytes per element)``."""
+        d, L, N = self.dims, self.lanes, self.cols
+        c, cg = d.channels, d.group_channels
+        out: dict[str, tuple[np.ndarray, int]] = {}
+        for name in ("proj_q", "proj_k", "proj_v", "proj_out"):
+            w = getattr(qp, name)[0]                                   # (out, in)
+            tiles = w.reshape(c // N, N, c // L, L).transpose(0, 2, 3, 1)
+            out[name] = (tiles.reshape(-1), WEIGHT_BYTES)
+        off = np.zeros((cg // L, L, N), dtype=np.int64)
+        off[:, :, :2] = qp.offset_w.T.reshape(cg // L, L, 2)
+        out["offset_proj"] = (off.reshape(-1), WEIGHT_BYTES)
+        k, q = d.kernel, (d.kernel + 1) // 2
+        taps = np.zeros((cg, 2 * q, 2 * q), dtype=np.int64)
+        taps[:, :k, :k] = qp.conv_w.reshape(cg, k, k)
+        words = taps.reshape(cg // L, L, q, 2, q, 2).transpose(2, 4, 0, 3, 5, 1)
+        out["dwconv"] = (words.reshape(-1), WEIGHT_BYTES)
+        biases = [qp.proj_q[1], qp.proj_k[1], qp.proj_v[1], qp.proj_out[1], qp.conv_b,
+                  qp.norm_b]
+        out["bias"] = (np.concatenate(biases), BIAS_BYTES)
+        out["norm_gain"] = (np.asarray(qp.norm_w), WEIGHT_BYTES)
+        out["reference"] = (np.concatenate([qp.ref_y, qp.ref_x]), REF_BYTES)
+        if d.use_pe:
+            per = self.bus_bytes // (4 * WEIGHT_BYTES)      # entries per bank per beat
+            banks = rpe_banks(qp.rpe)
+            banks = np.pad(banks, ((0, 0), (0, -banks.shape[1] % per)))
+            out["rpe"] = (banks.reshape(4, -1, per).transpose(1, 0, 2).reshape(-1),
+                          WEIGHT_BYTES)
+        else:
+            out["rpe"] = (np.zeros(0, dtype=np.int64), WEIGHT_BYTES)
+        return out
+
+    def pack_params(self, qp: FixedLayerParams) -> bytes:
+        """The parameter region: every section in :data:`PARAM_SECTIONS` order."""
+        if qp.map_size != (self.dims.height, self.dims.width):
+            raise InputError(f"the parameters are for a {qp.map_size} map, the layout for "
+                             f"{(self.dims.height, self.dims.width)}")
+        elements = self.param_elements(qp)
+        parts = []
+        for name in PARAM_SECTIONS:
+            sec = self.sections[name]
+            vals, nbytes = elements[name]
+            raw = np.asarray(vals, dtype=np.int64).astype(f"<i{nbytes}").tobytes()
+            if len(raw) > sec.nbytes:
+                raise InputError(f"section {name}: {len(raw)} bytes for {sec.nbytes}")
+            parts.append(raw.ljust(sec.nbytes, b"\0"))
+        return b"".join(parts)
+
+    def memory_image(self, x_q: np.ndarray, qp: FixedLayerParams,
+                     tasks: list[SliceTask]) -> dict[int, bytes]:
+        """Base address -> bytes of every input: ``x``, the parameters, the descriptors."""
+        return {self.x_base: self.pack_x(x_q), self.param_base: self.pack_params(qp),
+                self.desc_base: self.pack_descriptors(tasks)}
+
     def pack_descriptors(self, tasks: list[SliceTask]) -> bytes:
         """Descriptor bytes of ``tasks``, ``desc_stride`` each."""
         rows = []
@@ -427,8 +501,9 @@ def layer_transfers(layout: LayerLayout, tasks: list[SliceTask]) -> list[Burst]:
     """The bursts of one run of the layer engine, in the contract's order.
 
     1. the parameter region (tensor ``weights``), once;
-    2. per slice: its descriptor (``descriptor``); when it holds keys, its window row by
-       row (``value``: the map ``x``); the rows of its own pixels of ``y`` (``output``).
+    2. per slice: its descriptor (``descriptor``); its window row by row (``value``: the
+       map ``x``; also for a slice without keys); the rows of its own pixels of ``y``
+       (``output``).
 
     Each region is split by :func:`defslice.model.layout.split_bursts`.
     """
@@ -442,11 +517,10 @@ def layer_transfers(layout: LayerLayout, tasks: list[SliceTask]) -> list[Burst]:
     for k, t in enumerate(tasks):
         region(layout.desc_base + k * layout.desc_stride, layout.desc_stride, False,
                "descriptor")
-        if t.num_keys:
-            w = t.window
-            for r in range(w.rows):
-                region(layout.x_addr(w.row0 + r, w.col0), w.cols * layout.pixel_stride,
-                       False, "value")
+        w = t.window
+        for r in range(w.rows):
+            region(layout.x_addr(w.row0 + r, w.col0), w.cols * layout.pixel_stride, False,
+                   "value")
         g = t.region
         for r in range(g.rows):
             region(layout.y_addr(g.row0 + r, g.col0), g.cols * layout.out_stride, True,

@@ -133,6 +133,8 @@ def test_descriptor_fields_and_packing():
         rec = np.frombuffer(raw[k * lay.desc_stride:][:2 * len(DESC_FIELDS)], "<i2")
         fields = dict(zip(DESC_FIELDS, rec.tolist(), strict=True))
         assert fields["slice_index"] == t.index and fields["num_keys"] == t.num_keys
+        # A sampling-engine reader sees no point records to read.
+        assert fields["query_count"] == fields["query_count_hi"] == 0
         w = t.window
         assert [fields[n] for n in ("row0", "col0", "rows", "cols", "y_lo", "y_hi",
                                     "x_lo", "x_hi")] == \
@@ -148,7 +150,7 @@ def test_param_sections_dat56():
     size = {k: s.nbytes for k, s in lay.sections.items()}
     assert size["proj_q"] == 64 * 64 * 2
     assert size["dwconv"] == 25 * 8 * 4 * 8 * 2       # 5x5 tap quads x 8 words x 4 x 8
-    assert size["bias"] == (4 * 64 + 64) * 8
+    assert size["bias"] == (4 * 64 + 2 * 64) * 8
     assert size["rpe"] == 2 * 4 * 56 * 56 * 2
     offsets = [s.offset for s in lay.sections.values()]
     assert offsets == sorted(offsets) and all(o % 16 == 0 for o in offsets)
@@ -168,7 +170,7 @@ def test_transfers_cover_exactly(dims, grid, bus, max_beats):
     s = burst_summary(bursts)
     assert s["weights"]["beats"] * bus == lay.param_bytes
     assert s["output"]["beats"] * bus == dims.height * dims.width * lay.out_stride
-    win = sum(t.window.pixels for t in tasks if t.num_keys)
+    win = sum(t.window.pixels for t in tasks)
     assert s.get("value", {"beats": 0})["beats"] * bus == win * lay.pixel_stride
     assert s["descriptor"]["beats"] * bus == len(tasks) * lay.desc_stride
     written = sorted(b.addr + k * bus for b in bursts if b.write for k in range(b.beats))
@@ -178,3 +180,66 @@ def test_transfers_cover_exactly(dims, grid, bus, max_beats):
 def test_layout_refuses_small_address_space():
     with pytest.raises(ConfigError, match="hw.addr_bits"):
         LayerLayout(DAT56, 8, lanes=8, cols=4, bus_bytes=16, max_beats=256, addr_bits=16)
+
+
+def _fixed_params(cfg):
+    from defslice.model.dat_layer import init_params
+    from defslice.model.dat_layer_fixed import LayerFormats, quantize_layer_params
+
+    dims = LayerDims.from_config(cfg)
+    params = init_params(dims.spec, dims.channels, dims.height, dims.width, seed=1)
+    return dims, quantize_layer_params(params, dims.spec, LayerFormats.from_config(cfg),
+                                       (dims.height, dims.width))
+
+
+@pytest.mark.parametrize("preset", ["dat56", "dat56-b"])
+def test_param_image_sections(preset):
+    cfg = C.preset(preset)
+    dims, qp = _fixed_params(cfg)
+    L, N = cfg.hw.lanes, cfg.hw.array_cols
+    lay = LayerLayout(dims, 8, lanes=L, cols=N, bus_bytes=cfg.hw.bus_bytes, max_beats=256)
+    image = lay.pack_params(qp)
+    assert len(image) == lay.param_bytes
+
+    def section(name, nbytes):
+        sec = lay.sections[name]
+        return np.frombuffer(image[sec.offset:sec.offset + sec.nbytes], f"<i{nbytes}")
+
+    rng = np.random.default_rng(0)
+    c, cg, k = dims.channels, dims.group_channels, dims.kernel
+    wq, wo = section("proj_q", 2), section("proj_out", 2)
+    for _ in range(50):                # tile t = ot * (C/L) + w, element lane * N + n
+        ot, w, lane, n = (int(rng.integers(0, m)) for m in (c // N, c // L, L, N))
+        pos = (ot * (c // L) + w) * L * N + lane * N + n
+        assert wq[pos] == qp.proj_q[0][ot * N + n, w * L + lane]
+        assert wo[pos] == qp.proj_out[0][ot * N + n, w * L + lane]
+    dw = section("dwconv", 2)
+    q = (k + 1) // 2
+    for quad in range(q * q):          # word quad * (Cg/L) + cw, element r * L + l
+        qy, qx = divmod(quad, q)
+        for cw in range(cg // L):
+            for r in range(4):
+                ty, tx = 2 * qy + r // 2, 2 * qx + r % 2
+                got = dw[(quad * (cg // L) + cw) * 4 * L + r * L:][:L]
+                want = qp.conv_w.reshape(cg, k, k)[cw * L:(cw + 1) * L, ty, tx] \
+                    if ty < k and tx < k else np.zeros(L)
+                assert (got == want).all()
+    off = section("offset_proj", 2).reshape(cg, N)
+    assert (off[:, :2] == qp.offset_w.T).all() and not off[:, 2:].any()
+    bias = section("bias", 8)[: 4 * c + 2 * cg]
+    assert (bias[c:2 * c] == qp.proj_k[1]).all() and (bias[4 * c + cg:] == qp.norm_b).all()
+    per = cfg.hw.bus_bytes // 8
+    rpe = section("rpe", 2)[: 4 * dims.heads * dims.height * dims.width]
+    banks = rpe.reshape(-1, 4, per).transpose(1, 0, 2).reshape(4, -1)
+    from defslice.model.layer_layout import rpe_banks
+    assert (banks == rpe_banks(qp.rpe)).all()
+
+
+def test_x_and_y_round_trip():
+    cfg = C.preset("dat56")
+    dims = LayerDims.from_config(cfg)
+    lay = LayerLayout(dims, 8, lanes=8, cols=4, bus_bytes=16, max_beats=256)
+    x = np.random.default_rng(1).integers(-(1 << 15), 1 << 15, size=(64, 56, 56))
+    raw = lay.pack_x(x)
+    assert len(raw) == 56 * 56 * lay.pixel_stride
+    assert lay.unpack_y(raw).tolist() == x.tolist()      # same strides and widths here

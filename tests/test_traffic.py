@@ -205,11 +205,12 @@ def test_dat_sliced_is_the_layer_engine_by_hand():
     layout, tasks = ctx.layer_engine
     # DAT's reference points of a 2x2 grid lie at 3.5 and 10.5 pixels: every key belongs
     # to slice 3 (rows and columns 4..7). Parameters once; 4 descriptors of 4 beats;
-    # slice 3's window, rows and columns 3..7, 5 rows of 5 beats; y as 4 slices x 4 row
-    # segments of 4 pixels.
+    # every slice's window (the keyless ones too: the shared loader loads each
+    # descriptor's), 5 rows of 5 beats (slice 3: rows and columns 3..7); y as 4 slices x
+    # 4 row segments of 4 pixels.
     assert [t.num_keys for t in tasks] == [0, 0, 0, 4]
     params = layout.param_bytes // 16
-    assert rw(c) == ((1 + 4 + 5, params + 16 + 25), (16, 64))
+    assert rw(c) == ((1 + 4 + 4 * 5, params + 16 + 4 * 25), (16, 64))
     per = c.as_dict()["per_tensor"]
     summary = burst_summary(layer_transfers(layout, tasks))
     for tensor, d in (("weights", "read"), ("descriptor", "read"), ("value", "read"),

@@ -22,9 +22,10 @@ class Sliced(Dataflow):
 
     Layer scope (DAT): the layer engine's bursts (``docs/hw_layer.md``),
     :func:`defslice.model.layer_layout.layer_transfers`: the parameters once, then per
-    slice its descriptor, its window row by row when it holds keys, and its own pixels
-    of ``y`` row by row. Everything else (``q`` over the window, the offset network, the
-    keys, the attention of the slice's pixels) stays on chip.
+    slice its descriptor, its window row by row (also for a slice without keys: the
+    window loader, shared with the sampling engine, loads every descriptor's window), and
+    its own pixels of ``y`` row by row. Everything else (``q`` over the window, the offset
+    network, the keys, the attention of the slice's pixels) stays on chip.
 
     Either count equals the engine's AXI traffic by construction.
     """
@@ -111,18 +112,16 @@ class HaloReuse(Sliced):
 def halo_reuse_tasks(tasks: list[SliceTask], grid: SliceGrid) -> list[SliceTask]:
     """The layer engine's slice tasks with the window columns already on chip left out.
 
-    When the previous slice that loaded a window (one holding keys) is the left
-    neighbour in the same slice row, the columns both windows share are not read again:
-    the window starts after the neighbour's last column.
+    Every slice loads its window (:func:`~defslice.model.layer_layout.layer_transfers`);
+    when the previous slice is the left neighbour in the same slice row, the columns both
+    windows share are not read again: the window starts after the neighbour's last column.
     """
     out, prev = [], None
     for t in tasks:
         w = t.window
-        if t.num_keys and prev is not None and prev.index == t.index - 1 \
-                and t.index % grid.n_cols:
+        if prev is not None and prev.index == t.index - 1 and t.index % grid.n_cols:
             first = max(w.col0, prev.window.col0 + prev.window.cols)
             t = replace(t, window=replace(w, col0=first, cols=w.col0 + w.cols - first))
         out.append(t)
-        if t.num_keys:
-            prev = tasks[t.index]
+        prev = tasks[t.index]
     return out

@@ -1,0 +1,65 @@
+"""Banked on-chip buffers of the layer engine: lane-masked writes, one read per bank."""
+
+from __future__ import annotations
+
+from amaranth.hdl import Module, signed, unsigned
+from amaranth.lib import data, memory, wiring
+from amaranth.lib.wiring import In, Out
+
+__all__ = ["BankedBuffer"]
+
+
+class BankedBuffer(wiring.Component):
+    """``banks`` memories of ``depth`` words, a word being ``lanes`` values.
+
+    Every bank has one write port whose lanes are enabled one by one (a result tile
+    fills ``N`` of a word's ``L`` lanes) and one synchronous read port (data one cycle
+    after the address), so a buffer banked the way its reader and writer walk it moves
+    a whole operand tile per cycle (``docs/hw_layer.md``, "On-chip memories").
+
+    Arguments
+    ---------
+    banks, depth, lanes : int
+    bits : int
+        Width of a value.
+    is_signed : bool
+
+    Members
+    -------
+    wr : In(ArrayLayout(StructLayout({"en", "addr", "data"}), banks))
+        Per bank: ``en`` one bit per lane, ``addr``, ``data`` (``lanes`` values).
+    rd_addr : In(ArrayLayout(unsigned, banks)); rd_data : Out(ArrayLayout(word, banks))
+    """
+
+    latency = 1
+
+    def __init__(self, banks: int, depth: int, lanes: int, bits: int,
+                 is_signed: bool = True) -> None:
+        if min(banks, depth, lanes, bits) < 1:
+            raise ValueError(f"banks, depth, lanes and bits must be >= 1, not "
+                             f"{(banks, depth, lanes, bits)}")
+        self.banks, self.depth, self.lanes, self.bits = banks, depth, lanes, bits
+        value = signed(bits) if is_signed else unsigned(bits)
+        self.word = data.ArrayLayout(value, lanes)
+        addr = unsigned(max(1, (depth - 1).bit_length()))
+        super().__init__({
+            "wr": In(data.ArrayLayout(data.StructLayout({
+                "en": lanes, "addr": addr, "data": self.word}), banks)),
+            "rd_addr": In(data.ArrayLayout(addr, banks)),
+            "rd_data": Out(data.ArrayLayout(self.word, banks)),
+        })
+
+    def elaborate(self, platform: object) -> Module:
+        m = Module()
+        #: The bank memories of the last elaboration (simulation tests inspect them).
+        self.memories = []
+        for b in range(self.banks):
+            mem = memory.Memory(shape=self.word, depth=self.depth, init=[])
+            self.memories.append(mem)
+            m.submodules[f"bank{b}"] = mem
+            wp = mem.write_port(granularity=1)
+            rp = mem.read_port()
+            m.d.comb += [wp.en.eq(self.wr[b].en), wp.addr.eq(self.wr[b].addr),
+                         wp.data.eq(self.wr[b].data), rp.addr.eq(self.rd_addr[b]),
+                         self.rd_data[b].eq(rp.data)]
+        return m

@@ -1,0 +1,122 @@
+"""Layer-engine test configurations and inputs shared by the tests of its blocks."""
+
+import numpy as np
+
+from defslice import config as C
+from defslice.hw.layer.plan import LayerPlan
+from defslice.model.dat_layer import init_params
+from defslice.model.dat_layer_fixed import (
+    LayerFormats,
+    dat_layer_fixed_forward,
+    quantize_layer_input,
+    quantize_layer_params,
+)
+
+
+def layer_config(name, H, W, heads, channels, groups, stride, kernel, factor, hs, ws, overlap,
+                 lanes, cols, bus=64):
+    """A DAT layer configuration for the layer engine, from the ``dat56`` preset."""
+    return C.preset("dat56").replace(
+        name=name,
+        workload={"levels": ((H, W),), "heads": heads, "channels": channels, "groups": groups,
+                  "stride": stride, "offset_kernel": kernel, "offset_range_factor": factor},
+        slicing={"slice_h": hs, "slice_w": ws, "overlap": overlap},
+        hw={"lanes": lanes, "array_cols": cols, "axi_data_bits": bus, "engine": "layer"})
+
+
+CONFIGS = [
+    layer_config("ldat-a", 12, 12, 2, 8, 1, 3, 5, -1.0, 5, 6, 1, 4, 2),
+    # two groups, tanh offsets, slices that do not divide the map, overlap 3
+    layer_config("ldat-g2-tanh", 16, 14, 4, 4, 2, 4, 5, 2.0, 7, 5, 3, 4, 4),
+    # non-square map, overlap 0, stride 2 and a 3x3 kernel, wide bus
+    layer_config("ldat-o0", 10, 13, 2, 8, 1, 2, 3, -1.0, 4, 5, 0, 8, 2, bus=128),
+    # one slice over the whole map: the unsliced layer
+    layer_config("ldat-whole", 9, 11, 2, 4, 1, 3, 3, -1.0, 9, 11, 0, 4, 2),
+    # two keys per side (kernel = stride, no padding): slices without keys
+    layer_config("ldat-sparse", 12, 12, 2, 4, 1, 6, 6, -1.0, 4, 4, 1, 4, 2),
+]
+
+
+def inputs(cfg, seed=0):
+    """Random parameters (LayerNorm and bias table made non-trivial) and map:
+    ``(plan, formats, FixedLayerParams, x_q (1, C, H, W))``."""
+    rng = np.random.default_rng(seed)
+    fmt = LayerFormats.from_config(cfg)
+    plan = LayerPlan.from_config(cfg)
+    d = plan.dims
+    params = init_params(d.spec, d.channels, d.height, d.width, seed=seed)
+    params["conv_offset.1.norm.weight"] = rng.uniform(0.5, 1.5, d.group_channels)
+    params["conv_offset.1.norm.bias"] = rng.uniform(-0.3, 0.3, d.group_channels)
+    params["rpe_table"] = rng.standard_normal(params["rpe_table"].shape) * 0.5
+    params["conv_offset.3.weight"] *= 4
+    x = rng.standard_normal((1, d.channels, d.height, d.width)) * 1.5
+    qp = quantize_layer_params(params, d.spec, fmt, (d.height, d.width))
+    return plan, fmt, qp, quantize_layer_input(x, fmt)
+
+
+def traced(cfg, seed=0):
+    """:func:`inputs` plus the fixed-point layer's ``(y, trace)``."""
+    plan, fmt, qp, x_q = inputs(cfg, seed)
+    y, tr = dat_layer_fixed_forward(x_q, qp, plan.dims.spec, fmt, plan.grid)
+    return plan, fmt, qp, x_q, y, tr
+
+
+def pipe(dut, payloads, drain=None, setup=None):
+    """Run ``payloads`` through an always-ready pipeline ``dut.i -> dut.o``, one per cycle
+    (after ``setup(ctx)`` if given), then ``drain`` (default ``dut.latency``) idle cycles;
+    every ``dut.o.payload`` seen with ``dut.o.valid``, in order."""
+    from amaranth.sim import Simulator
+
+    out = []
+
+    async def tb(ctx):
+        if setup is not None:
+            await setup(ctx)
+        for item in [*payloads, *([None] * (dut.latency if drain is None else drain))]:
+            ctx.set(dut.i.valid, item is not None)
+            if item is not None:
+                ctx.set(dut.i.payload, item)
+            _, _, valid, payload = await ctx.tick().sample(dut.o.valid, dut.o.payload)
+            if valid:
+                out.append(payload)
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(tb)
+    sim.run()
+    return out
+
+
+def feed_and_collect(dut, payloads, count, gap_prob=0.0, seed=0, setup=None, cycles=None):
+    """Offer ``payloads`` on the ready-capable ``dut.i`` (valid dropped on random cycles
+    with ``gap_prob``), after ``setup(ctx)`` if given; collect ``count`` payloads from the
+    always-ready ``dut.o``. Stops after ``cycles`` if given."""
+    from amaranth.sim import Simulator
+
+    rng = np.random.default_rng(seed)
+    out = []
+
+    async def feed(ctx):
+        if setup is not None:
+            await setup(ctx)
+        for item in payloads:
+            while rng.random() < gap_prob:
+                ctx.set(dut.i.valid, 0)
+                await ctx.tick()
+            ctx.set(dut.i.valid, 1)
+            ctx.set(dut.i.payload, item)
+            await ctx.tick().until(dut.i.ready)
+        ctx.set(dut.i.valid, 0)
+
+    async def collect(ctx):
+        while len(out) < count:
+            _, _, valid, payload = await ctx.tick().sample(dut.o.valid, dut.o.payload)
+            if valid:
+                out.append(payload)
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(feed)
+    sim.add_testbench(collect)
+    sim.run_until(1e-8 * (cycles or 20 * count + 500))
+    return out
