@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from defslice.config import Config
 from defslice.errors import ConfigError
+from defslice.model.intmath import ceil_div
 from defslice.model.layout import POINT_RECORD, POINT_RECORD_BYTES, DramLayout
 from defslice.model.slicing import SliceGrid
 
@@ -48,10 +49,6 @@ def bank_chunk_depths(bank_depth: int, word_bits: int) -> list[int]:
 def index_bits(n: int) -> int:
     """Bits of an index into ``n`` items (at least 1)."""
     return max(1, (n - 1).bit_length())
-
-
-def _ceil_div(a: int, b: int) -> int:
-    return -(-a // b)
 
 
 def _is_pow2(n: int) -> bool:
@@ -176,8 +173,8 @@ def derive(cfg: Config) -> HwParams:
     lanes = hw.lanes
     pixel_words = w.embed_dim // lanes
     win_max = tuple(grid.max_window(lvl) for lvl in range(w.num_levels))
-    bank_rows = tuple(_ceil_div(r, 2) for r, _ in win_max)
-    bank_cols = tuple(_ceil_div(c, 2) for _, c in win_max)
+    bank_rows = tuple(ceil_div(r, 2) for r, _ in win_max)
+    bank_cols = tuple(ceil_div(c, 2) for _, c in win_max)
     bases, off = [], 0
     for br, bc in zip(bank_rows, bank_cols, strict=True):
         bases.append(off)

@@ -31,6 +31,7 @@ import numpy as np
 
 from defslice.errors import ConfigError, InputError
 from defslice.model.dat_layer import DatLayerSlicing, DatLayerSpec
+from defslice.model.intmath import round_up
 from defslice.model.layout import PAGE, Burst, _pack_rows, split_bursts
 from defslice.model.slicing import SliceGrid, Window
 
@@ -89,10 +90,6 @@ PARAM_SECTIONS = ("proj_q", "proj_k", "proj_v", "proj_out", "offset_proj", "dwco
                   "bias", "norm_gain", "reference", "rpe")
 #: Biases in the ``bias`` section, in order (``proj_*`` have C, the others Cg each).
 BIAS_ORDER = ("proj_q", "proj_k", "proj_v", "proj_out", "conv", "norm")
-
-
-def _round_up(n: int, m: int) -> int:
-    return -(-n // m) * m
 
 
 @dataclass(frozen=True)
@@ -390,22 +387,22 @@ class LayerLayout:
         self.bus_bytes, self.max_beats = bus_bytes, max_beats
         self.element_bytes, self.out_element_bytes = element_bytes, out_element_bytes
         c = dims.channels
-        self.pixel_stride = _round_up(c * element_bytes, bus_bytes)
-        self.out_stride = _round_up(c * out_element_bytes, bus_bytes)
-        self.desc_stride = _round_up(DESC_BYTES, bus_bytes)
+        self.pixel_stride = round_up(c * element_bytes, bus_bytes)
+        self.out_stride = round_up(c * out_element_bytes, bus_bytes)
+        self.desc_stride = round_up(DESC_BYTES, bus_bytes)
         sections, off = [], 0
         for name, (bits, words) in _section_sizes(dims, lanes, cols).items():
-            nbytes = _round_up(math.ceil(bits * words / 8), bus_bytes)
+            nbytes = round_up(math.ceil(bits * words / 8), bus_bytes)
             sections.append(ParamSection(name, off, nbytes, bits, words))
             off += nbytes
         self.sections = {s.name: s for s in sections}
         self.param_bytes = off
         pixels = dims.height * dims.width
         self.x_base = PAGE
-        self.param_base = _round_up(self.x_base + pixels * self.pixel_stride, PAGE)
-        self.desc_base = _round_up(self.param_base + self.param_bytes, PAGE)
-        self.y_base = _round_up(self.desc_base + num_slices * self.desc_stride, PAGE)
-        self.total_bytes = _round_up(self.y_base + pixels * self.out_stride, PAGE)
+        self.param_base = round_up(self.x_base + pixels * self.pixel_stride, PAGE)
+        self.desc_base = round_up(self.param_base + self.param_bytes, PAGE)
+        self.y_base = round_up(self.desc_base + num_slices * self.desc_stride, PAGE)
+        self.total_bytes = round_up(self.y_base + pixels * self.out_stride, PAGE)
         if self.total_bytes > 1 << addr_bits:
             raise ConfigError("hw.addr_bits", addr_bits,
                               f"wide enough for {self.total_bytes} bytes of DRAM")

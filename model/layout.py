@@ -43,6 +43,7 @@ import numpy as np
 from defslice.config import Config
 from defslice.errors import ConfigError, InputError
 from defslice.model.fixed import FixedInputs
+from defslice.model.intmath import round_up
 from defslice.model.slicing import SliceGrid, Window
 
 __all__ = [
@@ -170,10 +171,6 @@ DESC_HEADER_BYTES = DESC_HEADER.nbytes
 DESC_LEVEL_BYTES = DESC_LEVEL.nbytes
 
 
-def _round_up(n: int, m: int) -> int:
-    return -(-n // m) * m
-
-
 @dataclass(frozen=True)
 class Burst:
     """One AXI burst: start byte address, beats, direction and the tensor it serves."""
@@ -224,11 +221,11 @@ class DramLayout:
         self.bus_bytes = cfg.hw.bus_bytes
         self.max_beats = cfg.hw.max_burst_beats
         self.num_queries = w.num_queries if num_queries is None else num_queries
-        self.pixel_stride = _round_up(w.embed_dim * d.element_bytes, self.bus_bytes)
-        self.query_stride = _round_up(
+        self.pixel_stride = round_up(w.embed_dim * d.element_bytes, self.bus_bytes)
+        self.query_stride = round_up(
             w.sample_heads * w.num_levels * w.points * POINT_RECORD_BYTES, self.bus_bytes)
-        self.out_stride = _round_up(w.embed_dim * d.out_element_bytes, self.bus_bytes)
-        self.desc_stride = _round_up(DESC_HEADER_BYTES + DESC_LEVEL_BYTES * w.num_levels,
+        self.out_stride = round_up(w.embed_dim * d.out_element_bytes, self.bus_bytes)
+        self.desc_stride = round_up(DESC_HEADER_BYTES + DESC_LEVEL_BYTES * w.num_levels,
                                      self.bus_bytes)
         offsets, off = [], 0
         for h, wl in w.levels:
@@ -239,12 +236,12 @@ class DramLayout:
         grid = SliceGrid.from_config(cfg)
         self.max_descriptors = grid.num_slices
         self.value_base = PAGE
-        self.query_base = _round_up(self.value_base + self.value_bytes, PAGE)
-        self.desc_base = _round_up(self.query_base + self.num_queries * self.query_stride,
+        self.query_base = round_up(self.value_base + self.value_bytes, PAGE)
+        self.desc_base = round_up(self.query_base + self.num_queries * self.query_stride,
                                    PAGE)
-        self.out_base = _round_up(self.desc_base + self.max_descriptors * self.desc_stride,
+        self.out_base = round_up(self.desc_base + self.max_descriptors * self.desc_stride,
                                   PAGE)
-        self.total_bytes = _round_up(self.out_base + self.num_queries * self.out_stride, PAGE)
+        self.total_bytes = round_up(self.out_base + self.num_queries * self.out_stride, PAGE)
         if self.total_bytes > 1 << cfg.hw.addr_bits:
             raise ConfigError("hw.addr_bits", cfg.hw.addr_bits,
                               f"wide enough for {self.total_bytes} bytes of DRAM")

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from defslice.errors import ConfigError, InputError
+from defslice.model.intmath import ceil_div
 
 if TYPE_CHECKING:
     from defslice.config import Config
@@ -54,10 +55,6 @@ class Window:
     @property
     def pixels(self) -> int:
         return self.rows * self.cols
-
-
-def _ceil_div(a: int, b: int) -> int:
-    return -(-a // b)
 
 
 class SliceGrid:
@@ -88,8 +85,8 @@ class SliceGrid:
         if clamp not in ("clamp", "drop"):
             raise ConfigError("slicing.clamp", clamp, "'clamp' or 'drop'")
         self.slice_h, self.slice_w, self.overlap, self.clamp = slice_h, slice_w, overlap, clamp
-        self.n_rows = _ceil_div(h0, slice_h)
-        self.n_cols = _ceil_div(w0, slice_w)
+        self.n_rows = ceil_div(h0, slice_h)
+        self.n_cols = ceil_div(w0, slice_w)
         self._windows = [
             [self._make_window(s, lvl) for lvl in range(len(self.levels))]
             for s in range(self.num_slices)
@@ -118,9 +115,9 @@ class SliceGrid:
         c0, c1 = j * self.slice_w, min((j + 1) * self.slice_w, w0)
         # Exact integer scaling of the region to this level, then the halo, then the map.
         lr0 = max(r0 * hl // h0 - self.overlap, 0)
-        lr1 = min(_ceil_div(r1 * hl, h0) + self.overlap, hl)
+        lr1 = min(ceil_div(r1 * hl, h0) + self.overlap, hl)
         lc0 = max(c0 * wl // w0 - self.overlap, 0)
-        lc1 = min(_ceil_div(c1 * wl, w0) + self.overlap, wl)
+        lc1 = min(ceil_div(c1 * wl, w0) + self.overlap, wl)
         return Window(
             row0=lr0, col0=lc0, rows=lr1 - lr0, cols=lc1 - lc0,
             y_lo=lr0 if lr0 > 0 else -1, y_hi=lr1 - 1 if lr1 < hl else hl,

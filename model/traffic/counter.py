@@ -22,16 +22,13 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from defslice.errors import InputError
+from defslice.model.intmath import ceil_div
 from defslice.model.layout import PAGE, Burst
 
 __all__ = ["TENSORS", "Totals", "TrafficCount", "region_bursts"]
 
 #: Tensor labels in reports, in display order.
 TENSORS = ("value", "query", "descriptor", "intermediate", "weights", "output")
-
-
-def _ceil_div(a: np.ndarray | int, b: int) -> np.ndarray | int:
-    return -(-a // b)
 
 
 def region_bursts(addr: ArrayLike, nbytes: ArrayLike, bus_bytes: int, max_beats: int,
@@ -64,7 +61,7 @@ def region_bursts(addr: ArrayLike, nbytes: ArrayLike, bus_bytes: int, max_beats:
         raise InputError(f"the {boundary}-byte boundary is not a multiple of the "
                          f"{bus_bytes}-byte bus")
     lo = addr // bus_bytes * bus_bytes
-    hi = _ceil_div(addr + nbytes, bus_bytes) * bus_bytes
+    hi = ceil_div(addr + nbytes, bus_bytes) * bus_bytes
     beats = np.where(nbytes > 0, (hi - lo) // bus_bytes, 0)
     p0 = lo // boundary
     p1 = (np.maximum(hi, lo + 1) - 1) // boundary
@@ -74,8 +71,8 @@ def region_bursts(addr: ArrayLike, nbytes: ArrayLike, bus_bytes: int, max_beats:
     head = np.where(p0 == p1, beats, ((p0 + 1) * boundary - lo) // bus_bytes)
     tail = np.where(p0 == p1, 0, (hi - p1 * boundary) // bus_bytes)
     middle = np.maximum(p1 - p0 - 1, 0)
-    bursts = _ceil_div(head, max_beats) + _ceil_div(tail, max_beats) \
-        + middle * _ceil_div(per_page, max_beats)
+    bursts = ceil_div(head, max_beats) + ceil_div(tail, max_beats) \
+        + middle * ceil_div(per_page, max_beats)
     return np.where(nbytes > 0, bursts, 0), beats
 
 

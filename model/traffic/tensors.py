@@ -12,14 +12,11 @@ address traces.
 from __future__ import annotations
 
 from defslice.config import Config
+from defslice.model.intmath import round_up
 from defslice.model.layout import PAGE, DramLayout
 from defslice.model.traffic.layer_graph import LayerGraph
 
 __all__ = ["ExtraTensors"]
-
-
-def _round_up(n: int, m: int) -> int:
-    return -(-n // m) * m
 
 
 class ExtraTensors:
@@ -52,10 +49,10 @@ class ExtraTensors:
     def __init__(self, cfg: Config, layout: DramLayout) -> None:
         w, d, bus = cfg.workload, cfg.dram, layout.bus_bytes
         lq = layout.num_queries
-        self.sampled_stride = _round_up(
+        self.sampled_stride = round_up(
             w.sample_heads * w.num_levels * w.points * w.sample_channels * d.element_bytes, bus)
         self.sampled_base = layout.total_bytes
-        base = _round_up(self.sampled_base + lq * self.sampled_stride, PAGE)
+        base = round_up(self.sampled_base + lq * self.sampled_stride, PAGE)
         self.graph: LayerGraph | None = None
         self.base: dict[str, int] = {}
         self.weights_base: dict[str, int] = {}
@@ -65,13 +62,13 @@ class ExtraTensors:
             off = 0
             for op, n in self.graph.weight_bytes.items():
                 self.weights_base[op] = base + off
-                off += _round_up(n, bus)
+                off += round_up(n, bus)
             self.weight_bytes = sum(self.graph.weight_bytes.values())
-            base = _round_up(base + off, PAGE)
+            base = round_up(base + off, PAGE)
             for t in self.graph.tensors.values():
                 if t.name == "x":
                     self.base["x"] = layout.value_base
                     continue
                 self.base[t.name] = base
-                base = _round_up(base + t.nbytes, PAGE)
+                base = round_up(base + t.nbytes, PAGE)
         self.end = base
