@@ -91,14 +91,19 @@ def _nas_section(nas: dict) -> list[str]:
         ["accuracy drop of the chosen point", _pct(drop, 2), _pct(PAPER["accuracy_drop"])],
         ["evaluations (evolutionary search)", ev["evolutionary"], "not stated"],
     ]
-    if hv:
+    if hv and "evolutionary_ratio" in hv:
         rows.append(["hypervolume / exhaustive front", f"{hv['evolutionary_ratio']:.4f}",
                      "not stated"])
-    return ["## Slicing search", "",
+    rows += [[name, _pct(value, 2), "" if paper is None else _pct(paper)]
+             for name, value, paper in nas.get("summary_rows", [])]
+    choice = nas.get("choice") or {}
+    warning = ([f"**{choice['note']}**", ""] if choice.get("within_drop") is False else [])
+    return ["## Slicing search", "", *warning,
             f"Chosen: Hs={ch['slice_h']}, Ws={ch['slice_w']}, overlap {ch['overlap']}, "
             f"{ch.get('bram18', 'n/a')} RAMB18 of window buffers. The paper's accuracies "
             "are DAT on ImageNet; these are the configured evaluator's "
-            f"(`{nas.get('evaluator', 'digits')}`), so compare drops, not levels.", "",
+            f"(`{nas.get('objective', {}).get('evaluator', 'digits')}`), so compare drops, "
+            "not levels.", "",
             markdown_table(["quantity", "measured", "paper"], rows), "",
             "![Pareto front](nas/pareto.png)", "", "Details: [`nas/pareto.md`](nas/pareto.md).",
             ""]
