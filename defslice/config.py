@@ -7,14 +7,16 @@ allowed range.  Cross-section rules (a slice larger than the map, lanes that do 
 divide the channels, coordinates too narrow for the map) are checked by
 :class:`Config` itself.
 
-Configurations load from and save to TOML (:func:`load`, :func:`dump`), and three
+Configurations load from and save to TOML (:func:`load`, :func:`dump`), and four
 named presets exist (:data:`PRESETS`): ``tiny`` (fast tests), ``dat56`` (the slicing
-paper's 56x56 DAT layer) and ``msda-xmsda`` (the xMSDA paper's 5-level workload).
+paper's 56x56 layer, DAT++-T stage 1), ``dat56-b`` (DAT++-B stage 1) and ``msda-xmsda``
+(the xMSDA paper's 5-level workload).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 import tomllib
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
@@ -61,6 +63,16 @@ def _require_choice(value: object, field_name: str, choices: tuple) -> None:
     _require(value in choices, field_name, value, "one of " + ", ".join(map(repr, choices)))
 
 
+def conv_output_side(side: int, kernel: int, stride: int) -> int:
+    """Output side of DAT's offset convolution on a map side of ``side`` pixels.
+
+    Padding is ``kernel // 2`` unless ``kernel == stride`` (then 0), as in DAT's
+    ``DAttentionBaseline``: ``(side + 2 pad - kernel) // stride + 1``.
+    """
+    pad = 0 if kernel == stride else kernel // 2
+    return (side + 2 * pad - kernel) // stride + 1
+
+
 @dataclass(frozen=True)
 class WorkloadConfig:
     """What is computed: the deformable-attention layer and how its inputs look.
@@ -70,83 +82,113 @@ class WorkloadConfig:
     kind : ``"msda"`` or ``"dat"``
         ``msda``: multi-scale deformable attention (Deformable DETR / MMCV), each query
         samples ``points`` points per head and level, weighted by attention weights.
-        ``dat``: DAT-style deformable sampling, a ``key_grid`` of reference points per
-        group moved by bounded offsets; the hardware computes the sampled keys, i.e.
-        MSDA with one level, one point and attention weight 1.
+        ``dat``: DAT++'s deformable attention (``DAttentionBaseline``): a key grid of
+        reference points per offset group moved by learned offsets, keys sampled there,
+        attention of every pixel over them. The sampling engine sees it as MSDA with
+        ``sample_heads`` = groups, ``sample_channels`` = C / groups, one level, one point
+        and weight 1 (:attr:`sample_heads`, :attr:`sample_channels`).
     levels : tuple of (H, W)
         Feature-map size of each level in pixels, largest first.
     heads : int
-        Attention heads M (DAT: offset groups).
+        Attention heads (``msda``: the heads M of the sampling).
     channels : int
-        Channels per head D.
+        Channels per attention head; the layer has C = heads * channels channels.
+    groups : int
+        ``dat``: offset groups (a divisor of ``heads``); ``msda``: must be 1.
     points : int
         Sampling points per head and level P (``dat``: must be 1).
     queries : int or None
         Number of queries (``msda``). ``None``: one query per value pixel of every level,
-        the encoder case. Ignored for ``dat``, whose queries are the key grid.
-    key_grid : (Hk, Wk)
-        DAT sampled-key grid (``dat`` only).
+        the encoder case. Ignored for ``dat``, whose sampled queries are the key grid.
+    stride : int
+        ``dat``: stride of the offset convolution (DAT's sampling stride; DAT++ stage 1: 8).
+    offset_kernel : int
+        ``dat``: depthwise kernel of the offset network (DAT++ stage 1: 9).
     offset_range_factor : float
-        DAT offset bound in key-grid cells: offsets are ``tanh(raw) * factor`` cells.
+        ``dat``: DAT's offset mode. ``< 0`` (DAT++): offsets unbounded, positions clamped
+        to the map; ``>= 0``: ``tanh(raw) * factor * (S - 1) / (2 (Sk - 1))`` pixels on a
+        side of S pixels and Sk keys (``docs/numerics.md``, "DAT conventions").
+    use_pe : bool
+        ``dat``: relative-position bias from a (2H-1) x (2W-1) table per head.
     offset_std_px : float
-        Standard deviation (pixels of each level) of the Gaussian MSDA offsets used when
-        the model draws a random workload (traffic studies, tests).
+        Standard deviation in pixels of the Gaussian offsets of a random workload (MSDA:
+        per level; ``dat`` with a negative factor: raw offsets before the clamp).
     batch : int
         Batch size N.
+
+    The key grid (Hk, Wk) of a ``dat`` workload is derived from the offset convolution
+    (:attr:`key_grid`); both sides must be at least 2 (DAT divides by Hk - 1).
     """
 
     kind: Literal["msda", "dat"] = "msda"
     levels: tuple[tuple[int, int], ...] = ((8, 8), (4, 4))
     heads: int = 2
     channels: int = 4
+    groups: int = 1
     points: int = 2
     queries: int | None = None
-    key_grid: tuple[int, int] = (7, 7)
-    offset_range_factor: float = 2.0
+    stride: int = 8
+    offset_kernel: int = 9
+    offset_range_factor: float = -1.0
+    use_pe: bool = True
     offset_std_px: float = 2.0
     batch: int = 1
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "levels", tuple(tuple(lvl) for lvl in self.levels))
-        object.__setattr__(self, "key_grid", tuple(self.key_grid))
         _require_choice(self.kind, "workload.kind", ("msda", "dat"))
+        self._check_levels()
+        _require_int(self.heads, "workload.heads", 1, 64)
+        _require_int(self.channels, "workload.channels", 1, 1024)
+        _require_int(self.groups, "workload.groups", 1, 64)
+        _require_int(self.points, "workload.points", 1, 64)
+        _require_int(self.batch, "workload.batch", 1, 64)
+        if self.queries is not None:
+            _require_int(self.queries, "workload.queries", 1, 1 << 24)
+        _require_int(self.stride, "workload.stride", 1, MAX_MAP_SIDE)
+        _require_int(self.offset_kernel, "workload.offset_kernel", 1, 31)
+        _require(isinstance(self.offset_range_factor, (int, float))
+                 and not isinstance(self.offset_range_factor, bool)
+                 and math.isfinite(self.offset_range_factor),
+                 "workload.offset_range_factor", self.offset_range_factor,
+                 "a finite number (< 0: DAT++ clamp mode)")
+        _require(isinstance(self.use_pe, bool), "workload.use_pe", self.use_pe, "true or false")
+        _require(
+            isinstance(self.offset_std_px, (int, float)) and self.offset_std_px >= 0,
+            "workload.offset_std_px", self.offset_std_px, ">= 0",
+        )
+        if self.kind == "dat":
+            self._check_dat()
+        else:
+            _require(self.groups == 1, "workload.groups", self.groups, "1 when kind = 'msda'")
+
+    def _check_levels(self) -> None:
         _require(len(self.levels) >= 1, "workload.levels", self.levels, "at least one (H, W)")
+        h0, w0 = self.levels[0]
         for i, lvl in enumerate(self.levels):
             _require(len(lvl) == 2, f"workload.levels[{i}]", lvl, "a pair (H, W)")
             _require_int(lvl[0], f"workload.levels[{i}].H", 1, MAX_MAP_SIDE)
             _require_int(lvl[1], f"workload.levels[{i}].W", 1, MAX_MAP_SIDE)
-            h0, w0 = self.levels[0]
             _require(
                 lvl[0] <= h0 and lvl[1] <= w0,
                 f"workload.levels[{i}]",
                 lvl,
                 f"no larger than level 0 {self.levels[0]} (levels are listed largest first)",
             )
-        _require_int(self.heads, "workload.heads", 1, 64)
-        _require_int(self.channels, "workload.channels", 1, 1024)
-        _require_int(self.points, "workload.points", 1, 64)
-        _require_int(self.batch, "workload.batch", 1, 64)
-        if self.queries is not None:
-            _require_int(self.queries, "workload.queries", 1, 1 << 24)
-        _require(len(self.key_grid) == 2, "workload.key_grid", self.key_grid, "(Hk, Wk)")
-        _require_int(self.key_grid[0], "workload.key_grid.Hk", 1, MAX_MAP_SIDE)
-        _require_int(self.key_grid[1], "workload.key_grid.Wk", 1, MAX_MAP_SIDE)
-        _require(
-            isinstance(self.offset_range_factor, (int, float)) and self.offset_range_factor >= 0,
-            "workload.offset_range_factor", self.offset_range_factor, ">= 0",
-        )
-        _require(
-            isinstance(self.offset_std_px, (int, float)) and self.offset_std_px >= 0,
-            "workload.offset_std_px", self.offset_std_px, ">= 0",
-        )
-        if self.kind == "dat":
-            _require(len(self.levels) == 1, "workload.levels", self.levels,
-                     "exactly one level when kind = 'dat'")
-            _require(self.points == 1, "workload.points", self.points, "1 when kind = 'dat'")
-            hk, wk = self.key_grid
-            h, w = self.levels[0]
-            _require(hk <= h and wk <= w, "workload.key_grid", self.key_grid,
-                     f"no larger than the map {self.levels[0]}")
+
+    def _check_dat(self) -> None:
+        _require(len(self.levels) == 1, "workload.levels", self.levels,
+                 "exactly one level when kind = 'dat'")
+        _require(self.points == 1, "workload.points", self.points, "1 when kind = 'dat'")
+        h, w = self.levels[0]
+        _require(h >= 2 and w >= 2, "workload.levels[0]", self.levels[0],
+                 "at least 2 x 2 pixels when kind = 'dat'")
+        _require(self.heads % self.groups == 0, "workload.groups", self.groups,
+                 f"a divisor of workload.heads = {self.heads}")
+        hk, wk = self.key_grid
+        _require(hk >= 2 and wk >= 2, "workload.stride", self.stride,
+                 f"a stride and offset_kernel ({self.offset_kernel}) giving a key grid of at "
+                 f"least 2 x 2 on the {h}x{w} map (got {hk} x {wk})")
 
     @property
     def num_levels(self) -> int:
@@ -159,16 +201,47 @@ class WorkloadConfig:
         return sum(h * w for h, w in self.levels)
 
     @property
+    def key_grid(self) -> tuple[int, int]:
+        """``dat``: sampled keys (Hk, Wk) per group, the offset convolution's output size."""
+        h, w = self.levels[0]
+        return (conv_output_side(h, self.offset_kernel, self.stride),
+                conv_output_side(w, self.offset_kernel, self.stride))
+
+    @property
     def num_queries(self) -> int:
-        """Queries the sampling datapath handles (DAT: Hk * Wk reference points)."""
+        """Queries the sampling engine handles (``dat``: the Hk * Wk keys of a group)."""
         if self.kind == "dat":
             return self.key_grid[0] * self.key_grid[1]
         return self.queries if self.queries is not None else self.value_pixels
 
     @property
     def embed_dim(self) -> int:
-        """Output channels per query, M * D."""
+        """Channels of the layer, C = heads * channels (= sample_heads * sample_channels)."""
         return self.heads * self.channels
+
+    @property
+    def sample_heads(self) -> int:
+        """Heads M of the sampling engine: ``heads`` (``msda``) or ``groups`` (``dat``)."""
+        return self.groups if self.kind == "dat" else self.heads
+
+    @property
+    def sample_channels(self) -> int:
+        """Channels per sampling head D: ``channels`` (``msda``) or C / groups (``dat``)."""
+        return self.embed_dim // self.groups if self.kind == "dat" else self.channels
+
+    def describe(self) -> str:
+        """One-line description of the layer and of what the sampling engine sees."""
+        if self.kind == "dat":
+            (h, w), (hk, wk), k = self.levels[0], self.key_grid, self.offset_kernel
+            return (f"DAT, {h}x{w} map, {self.heads} head(s) x {self.channels} channels in "
+                    f"{self.groups} offset group(s), stride {self.stride}, {k}x{k} offset "
+                    f"kernel, {hk}x{wk} keys, offset_range_factor {self.offset_range_factor:g}"
+                    f", position bias {'on' if self.use_pe else 'off'}; sampling engine: "
+                    f"M = {self.sample_heads}, D = {self.sample_channels}, "
+                    f"{self.num_queries} queries")
+        return (f"MSDA, levels {list(self.levels)}, M={self.heads}, D={self.channels}, "
+                f"P={self.points}, {self.num_queries} queries, offsets N(0, "
+                f"{self.offset_std_px:g} px)")
 
 
 @dataclass(frozen=True)
@@ -350,16 +423,12 @@ class TrafficConfig:
         probability-aware pruning); DEFA does not publish the threshold.
     defa_pixel_prune_ratio : float
         Fraction of feature-map pixels removed by frequency-weighted pruning, in [0, 1).
-    dat_offset_kernel : int
-        Depthwise kernel of DAT's offset network (DAT++ stage 1: 9); only sizes its
-        weights in the whole-layer count of a ``dat`` workload.
     """
 
     seed: int = 0
     defa_reuse_kib: int = 64
     defa_point_prune_threshold: float = 0.02
     defa_pixel_prune_ratio: float = 0.0
-    dat_offset_kernel: int = 9
 
     def __post_init__(self) -> None:
         _require_int(self.seed, "traffic.seed", 0)
@@ -372,7 +441,6 @@ class TrafficConfig:
                  and 0 <= self.defa_pixel_prune_ratio < 1,
                  "traffic.defa_pixel_prune_ratio", self.defa_pixel_prune_ratio,
                  "a number in [0, 1)")
-        _require_int(self.dat_offset_kernel, "traffic.dat_offset_kernel", 1, 31)
 
 
 @dataclass(frozen=True)
@@ -543,8 +611,8 @@ class Config:
                  f"<= the level-0 map height {h0}")
         _require(s.slice_w <= w0, "slicing.slice_w", s.slice_w,
                  f"<= the level-0 map width {w0}")
-        _require(w.channels % hw.lanes == 0, "hw.lanes", hw.lanes,
-                 f"a divisor of workload.channels = {w.channels}")
+        _require(w.sample_channels % hw.lanes == 0, "hw.lanes", hw.lanes,
+                 f"a divisor of the sampled channels per head = {w.sample_channels}")
         _require(n.value_bits <= 8 * d.element_bytes, "numerics.value_bits", n.value_bits,
                  f"<= 8 * dram.element_bytes = {8 * d.element_bytes}")
         _require(n.out_bits <= 8 * d.out_element_bytes, "numerics.out_bits", n.out_bits,
@@ -592,6 +660,14 @@ _SECTIONS = {
 }
 
 
+#: Fields that no longer exist, with where their meaning went.
+_RETIRED = {
+    "workload.key_grid": "left out (the key grid is derived from workload.stride and "
+                         "workload.offset_kernel)",
+    "traffic.dat_offset_kernel": "left out (the kernel is workload.offset_kernel)",
+}
+
+
 def from_dict(data: dict[str, Any]) -> Config:
     """Build a :class:`Config` from a nested dict, rejecting unknown keys by name."""
     if not isinstance(data, dict):
@@ -613,6 +689,8 @@ def from_dict(data: dict[str, Any]) -> Config:
         cls = _SECTIONS[key]
         known = {f.name for f in fields(cls)}
         for sub in value:
+            if f"{key}.{sub}" in _RETIRED:
+                raise ConfigError(f"{key}.{sub}", value[sub], _RETIRED[f"{key}.{sub}"])
             if sub not in known:
                 raise ConfigError(f"{key}.{sub}", value[sub],
                                   "a known field: " + ", ".join(sorted(known)))
@@ -659,16 +737,22 @@ def _make_presets() -> dict[str, Config]:
         slicing=SlicingConfig(slice_h=4, slice_w=4, overlap=1),
         hw=HwConfig(lanes=2, axi_data_bits=64),
     )
-    # The slicing paper's layer: DAT++-T stage 1, a 56x56 map, 64 channels in one offset
-    # group, a 7x7 grid of sampled keys (sampling stride 8), offsets of up to 2 cells.
-    # Its best strategy: Ws = 14, Hs = 28.
+    # The slicing paper's layer: DAT++-T stage 1 (LeapLabTHU/DAT configs/dat_tiny.yaml):
+    # a 56x56 map, C = 64 in 2 heads of 32 and one offset group, sampling stride 8 and a
+    # 9x9 offset kernel (7x7 keys), offset_range_factor -1 (clamp mode), the position-bias
+    # table. The paper's best strategy: Ws = 14, Hs = 28, overlap 2 (its largest).
+    # Random offsets: one key-grid cell (8 pixels) of standard deviation.
     dat56 = Config(
         name="dat56",
-        workload=WorkloadConfig(kind="dat", levels=((56, 56),), heads=1, channels=64,
-                                points=1, key_grid=(7, 7), offset_range_factor=2.0),
+        workload=WorkloadConfig(kind="dat", levels=((56, 56),), heads=2, channels=32,
+                                groups=1, points=1, stride=8, offset_kernel=9,
+                                offset_range_factor=-1.0, use_pe=True, offset_std_px=8.0),
         slicing=SlicingConfig(slice_h=28, slice_w=14, overlap=2),
         hw=HwConfig(lanes=8, axi_data_bits=128),
     )
+    # DAT++-B stage 1, the model of the paper's 84.9% baseline: C = 128 in 4 heads of 32,
+    # 2 offset groups; otherwise as dat56.
+    dat56_b = dat56.replace(name="dat56-b", workload={"heads": 4, "groups": 2})
     # xMSDA's reference workload: 5 levels of a 1024x1024 image, M=8, D=32, P=4.
     xmsda = Config(
         name="msda-xmsda",
@@ -679,14 +763,14 @@ def _make_presets() -> dict[str, Config]:
         slicing=SlicingConfig(slice_h=64, slice_w=64, overlap=4),
         hw=HwConfig(lanes=8, axi_data_bits=128),
     )
-    return {c.name: c for c in (tiny, dat56, xmsda)}
+    return {c.name: c for c in (tiny, dat56, dat56_b, xmsda)}
 
 
 PRESETS: dict[str, Config] = _make_presets()
 
 
 def preset(name: str) -> Config:
-    """The named preset (``tiny``, ``dat56``, ``msda-xmsda``)."""
+    """The named preset (``tiny``, ``dat56``, ``dat56-b``, ``msda-xmsda``)."""
     if name not in PRESETS:
         raise ConfigError("preset", name, "one of " + ", ".join(PRESETS))
     return PRESETS[name]

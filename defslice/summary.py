@@ -13,6 +13,7 @@ from pathlib import Path
 
 from defslice.config import Config
 from defslice.errors import DefsliceError
+from defslice.hw.board import board_summary_lines
 from defslice.hw.reports import critical_path_text
 from defslice.reporting import markdown_table
 
@@ -62,10 +63,8 @@ def _capacity(part: str) -> dict[str, int] | None:
 
 def _configuration(cfg: Config, nas: dict | None) -> list[str]:
     w, s, n, h, d = cfg.workload, cfg.slicing, cfg.numerics, cfg.hw, cfg.dram
-    levels = ", ".join(f"{hh}x{ww}" for hh, ww in w.levels)
     rows = [
-        ["workload", f"`{w.kind}`: levels {levels}, {w.heads} head(s) x {w.channels} "
-                     f"channels, {w.points} point(s) per level, {w.num_queries} queries"],
+        ["workload", f"`{w.kind}`: {w.describe()}"],
         ["slicing", f"Hs x Ws = {s.slice_h} x {s.slice_w}, overlap {s.overlap}"
                     + (" (chosen by the search)" if nas else "")],
         ["numerics", f"value {n.value_bits} b ({n.value_frac} frac), coordinate fraction "
@@ -129,7 +128,7 @@ def _hw_section(cfg: Config, util: dict | None, timing: dict | None) -> list[str
         lines += [f"ECP5 place and route (`{timing['device']}`, open flow): Fmax "
                   f"**{timing['fmax_mhz']:.1f} MHz** against a {timing['target_mhz']:g} MHz "
                   f"target ({verdict}). A Vivado run on the Xilinx part is not part of the "
-                  "flow; the Vivado project is in `verilog/xilinx/`.", ""]
+                  "flow.", ""]
         text = critical_path_text(timing.get("critical_path"), "verilog/defslice_top.v")
         if text:
             lines += [text, ""]
@@ -257,6 +256,7 @@ def write_summary(cfg: Config, out: Path, seconds: dict[str, float], searched: b
               f"{_pct(model['clamped_fraction'])} of the sampling points fall outside their "
               f"slice's window and are clamped ({model['slices']} slices).", ""]
     lines += _hw_section(cfg, util, timing)
+    lines += board_summary_lines(out / "verilog")
     lines += _sim_section(sim, timing["fmax_mhz"] if timing else None)
     lines += _traffic_section(traffic, png if (out / png).is_file() else None,
                               (out / "traffic" / f"traffic_sweep_{name}.png").is_file())

@@ -60,8 +60,8 @@ def measure(cfg: Config, seed: int = 0) -> dict:
         raise DefsliceError(f"{cfg.name}: simulated outputs differ from the golden model")
     c = res.counters
     w = cfg.workload
-    samples = prog.inputs.x.shape[1] * w.heads * w.num_levels * w.points \
-        * (w.channels // cfg.hw.lanes)
+    samples = prog.inputs.x.shape[1] * w.sample_heads * w.num_levels * w.points \
+        * (w.sample_channels // cfg.hw.lanes)
     return {
         "config": cfg.name, "lanes": cfg.hw.lanes, "buffering": cfg.hw.buffering,
         "cycles": c["CYCLES"], "busy_cycles": c["BUSY_CYCLES"],

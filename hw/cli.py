@@ -5,7 +5,9 @@ Writes into ``--out DIR``:
 * ``defslice_top.v`` -- the accelerator (ports in ``docs/hw.md``), linted with Verilator;
 * ``config.toml`` -- the configuration it was generated from;
 * ``xilinx/`` -- an amaranth-boards Vivado build tree (not built) of the board wrapper
-  :class:`defslice.hw.board.BoardTop` for ``hw.board``;
+  for ``hw.board`` (:func:`defslice.hw.board.write_board_tree`), and ``board.json``, the
+  memory it uses (:class:`defslice.hw.board.BoardMemory`); a memory image larger than
+  that memory writes no tree and ends in exit status 2 after everything else is written;
 * ``reports/xilinx_utilization.json`` and ``.md`` -- ``synth_xilinx -family xc7`` counts;
 * ``reports/ecp5_timing.json`` and ``.md`` -- ECP5 place and route with Fmax.
 
@@ -17,12 +19,16 @@ from __future__ import annotations
 import argparse
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from defslice import config as cfgmod
 from defslice.cli import add_config_arguments, config_from_args
 from defslice.config import Config
 from defslice.errors import ConfigError
 from defslice.reporting import markdown_table, write_json
+
+if TYPE_CHECKING:
+    from defslice.hw.board import BoardMemory
 
 __all__ = ["BOARDS", "configure", "run", "write_vivado_tree"]
 
@@ -42,9 +48,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-xilinx", action="store_true",
                         help="skip the Vivado build tree")
     parser.add_argument("--no-lint", action="store_true", help="skip the Verilator lint")
+    parser.add_argument("--board-memory", choices=("bram", "ddr3"), default="bram",
+                        help="memory of the board tree: on-chip block RAM (default; refused "
+                             "when the image does not fit) or the board's DDR3 (LiteDRAM)")
 
 
-def _platform(cfg: Config):
+def _platform(cfg: Config) -> object:
     import importlib
 
     if cfg.hw.board not in BOARDS:
@@ -53,16 +62,11 @@ def _platform(cfg: Config):
     return getattr(importlib.import_module(module), cls)()
 
 
-def write_vivado_tree(cfg: Config, out_dir: Path) -> Path:
-    """Extract the Vivado build tree of the board wrapper into ``out_dir``."""
-    from defslice.hw.board import BoardTop
-    from defslice.hw.params import derive
+def write_vivado_tree(cfg: Config, out_dir: Path, memory: str = "bram") -> BoardMemory:
+    """Write the board tree into ``out_dir`` when the memory image fits; the decision."""
+    from defslice.hw.board import write_board_tree
 
-    platform = _platform(cfg)
-    plan = platform.build(BoardTop(derive(cfg)), name="defslice_board",
-                          build_dir=str(out_dir), do_build=False)
-    plan.extract(str(out_dir))
-    return out_dir
+    return write_board_tree(cfg, out_dir, _platform(cfg), memory)
 
 
 def _step(msg: str) -> float:
@@ -76,6 +80,7 @@ def run(args: argparse.Namespace) -> int:
 
     cfg = config_from_args(args)
     p = derive(cfg)                       # ConfigError before anything is written
+    board: BoardMemory | None = None
     out: Path = args.out
     _step(f"generating {cfg.name} into {out}")
     vpath = generate_verilog(cfg, out)
@@ -87,7 +92,8 @@ def run(args: argparse.Namespace) -> int:
         lint_verilog(vpath)
     if not args.no_xilinx:
         _step(f"Vivado build tree for {cfg.hw.board} in {out / 'xilinx'}")
-        write_vivado_tree(cfg, out / "xilinx")
+        board = write_vivado_tree(cfg, out / "xilinx", args.board_memory)
+        write_json(out / "board.json", board.to_json())
     if not args.no_reports:
         from defslice.hw.reports import critical_path_text, ecp5_timing, xilinx_utilization
 
@@ -116,4 +122,8 @@ def run(args: argparse.Namespace) -> int:
               f"{util['RAMB18']}  RAMB36 {util['RAMB36']}  DSP {util['DSP48E1']}  "
               f"ECP5 Fmax {timing['fmax_mhz']} MHz")
     _step(f"done: {vpath}")
+    if board is not None and not board.fits:
+        from defslice.hw.board import BoardMemoryError
+
+        raise BoardMemoryError(board.refusal(cfg.name))
     return 0

@@ -1,20 +1,21 @@
-"""DAT-style deformable sampling expressed in the pixel space of this project.
+"""DAT's sampling conventions in pixels: reference points, offset modes, MSDA locations.
 
-Convention chosen here (``docs/numerics.md``, "DAT conventions"): pixel coordinates are
-those of ``grid_sample(..., align_corners=False)``, i.e. pixel ``i`` has its centre at
-coordinate ``i`` and a normalized location ``x`` in [0, 1] sits at ``x * W - 0.5``.
+One convention for every model of the project, DAT's own (``docs/numerics.md``, "DAT
+conventions"): DAT samples with ``grid_sample(..., align_corners=True)``, so a normalized
+coordinate ``g`` in [-1, 1] is pixel ``(g + 1) / 2 * (S - 1)`` on a side of ``S``
+pixels, pixel ``i``'s centre being at coordinate ``i``.
 
-* Reference points: the centres of an ``Hk x Wk`` grid of cells over the ``H x W`` map,
-  ``y_i = (i + 0.5) * H / Hk - 0.5`` (pixels), ``x_j`` alike.
-* Offsets (CVPR'22 DAT): ``tanh(raw) * range_factor`` key-grid cells, i.e.
-  ``tanh(raw_y) * range_factor * H / Hk`` pixels (reach of ``range_factor`` cells).
-* DAT's public code samples with ``align_corners=True`` on a normalized [-1, 1] grid;
-  :func:`dat_grid_to_locations` converts such a grid to the locations used here so the
-  same pixel is sampled.
+* Reference point of key ``i`` of ``Sk``: ``(i + 0.5) / (Sk - 1) * (S - 1)`` pixels
+  (DAT's ``linspace(0.5, Sk - 0.5, Sk) / (Sk - 1) * 2 - 1``; the last one lies beyond
+  the map, as in DAT).
+* Offsets from the offset network's output ``raw`` (per axis):
+  ``offset_range_factor < 0`` (DAT++): ``pos = clamp(ref + raw * (S - 1) / 2, 0, S - 1)``;
+  ``>= 0``: ``pos = ref + tanh(raw) * factor * (S - 1) / (2 (Sk - 1))``, not clamped
+  (sampling reads zero outside the map).
 
-DAT sampling is MSDA with one level, one point and attention weight 1: the sampled keys
-of group ``g`` are the output channels ``g * D .. (g+1) * D - 1`` of :func:`msda_forward`
-with ``Lq = Hk * Wk`` queries.
+The sampling engine sees DAT's keys as MSDA with one level, one point and weight 1; its
+normalized locations are ``(p + 0.5) / S`` (:func:`pixels_to_locations`), which puts the
+same pixel coordinate ``p`` under MSDA's ``align_corners=False`` rule.
 """
 
 from __future__ import annotations
@@ -26,41 +27,77 @@ from defslice.errors import InputError
 __all__ = [
     "dat_grid_to_locations",
     "dat_inputs",
-    "dat_offsets_to_locations",
-    "reference_grid",
+    "offset_scale_px",
+    "pixels_to_locations",
+    "positions_from_offsets",
+    "reference_points_px",
 ]
 
 
-def reference_grid(H: int, W: int, Hk: int, Wk: int) -> np.ndarray:
-    """Cell-centre reference points, pixels, shape (Hk * Wk, 2) as (x, y), row-major."""
-    ys = (np.arange(Hk) + 0.5) * H / Hk - 0.5
-    xs = (np.arange(Wk) + 0.5) * W / Wk - 0.5
+def reference_points_px(H: int, W: int, Hk: int, Wk: int) -> np.ndarray:
+    """DAT's reference points in pixels, float64 (Hk, Wk, 2) as (y, x)."""
+    if Hk < 2 or Wk < 2:
+        raise InputError(f"DAT's key grid needs at least 2 x 2 keys, got {Hk} x {Wk}")
+    ys = (np.arange(Hk) + 0.5) / (Hk - 1) * (H - 1)
+    xs = (np.arange(Wk) + 0.5) / (Wk - 1) * (W - 1)
     yy, xx = np.meshgrid(ys, xs, indexing="ij")
-    return np.stack([xx.reshape(-1), yy.reshape(-1)], axis=-1)
+    return np.stack([yy, xx], axis=-1)
 
 
-def dat_offsets_to_locations(raw_offsets: np.ndarray, H: int, W: int, Hk: int, Wk: int,
-                             range_factor: float) -> np.ndarray:
-    """Raw offset-network outputs to normalized sampling locations.
+def offset_scale_px(H: int, W: int, Hk: int, Wk: int, factor: float) -> np.ndarray:
+    """Pixels per unit of the offset network's output, float64 (2,) as (y, x).
 
-    ``raw_offsets``: (N, G, Hk, Wk, 2) as (dx, dy) before ``tanh``. Returns normalized
-    (x, y) locations of shape (N, Hk*Wk, G, 1, 1, 2), ready for ``msda_forward``.
+    ``factor < 0``: the output is a normalized offset, ``(S - 1) / 2`` pixels per unit;
+    ``factor >= 0``: ``tanh`` of it is scaled by ``factor * (S - 1) / (2 (Sk - 1))``.
     """
-    raw = np.asarray(raw_offsets, dtype=np.float64)
-    if raw.ndim != 5 or raw.shape[2:] != (Hk, Wk, 2):
-        raise InputError(f"raw_offsets must be (N, G, {Hk}, {Wk}, 2), got {raw.shape}")
-    cell = np.array([W / Wk, H / Hk])
-    px = reference_grid(H, W, Hk, Wk)[None, None] \
-        + np.tanh(raw.reshape(raw.shape[0], raw.shape[1], Hk * Wk, 2)) * range_factor * cell
-    norm = (px + 0.5) / np.array([W, H])
-    return norm.transpose(0, 2, 1, 3)[:, :, :, None, None, :]
+    if factor < 0:
+        return np.array([(H - 1) / 2, (W - 1) / 2])
+    return np.array([factor * (H - 1) / (2 * (Hk - 1)), factor * (W - 1) / (2 * (Wk - 1))])
+
+
+def positions_from_offsets(raw: np.ndarray, H: int, W: int, factor: float,
+                           clamp: bool = True) -> np.ndarray:
+    """Key positions in pixels from the offset network's output.
+
+    Arguments
+    ---------
+    raw : float array (..., Hk, Wk, 2)
+        ``conv_offset`` output as (dy, dx), in the array's dtype.
+    H, W : int
+        Map size in pixels.
+    factor : float
+        ``offset_range_factor``.
+    clamp : bool
+        Apply the clamp of a negative factor (``False``: where the key would have gone).
+
+    Returns
+    -------
+    float array (..., Hk, Wk, 2), (y, x) pixels, the dtype of ``raw``.
+    """
+    raw = np.asarray(raw)
+    hk, wk = raw.shape[-3:-1]
+    dt = raw.dtype.type
+    ref = reference_points_px(H, W, hk, wk).astype(dt)
+    scale = offset_scale_px(H, W, hk, wk, factor).astype(dt)
+    if factor >= 0:
+        return ref + np.tanh(raw) * scale
+    pos = ref + raw * scale
+    if not clamp:
+        return pos
+    return np.clip(pos, dt(0), np.array([H - 1, W - 1], dtype=dt))
+
+
+def pixels_to_locations(pos_yx: np.ndarray, H: int, W: int) -> np.ndarray:
+    """Pixel positions (..., 2) as (y, x) to MSDA's normalized locations (..., 2) (x, y)."""
+    p = np.asarray(pos_yx, dtype=np.float64)
+    return np.stack([(p[..., 1] + 0.5) / W, (p[..., 0] + 0.5) / H], axis=-1)
 
 
 def dat_grid_to_locations(grid: np.ndarray, H: int, W: int) -> np.ndarray:
-    """DAT's ``align_corners=True`` grid in [-1, 1] (..., 2) to normalized locations.
+    """DAT's ``align_corners=True`` grid in [-1, 1] (..., 2) as (x, y) to MSDA locations.
 
     ``align_corners=True`` puts -1 and +1 on the centres of the outer pixels, pixel
-    ``(g + 1) / 2 * (W - 1)``; here that pixel is the location ``(px + 0.5) / W``.
+    ``(g + 1) / 2 * (W - 1)``; that pixel is the MSDA location ``(px + 0.5) / W``.
     """
     g = np.asarray(grid, dtype=np.float64)
     size = np.array([W, H], dtype=np.float64)
@@ -68,9 +105,9 @@ def dat_grid_to_locations(grid: np.ndarray, H: int, W: int) -> np.ndarray:
     return (px + 0.5) / size
 
 
-def dat_inputs(features: np.ndarray, locations: np.ndarray):
-    """Features (N, H, W, G, D) and locations from :func:`dat_offsets_to_locations` to
-    MSDA arguments ``(value, spatial_shapes, sampling_locations, attention_weights)``."""
+def dat_inputs(features: np.ndarray, locations: np.ndarray) -> tuple:
+    """Features (N, H, W, G, D) and locations (N, Lq, G, 1, 1, 2) to the MSDA arguments
+    ``(value, spatial_shapes, sampling_locations, attention_weights)``."""
     f = np.asarray(features)
     if f.ndim != 5:
         raise InputError(f"features must be (N, H, W, G, D), got {f.shape}")

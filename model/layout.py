@@ -101,7 +101,7 @@ class DramLayout:
         Queries stored (default ``cfg.workload.num_queries``).
     """
 
-    def __init__(self, cfg: Config, num_queries: int | None = None):
+    def __init__(self, cfg: Config, num_queries: int | None = None) -> None:
         if cfg.workload.batch != 1:
             raise ConfigError("workload.batch", cfg.workload.batch,
                               "1 for the accelerator (run batch elements one after another)")
@@ -111,8 +111,8 @@ class DramLayout:
         self.max_beats = cfg.hw.max_burst_beats
         self.num_queries = w.num_queries if num_queries is None else num_queries
         self.pixel_stride = _round_up(w.embed_dim * d.element_bytes, self.bus_bytes)
-        self.query_stride = _round_up(w.heads * w.num_levels * w.points * POINT_RECORD_BYTES,
-                                      self.bus_bytes)
+        self.query_stride = _round_up(
+            w.sample_heads * w.num_levels * w.points * POINT_RECORD_BYTES, self.bus_bytes)
         self.out_stride = _round_up(w.embed_dim * d.out_element_bytes, self.bus_bytes)
         self.desc_stride = _round_up(DESC_HEADER_BYTES + DESC_LEVEL_BYTES * w.num_levels,
                                      self.bus_bytes)
@@ -212,7 +212,8 @@ class SlicedProgram:
     layout : DramLayout
     """
 
-    def __init__(self, cfg: Config, inputs: FixedInputs, reference_points: np.ndarray):
+    def __init__(self, cfg: Config, inputs: FixedInputs,
+                 reference_points: np.ndarray) -> None:
         self.cfg = cfg
         self.inputs = inputs
         if inputs.value.shape[0] != 1:

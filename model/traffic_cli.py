@@ -14,6 +14,7 @@ import argparse
 import shutil
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -21,6 +22,9 @@ from defslice.cli import add_config_arguments, config_from_args
 from defslice.config import Config
 from defslice.errors import ConfigError, InputError
 from defslice.reporting import write_json
+
+if TYPE_CHECKING:
+    from defslice.model.traffic.trace import SamplingTrace
 
 #: The configuration whose report also gets the plain file names (the paper's case).
 PAPER_CASE = "dat56"
@@ -53,7 +57,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
-def _trace(cfg: Config, args: argparse.Namespace):
+def _trace(cfg: Config, args: argparse.Namespace) -> SamplingTrace:
     from defslice.model.traffic.trace import SamplingTrace
 
     if args.trace is None:
@@ -69,15 +73,8 @@ def _trace(cfg: Config, args: argparse.Namespace):
 
 
 def _workload_text(cfg: Config) -> str:
-    w = cfg.workload
-    if w.kind == "dat":
-        return (f"DAT, {w.levels[0][0]}x{w.levels[0][1]} map, {w.heads} group(s) x "
-                f"{w.channels} channels, {w.key_grid[0]}x{w.key_grid[1]} sampled keys, "
-                f"offsets up to {w.offset_range_factor:g} cells; slicing Hs={cfg.slicing.slice_h}"
-                f", Ws={cfg.slicing.slice_w}, overlap {cfg.slicing.overlap}")
-    return (f"MSDA, levels {list(w.levels)}, M={w.heads}, D={w.channels}, P={w.points}, "
-            f"{w.num_queries} queries, offsets N(0, {w.offset_std_px:g} px); slicing "
-            f"Hs={cfg.slicing.slice_h}, Ws={cfg.slicing.slice_w}, overlap {cfg.slicing.overlap}")
+    s = cfg.slicing
+    return f"{cfg.workload.describe()}; slicing Hs={s.slice_h}, Ws={s.slice_w}, overlap {s.overlap}"
 
 
 def run(args: argparse.Namespace) -> int:

@@ -65,14 +65,14 @@ def read_state_dict(source: str | Path | dict) -> dict[str, Any]:
     return {k.removeprefix("module."): v for k, v in source.items() if hasattr(v, "shape")}
 
 
-def infer_spec(sd: dict[str, Any], img_size: tuple[int, int], key_grid: tuple[int, int],
-               range_factor: float, **overrides: Any) -> DatSpec:
+def infer_spec(sd: dict[str, Any], img_size: tuple[int, int], stride: int,
+               offset_range_factor: float, **overrides: Any) -> DatSpec:
     """The :class:`DatSpec` a DAT-format state dict describes (stage 0).
 
     Read from shapes: ``dim``, input channels and patch size (``patch_proj.0.weight``),
     depth (``stages.0.attns.<i>``), groups and offset kernel (``conv_offset.0.weight``),
     heads and ``use_pe`` (``rpe_table``, else ``dim // 32``), MLP ratio and classes.
-    Not in a state dict, so given: image size, key grid, offset range (cells).
+    Not in a state dict, so given: image size, sampling stride, ``offset_range_factor``.
     """
     try:
         w = sd["patch_proj.0.weight"]
@@ -87,8 +87,8 @@ def infer_spec(sd: dict[str, Any], img_size: tuple[int, int], key_grid: tuple[in
     head = sd.get("cls_head.weight")
     base = dict(in_chans=in_chans, img_size=img_size, stem_kernel=k, stem_stride=k, dim=dim,
                 depth=depth, heads=int(rpe.shape[0]) if rpe is not None else max(1, dim // 32),
-                groups=dim // int(off.shape[0]), key_grid=key_grid,
-                offset_kernel=int(off.shape[-1]), range_factor=range_factor,
+                groups=dim // int(off.shape[0]), stride=stride,
+                offset_kernel=int(off.shape[-1]), offset_range_factor=offset_range_factor,
                 use_pe=rpe is not None, mlp_ratio=int(lin.shape[0]) / dim if lin is not None
                 else 0.0, num_classes=int(head.shape[0]) if head is not None else 1000)
     if head is not None:

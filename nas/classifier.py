@@ -155,7 +155,7 @@ class DatPlusClassifier(nn.Module):
         map (positions clamped into the windows)."""
         a = self.spec.attention
         grid = SliceGrid([a.map_size], slice_h, slice_w, overlap, "clamp")
-        return SliceLayout.build(grid, a.key_grid)
+        return SliceLayout.build(grid, a.layer)
 
     def supports_cache(self) -> bool:
         """Always: :meth:`cache_inputs` applies to every input."""

@@ -164,7 +164,6 @@ def fashion_objective(cfg: Config, progress: bool = False
     validation split, its metadata and the test set (10000 images, for the final
     figures only).
     """
-    from defslice.nas import dat_torch
     from defslice.nas.classifier import CLASSIFIER_VERSION, ClassifierSpec, DatPlusClassifier
     from defslice.nas.data import fashion_mnist
     from defslice.nas.fashion import file_digest
@@ -175,8 +174,7 @@ def fashion_objective(cfg: Config, progress: bool = False
     recipe = {**FASHION_RECIPE, "data": "fashion-mnist",
               "files": {p: file_digest(p) for p in ("train", "test")},
               "val_images": nas.val_images, "seed": nas.seed,
-              "classifier_version": CLASSIFIER_VERSION,
-              "layer_version": getattr(dat_torch, "LAYER_CONVENTION", 1)}
+              "classifier_version": CLASSIFIER_VERSION}
     if nas.train_epochs is not None:
         recipe["epochs"] = nas.train_epochs
 
@@ -252,10 +250,10 @@ def imagefolder_objective(cfg: Config, data_dir: str | Path, checkpoint: str | P
                           ) -> tuple[SubnetAccuracy, dict[str, Any]]:
     """A DAT-format checkpoint scored on an ImageNet-layout folder.
 
-    The model's shape is read from the checkpoint (:func:`infer_spec`); the key grid
-    and offset range come from ``cfg.workload``; the image size defaults to the map
-    times the checkpoint's patch size. ``finetune_dir``: a second folder used for
-    supernet fine-tuning (none: no fine-tuning data).
+    The model's shape is read from the checkpoint (:func:`infer_spec`); the sampling
+    stride and ``offset_range_factor`` come from ``cfg.workload``; the image size
+    defaults to the map times the checkpoint's patch size. ``finetune_dir``: a second
+    folder used for supernet fine-tuning (none: no fine-tuning data).
     """
     if checkpoint is None:
         raise InputError("the imagefolder objective needs --checkpoint (a DAT-format file)")
@@ -263,7 +261,7 @@ def imagefolder_objective(cfg: Config, data_dir: str | Path, checkpoint: str | P
     wl = cfg.workload
     patch = int(sd["patch_proj.0.weight"].shape[-1]) if "patch_proj.0.weight" in sd else 4
     size = img_size or (wl.levels[0][0] * patch, wl.levels[0][1] * patch)
-    spec = infer_spec(sd, size, wl.key_grid, float(wl.offset_range_factor))
+    spec = infer_spec(sd, size, wl.stride, float(wl.offset_range_factor))
     model = DatClassifier(spec)
     rep = load_dat_checkpoint(model, sd)
     val = image_folder(data_dir, spec.img_size, spec.in_chans)

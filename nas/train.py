@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from defslice.nas._torch import require_torch
-from defslice.nas.dat_torch import DatClassifier, SliceLayout
+from defslice.nas.dat_torch import LAYER_CONVENTION, DatClassifier, SliceLayout
 
 torch = require_torch()
 from torch.nn import functional as F  # noqa: E402
@@ -131,13 +131,14 @@ def cached_weights(name: str, spec: Any, recipe: dict,
 
     ``build(model)`` trains ``model`` in place and returns metadata (JSON-able); the
     file is ``cache_dir() / f"{name}-{hash}.pt"`` with the hash over ``spec``,
-    ``recipe``, :data:`RECIPE_VERSION` and :func:`machine_identity`. ``make(spec)``
-    builds the model (default :class:`DatClassifier`). Returns the model and its
-    metadata, with ``meta["cached"]`` telling whether it came from the cache and
+    ``recipe``, :data:`RECIPE_VERSION`, the layer's conventions
+    (:data:`~defslice.nas.dat_torch.LAYER_CONVENTION`) and :func:`machine_identity`.
+    ``make(spec)`` builds the model (default :class:`DatClassifier`). Returns the model
+    and its metadata, with ``meta["cached"]`` telling whether it came from the cache and
     ``meta["key"]`` the hash (and with it everything it covers, ``meta["key_parts"]``).
     """
     parts = {"spec": asdict(spec), "recipe": recipe, "version": RECIPE_VERSION,
-             **machine_identity()}
+             "layer": LAYER_CONVENTION, **machine_identity()}
     key = cache_key(**parts)
     path = cache_dir() / f"{name}-{key}.pt"
     torch.manual_seed(int(recipe.get("seed", 0)))  # the initial weights

@@ -43,8 +43,8 @@ def timeout_cycles(stim: Stimulus) -> int:
     prog = stim.program
     w = prog.cfg.workload
     beats = sum(b.beats for b in prog.transfers())
-    steps = prog.layout.num_queries * w.heads * w.num_levels * w.points * (
-        w.channels // prog.cfg.hw.lanes)
+    steps = prog.layout.num_queries * w.sample_heads * w.num_levels * w.points * (
+        w.sample_channels // prog.cfg.hw.lanes)
     return 40 * (beats + steps) + 20_000
 
 

@@ -78,8 +78,8 @@ def write_behavioural_verilog(cfg: Config, out_dir: str | Path) -> Path:
     params = {
         "BUS_BITS": cfg.hw.axi_data_bits, "BUS_BYTES": cfg.hw.bus_bytes,
         "ADDR_BITS": cfg.hw.addr_bits, "SIZE_CODE": cfg.hw.bus_bytes.bit_length() - 1,
-        "MAX_BEATS": cfg.hw.max_burst_beats, "LEVELS": w.num_levels, "HEADS": w.heads,
-        "POINTS": w.points, "CHANNELS_PER_HEAD": w.channels, "CHANNELS": w.embed_dim,
+        "MAX_BEATS": cfg.hw.max_burst_beats, "LEVELS": w.num_levels, "HEADS": w.sample_heads,
+        "POINTS": w.points, "CHANNELS_PER_HEAD": w.sample_channels, "CHANNELS": w.embed_dim,
         "LANES": cfg.hw.lanes, "COORD_FRAC": n.coord_frac, "ONE": 1 << n.coord_frac,
         "ACC_BITS": n.acc_bits, "OUT_BITS": n.out_bits, "OUT_SHIFT": n.out_shift,
         "ELEM_BYTES": cfg.dram.element_bytes, "OUT_ELEM_BYTES": cfg.dram.out_element_bytes,

@@ -96,7 +96,7 @@ def check_result(stim: Stimulus, result: dict | None) -> dict:
     else:
         bad = np.argwhere(actual != expected)
         n_bad = len(bad)
-        d = cfg.workload.channels
+        d = cfg.workload.sample_channels
         for k, ch in bad[:MAX_REPORTED]:
             mism.append({
                 "stored_query": int(k), "query": stim.workload_query(int(k)),
@@ -156,14 +156,14 @@ def check_result(stim: Stimulus, result: dict | None) -> dict:
         failures.append(f"AXI protocol: {err}")
 
     w = cfg.workload
-    samples = int(expected.shape[0]) * w.heads * w.num_levels * w.points
+    samples = int(expected.shape[0]) * w.sample_heads * w.num_levels * w.points
     cycles = counters.get("CYCLES")
     busy = counters.get("BUSY_CYCLES")
     report["performance"] = {
         "cycles": cycles, "busy_cycles": busy, "stall_cycles": counters.get("STALL_CYCLES"),
         "bench_cycles": result.get("bench_cycles"),
         "bilinear_samples": samples,
-        "ideal_busy_cycles": samples * (w.channels // cfg.hw.lanes),
+        "ideal_busy_cycles": samples * (w.sample_channels // cfg.hw.lanes),
         "utilisation": (busy / cycles) if cycles and busy is not None else None,
     }
     for key in ("reset_after_read_beats", "reset_after_write_beats", "status_after_reset"):

@@ -6,7 +6,12 @@ import pytest
 import torch
 
 from defslice.errors import InputError
-from defslice.model.dat import dat_grid_to_locations, dat_inputs, dat_offsets_to_locations
+from defslice.model.dat import (
+    dat_grid_to_locations,
+    dat_inputs,
+    positions_from_offsets,
+    reference_points_px,
+)
 from defslice.model.msda import msda_backward, msda_forward
 from defslice.model.torch_reference import msda_torch
 
@@ -182,12 +187,23 @@ def test_dat_sampling_matches_grid_sample_align_corners_true():
     np.testing.assert_allclose(ours, ref.numpy(), atol=1e-12)
 
 
-def test_dat_offsets_are_bounded_by_the_range_factor():
-    H = W = 56
-    raw = np.random.default_rng(6).standard_normal((1, 1, 7, 7, 2)) * 10
-    loc = dat_offsets_to_locations(raw, H, W, 7, 7, 2.0)[0, :, 0, 0, 0]
-    px = loc * np.array([W, H]) - 0.5
-    ref = (np.stack(np.meshgrid(np.arange(7), np.arange(7), indexing="xy"), -1)
-           .reshape(-1, 2) + 0.5) * 8 - 0.5
-    assert np.abs(px - ref).max() <= 2 * 8 + 1e-9
-    assert np.abs(px - ref).max() > 8  # large raw offsets do reach past one cell
+@pytest.mark.parametrize("factor", [-1.0, 0.0, 2.0])
+def test_dat_positions_follow_dats_normalized_formulas(factor):
+    """Reference points and both offset modes in pixels equal DAT's normalized grid
+    (linspace(0.5, Hk - 0.5) / (Hk - 1) * 2 - 1, tanh * factor / (Hk - 1) or clamp to
+    [-1, 1]) mapped by align_corners=True, on a non-square map."""
+    H, W, hk, wk = 56, 40, 7, 5
+    raw = np.random.default_rng(6).standard_normal((2, 1, hk, wk, 2)) * 3
+    pos = positions_from_offsets(raw, H, W, factor)
+    ry, rx = np.meshgrid(np.linspace(0.5, hk - 0.5, hk) / (hk - 1) * 2 - 1,
+                         np.linspace(0.5, wk - 0.5, wk) / (wk - 1) * 2 - 1, indexing="ij")
+    ref = np.stack([ry, rx], -1)
+    if factor >= 0:
+        g = ref + np.tanh(raw) * np.array([1 / (hk - 1), 1 / (wk - 1)]) * factor
+    else:
+        g = np.clip(ref + raw, -1, 1)
+    np.testing.assert_allclose(pos, (g + 1) / 2 * np.array([H - 1, W - 1]), atol=1e-12)
+    np.testing.assert_allclose(reference_points_px(H, W, hk, wk)[-1, -1],
+                               [6.5 / 6 * 55, 4.5 / 4 * 39])  # beyond the map, as in DAT
+    if factor < 0:
+        assert pos.min() == 0 and pos[..., 0].max() == H - 1  # the clamp is reached

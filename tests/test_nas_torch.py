@@ -12,6 +12,7 @@ from torch.nn import functional as F
 from defslice import config as C
 from defslice.cli import main
 from defslice.errors import ConfigError, InputError
+from defslice.model.dat import pixels_to_locations, reference_points_px
 from defslice.model.sliced import sliced_forward
 from defslice.model.slicing import SliceGrid
 from defslice.nas.alpha import adaptive_alpha_divergence, alpha_divergence
@@ -28,7 +29,7 @@ torch.set_num_threads(1)
 TINY_DAT = C.Config(
     name="tiny-dat",
     workload=C.WorkloadConfig(kind="dat", levels=((16, 16),), heads=1, channels=8, points=1,
-                              key_grid=(4, 4), offset_range_factor=2.0),
+                              stride=4, offset_range_factor=2.0),
     slicing=C.SlicingConfig(slice_h=8, slice_w=8, overlap=1),
     hw=C.HwConfig(lanes=2),
     nas=C.NasConfig(slice_h_range=(4, 6), slice_w_range=(4, 6), overlaps=(0, 2),
@@ -66,14 +67,14 @@ def test_sampled_keys_match_the_golden_sliced_model(sub, clamp):
     m = tiny_model().double()
     attn = m.stages[0].attns[0]
     x = torch.randn(1, 8, 16, 16, dtype=torch.float64)
-    pos = attn.prepare(x).pos  # (1, 1, 16, 2) as (y, x) pixels
+    pos = attn.positions(attn.prepare(x), None)  # (1, 1, 16, 2) as (y, x) pixels
     grid = SliceGrid([(16, 16)], *sub, clamp=clamp)
-    keys, _, _ = attn.sample_keys(x, pos, SliceLayout.build(grid, (4, 4)))
+    keys, _, _ = attn.sample_keys(x, pos, SliceLayout.build(grid, m.spec.layer))
     value = x.permute(0, 2, 3, 1).reshape(1, 256, 1, 8).numpy()
-    loc = ((pos[0, 0].flip(-1) + 0.5) / 16).detach().numpy()        # normalized (x, y)
-    ref_px = attn.ref_px.flip(-1).double().numpy()
+    loc = pixels_to_locations(pos[0, 0].detach().numpy(), 16, 16)    # normalized (x, y)
+    ref = pixels_to_locations(reference_points_px(16, 16, 4, 4).reshape(-1, 2), 16, 16)
     golden, stats = sliced_forward(value, np.array([[16, 16]]), loc[None, :, None, None, None],
-                                   np.ones((1, 16, 1, 1, 1)), ((ref_px + 0.5) / 16)[None], grid)
+                                   np.ones((1, 16, 1, 1, 1)), ref[None], grid)
     np.testing.assert_allclose(keys[0].T.detach().numpy(), golden[0], atol=1e-12)
     assert stats.clamped_fraction > 0  # the case really exercises clamping
 
@@ -96,24 +97,26 @@ def test_one_slice_is_the_unsliced_model_and_cached_path_is_exact(kw):
 
 def test_position_bias_matches_per_image_sampling_with_groups():
     """The bias samples the shared table once per group; the reference repeats the table
-    per image (DAT's code). Several images, groups and heads per group."""
+    per image and samples it as DAT's code does (normalized grids, displacement * 0.5).
+    Several images, groups and heads per group, a non-square map."""
     torch.manual_seed(1)
-    spec = DatSpec(in_chans=1, img_size=(16, 16), stem_kernel=3, stem_stride=1, dim=16,
-                   heads=4, groups=2, key_grid=(4, 4), use_pe=True, mlp_ratio=0.0)
+    spec = DatSpec(in_chans=1, img_size=(16, 12), stem_kernel=3, stem_stride=1, dim=16,
+                   heads=4, groups=2, stride=4, use_pe=True, mlp_ratio=0.0)
     att = DatClassifier(spec).stages[0].attns[0]
     with torch.no_grad():
         att.rpe_table.normal_()
-    B, G, H, W, nk = 3, 2, 16, 16, 16
+    B, G, H, W, nk = 3, 2, 16, 12, 12
     pos = torch.rand(B * G, nk, 2) * 18 - 1
     qy, qx = torch.meshgrid(torch.arange(H, dtype=torch.float32),
                             torch.arange(W, dtype=torch.float32), indexing="ij")
-    qg = torch.stack([qx.reshape(-1) / W, qy.reshape(-1) / H], -1)
-    disp = qg[None, :, None] - torch.stack([pos[..., 1] / W, pos[..., 0] / H], -1)[:, None]
+    qg = torch.stack([qx.reshape(-1) / (W - 1), qy.reshape(-1) / (H - 1)], -1) * 2 - 1
+    kg = torch.stack([pos[..., 1] / (W - 1), pos[..., 0] / (H - 1)], -1) * 2 - 1
+    disp = (qg[None, :, None] - kg[:, None]) * 0.5
     table = att.rpe_table.reshape(G, 2, 2 * H - 1, 2 * W - 1).repeat(B, 1, 1, 1)
     ref = F.grid_sample(table, disp, mode="bilinear", align_corners=True)
     with torch.no_grad():
         torch.testing.assert_close(att._rpe_bias(pos, B, H, W), ref.reshape(B * 4, H * W, nk))
-        rows = torch.tensor([0, 5, 77, 255])
+        rows = torch.tensor([0, 5, 77, 191])
         torch.testing.assert_close(att._rpe_bias(pos, B, H, W, rows),
                                    ref.reshape(B * 4, H * W, nk)[:, rows])
 
@@ -153,11 +156,12 @@ def test_digits_margin_too_large_is_a_config_error():
 
 
 def test_query_without_keys_gets_zero_attention():
-    # 16 rows cut by 6: the last slice row (rows 12..15) holds key row 3 (pixel row 14)
-    # but a 5-row slicing leaves rows 15..15 with no key row.
-    lay = SliceLayout.build(SliceGrid([(16, 16)], 5, 16, 0), (4, 4))
-    assert float(lay.has_key.min()) == 0.0
+    # DAT's key rows on 16 rows: 2.5, 7.5, 12.5, 17.5, in pixel rows 3, 8, 13, 15 (the
+    # last beyond the map, in the nearest slice): 3-row slices leave rows 0..2 without
+    # a key row.
     m = tiny_model()
+    lay = SliceLayout.build(SliceGrid([(16, 16)], 3, 16, 0), m.spec.layer)
+    assert float(lay.has_key.min()) == 0.0
     with torch.no_grad():
         out = m(torch.randn(2, 1, 16, 16), lay)
     assert torch.isfinite(out).all()

@@ -127,7 +127,8 @@ def test_sliced_equals_transfers_on_random_workloads():
 
 # -- DAT whole-layer scope ----------------------------------------------------------------
 def dat_ctx() -> TrafficContext:
-    """8x8 map, C = 8, a 2x2 key grid, slices 4x4 with overlap 1 (one key per slice).
+    """8x8 map, C = 8, a 2x2 key grid (stride 4, 9x9 offset kernel), slices 4x4 with
+    overlap 1 (one key per slice).
 
     Keys 0 and 1 sample (2.5, 2.5), key 2 (5.5, 1.5), key 3 (5.5, 5.5): 16 corner
     fetches, 12 distinct pixels. Weights: Wq = Wk = Wv = Wo = (64 + 8) * 2 = 144 bytes;
@@ -138,7 +139,7 @@ def dat_ctx() -> TrafficContext:
     cfg = C.Config(
         name="hand-dat",
         workload=C.WorkloadConfig(kind="dat", levels=((8, 8),), heads=1, channels=8,
-                                  points=1, key_grid=(2, 2)),
+                                  points=1, stride=4, offset_kernel=9),
         slicing=C.SlicingConfig(slice_h=4, slice_w=4, overlap=1),
         hw=C.HwConfig(lanes=2, axi_data_bits=128),
     )
@@ -223,7 +224,7 @@ def test_from_arrays_names_the_bad_input():
 
 
 def test_traffic_config_fields_are_validated():
-    with pytest.raises(ConfigError, match="traffic.dat_offset_kernel"):
-        C.TrafficConfig(dat_offset_kernel=0)
+    with pytest.raises(ConfigError, match="workload.offset_kernel"):
+        C.WorkloadConfig(offset_kernel=0)
     with pytest.raises(ConfigError, match="traffic.defa_reuse_kib"):
         C.TrafficConfig(defa_reuse_kib=-1)

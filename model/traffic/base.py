@@ -40,7 +40,7 @@ class TrafficContext:
     trace : SamplingTrace
     """
 
-    def __init__(self, cfg: Config, trace: SamplingTrace):
+    def __init__(self, cfg: Config, trace: SamplingTrace) -> None:
         self.cfg = cfg
         self.trace = trace
         self.layout = DramLayout(cfg, trace.num_queries)
@@ -67,7 +67,7 @@ class TrafficContext:
     def head_chunk_bytes(self) -> int:
         """Bytes of one head's ``D`` channels of a pixel: a sampling fetch."""
         w = self.cfg.workload
-        return w.channels * self.cfg.dram.element_bytes
+        return w.sample_channels * self.cfg.dram.element_bytes
 
     def chunk_addr(self, pixel: np.ndarray, head: np.ndarray) -> np.ndarray:
         """Byte address of head ``head`` of flat value pixel ``pixel`` (layout contract:

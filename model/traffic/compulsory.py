@@ -17,7 +17,7 @@ def touched_value_regions(ctx: TrafficContext) -> tuple[np.ndarray, np.ndarray]:
     -------
     addr, nbytes : int64 arrays (R,)
     """
-    m = ctx.cfg.workload.heads
+    m = ctx.cfg.workload.sample_heads
     touched = np.zeros(ctx.cfg.workload.value_pixels * m, dtype=bool)
     for ch in ctx.trace.corner_chunks():
         touched[(ch.pixel * m + ch.head)[ch.valid]] = True

@@ -47,7 +47,7 @@ class DefaStyle(Dataflow):
     def _fetch(self, ctx: TrafficContext, c: TrafficCount) -> None:
         t, cfg = ctx.trace, ctx.cfg
         thr = cfg.traffic.defa_point_prune_threshold * 2.0 ** cfg.numerics.weight_frac
-        m = cfg.workload.heads
+        m = cfg.workload.sample_heads
 
         def kept_points(ch: CornerChunk) -> np.ndarray:
             return ch.valid & (ch.weight >= thr)[..., None]

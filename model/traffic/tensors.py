@@ -26,12 +26,13 @@ class DatLayerShape:
     """Sizes of the whole DAT deformable-attention layer around the sampling datapath.
 
     The layer (DAT, Xia et al. CVPR 2022; DAT++ stage 1 for ``dat56``) on an ``H x W``
-    map with ``C = M * D`` channels: ``q = x Wq`` over every pixel; the offset network
-    (depthwise ``k x k`` conv with stride, LayerNorm, GELU, 1x1 conv to 2 channels,
-    shared by the ``M`` groups, ``C / M`` channels each); bilinear sampling of
+    map with ``C`` channels in ``heads`` attention heads: ``q = x Wq`` over every pixel;
+    the offset network (depthwise ``k x k`` conv with stride, LayerNorm, GELU, 1x1 conv
+    to 2 channels, shared by the ``G`` offset groups, ``C / G`` channels each); bilinear sampling of
     ``Hk * Wk`` keys per group (the datapath the RTL implements); ``k = x~ Wk``,
     ``v = x~ Wv``; attention of every pixel's query over the sampled keys with a relative
-    position bias table of ``(2H - 1) (2W - 1)`` entries per head; ``y = attn Wo``.
+    position bias table of ``(2H - 1) (2W - 1)`` entries per attention head;
+    ``y = attn Wo``.
 
     Members (bytes, unpadded)
     -------------------------
@@ -54,7 +55,7 @@ class DatLayerShape:
     def from_config(cls, cfg: Config) -> DatLayerShape:
         w, eb = cfg.workload, cfg.dram.element_bytes
         h, wd = w.levels[0]
-        c, cg, k = w.embed_dim, w.channels, cfg.traffic.dat_offset_kernel
+        c, cg, k = w.embed_dim, w.sample_channels, w.offset_kernel
         return cls(
             map_pixels=h * wd,
             proj_weight_bytes=(c * c + c) * eb,
@@ -95,11 +96,11 @@ class ExtraTensors:
         Page-aligned base addresses.
     """
 
-    def __init__(self, cfg: Config, layout: DramLayout):
+    def __init__(self, cfg: Config, layout: DramLayout) -> None:
         w, d, bus = cfg.workload, cfg.dram, layout.bus_bytes
         lq = layout.num_queries
         self.sampled_stride = _round_up(
-            w.heads * w.num_levels * w.points * w.channels * d.element_bytes, bus)
+            w.sample_heads * w.num_levels * w.points * w.sample_channels * d.element_bytes, bus)
         base = layout.total_bytes
         self.sampled_base = base
         base = _round_up(base + lq * self.sampled_stride, PAGE)

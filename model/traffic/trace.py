@@ -61,7 +61,8 @@ class SamplingTrace:
         Normalized (x, y) reference point of each query (decides its slice).
     """
 
-    def __init__(self, cfg: Config, inputs: FixedInputs, reference_points: np.ndarray):
+    def __init__(self, cfg: Config, inputs: FixedInputs,
+                 reference_points: np.ndarray) -> None:
         if inputs.x.shape[0] != 1:
             raise InputError("the traffic study walks one batch element (N = 1), got "
                              f"N = {inputs.x.shape[0]}")
@@ -90,8 +91,9 @@ class SamplingTrace:
             cfg.replace(workload={"batch": 1}), seed))
 
     @classmethod
-    def from_arrays(cls, cfg: Config, sampling_locations, attention_weights,
-                    reference_points) -> SamplingTrace:
+    def from_arrays(cls, cfg: Config, sampling_locations: np.ndarray,
+                    attention_weights: np.ndarray,
+                    reference_points: np.ndarray) -> SamplingTrace:
         """A user's own sampling points.
 
         Parameters
@@ -104,7 +106,7 @@ class SamplingTrace:
         """
         w = cfg.workload
         loc = np.asarray(sampling_locations, dtype=np.float64)
-        want = (w.heads, w.num_levels, w.points, 2)
+        want = (w.sample_heads, w.num_levels, w.points, 2)
         if loc.ndim != 6 or loc.shape[0] != 1 or loc.shape[2:] != want:
             raise InputError(f"sampling_locations must be (1, Lq, {', '.join(map(str, want))})"
                              f" for this configuration, got {loc.shape}")
@@ -118,7 +120,8 @@ class SamplingTrace:
             raise InputError(f"reference_points must be (1, {loc.shape[1]}, 2), got "
                              f"{ref.shape}")
         # Traffic does not depend on the values; a zero map keeps quantization cheap.
-        value = np.zeros((1, w.value_pixels, w.heads, w.channels), dtype=np.float32)
+        value = np.zeros((1, w.value_pixels, w.sample_heads, w.sample_channels),
+                         dtype=np.float32)
         inp = quantize_inputs(cfg.numerics, value, np.array(w.levels), loc, attn)
         return cls(cfg, inp, ref)
 
