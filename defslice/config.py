@@ -29,6 +29,7 @@ __all__ = [
     "Config",
     "DramConfig",
     "HwConfig",
+    "LayerNumericsConfig",
     "NasConfig",
     "NumericsConfig",
     "SlicingConfig",
@@ -332,6 +333,210 @@ class NumericsConfig:
         return self.value_frac + self.weight_frac - self.out_frac
 
 
+#: Largest table (entries) the fixed-point layer may need: one to four block RAMs.
+MAX_TABLE_ENTRIES = 4096
+
+#: Operand widths (signed bits) of one DSP48E1 multiplier: every product of the
+#: fixed-point layer fits (the wide operand in port A, the narrow one in port B).
+DSP_A_BITS, DSP_B_BITS = 25, 18
+
+
+def gelu_table_len(frac: int) -> int:
+    """Entries of the GELU table in Q(``frac``): inputs ``-i * 2**-frac``, ``i`` below it.
+
+    Beyond, ``|GELU(-x)| = x * Phi(-x) <= 2**-(frac + 1)`` (decreasing for x > 0.76), so
+    every entry rounds to 0: the length is ``ceil(x* * 2**frac)`` with ``x*`` solving
+    ``x Phi(-x) = 2**-(frac + 1)`` (bisection in float64, 200 steps).
+    """
+    target = 2.0 ** -(frac + 1)
+    lo, hi = 0.7518, 64.0
+    for _ in range(200):
+        mid = (lo + hi) / 2
+        if mid * 0.5 * math.erfc(mid / math.sqrt(2)) > target:
+            lo = mid
+        else:
+            hi = mid
+    return math.ceil(hi * 2 ** frac)
+
+
+def tanh_table_len(in_frac: int, out_frac: int) -> int:
+    """Entries of the tanh table, inputs ``i * 2**-in_frac``: from
+    ``ceil(atanh(1 - 2**-(out_frac + 1)) * 2**in_frac)`` on, tanh rounds to 1 in Q(out_frac)."""
+    return math.ceil(math.atanh(1.0 - 2.0 ** -(out_frac + 1)) * 2 ** in_frac)
+
+
+def _dsp_fits(a: int, b: int) -> bool:
+    return min(a, b) <= DSP_B_BITS and max(a, b) <= DSP_A_BITS
+
+
+@dataclass(frozen=True)
+class LayerNumericsConfig:
+    """Fixed-point formats of the whole DAT++ layer (``docs/numerics.md``, "DAT++ layer in
+    fixed point"); the map ``x``, coordinates and the output ``y`` use ``[numerics]``
+    (``value_*``, ``coord_*``, ``out_*``).
+
+    Every tensor is signed two's complement, ``Q(frac)`` with ``*_frac`` fraction bits;
+    weights are ``weight_bits`` wide, activations ``act_bits``, biases ``acc_bits`` in
+    their accumulator's format. Rounding is half up, overflow saturates.
+
+    Members
+    -------
+    act_bits, weight_bits, acc_bits : int
+        Activation, weight and exact-accumulator widths (bits).
+    proj_q_frac, proj_k_frac, proj_v_frac, proj_out_frac : int
+        Weights of the 1x1 projections (``proj_k`` after the logit-scale fold).
+    offset_conv_frac, norm_frac, offset_proj_frac : int
+        Weights of ``conv_offset.0`` (depthwise), ``conv_offset.1`` (LayerNorm gain) and
+        ``conv_offset.3`` (after the pixel-scale fold when ``offset_range_factor < 0``).
+    rpe_frac : int
+        Relative-position bias table ``rpe_table``.
+    offset_scale_frac : int
+        The constant ``factor * (S - 1) / (2 (Sk - 1))`` pixels (``factor >= 0`` only).
+    q_frac, h_frac, z_frac, n_frac : int
+        q; the offset conv output; the normalised ``(h - mean) / std``; the LayerNorm
+        output, which is also the GELU input and output.
+    t_frac, tanh_frac : int
+        tanh input and output (``factor >= 0`` only).
+    k_frac, v_frac, o_frac : int
+        Keys, values, attention output (probabilities times values).
+    logit_bits, logit_frac : int
+        Logits (scaled q.k plus the position bias).
+    rsqrt_index_bits, rsqrt_frac : int
+        1/sqrt table: ``3 * 2**(rsqrt_index_bits - 2)`` entries in Q(``rsqrt_frac``).
+    log2e_frac : int
+        The constant log2(e).
+    exp_index_bits, exp_frac : int
+        Fraction bits of the base-2 exponent (the exp2 table has ``2**exp_index_bits``
+        entries) and of the table's values.
+    recip_frac : int
+        Softmax reciprocal ``floor(2**(exp_frac + recip_frac) / sum)``.
+    prob_frac : int
+        Probabilities.
+    """
+
+    act_bits: int = 16
+    weight_bits: int = 16
+    acc_bits: int = 48
+    proj_q_frac: int = 14
+    proj_k_frac: int = 14
+    proj_v_frac: int = 14
+    proj_out_frac: int = 14
+    offset_conv_frac: int = 14
+    norm_frac: int = 13
+    offset_proj_frac: int = 11
+    rpe_frac: int = 13
+    offset_scale_frac: int = 10
+    q_frac: int = 12
+    h_frac: int = 13
+    z_frac: int = 11
+    n_frac: int = 10
+    t_frac: int = 9
+    tanh_frac: int = 11
+    k_frac: int = 12
+    v_frac: int = 11
+    o_frac: int = 11
+    logit_bits: int = 20
+    logit_frac: int = 10
+    rsqrt_index_bits: int = 10
+    rsqrt_frac: int = 15
+    log2e_frac: int = 15
+    exp_index_bits: int = 10
+    exp_frac: int = 15
+    recip_frac: int = 22
+    prob_frac: int = 15
+
+    def __post_init__(self) -> None:
+        p = "layer_numerics."
+        _require_int(self.act_bits, p + "act_bits", 4, DSP_B_BITS - 1)
+        _require_int(self.weight_bits, p + "weight_bits", 4, DSP_B_BITS)
+        _require_int(self.acc_bits, p + "acc_bits", 2 * self.weight_bits, 64)
+        for name in ("proj_q_frac", "proj_k_frac", "proj_v_frac", "proj_out_frac",
+                     "offset_conv_frac", "norm_frac", "offset_proj_frac", "rpe_frac",
+                     "offset_scale_frac"):
+            _require_int(getattr(self, name), p + name, 0, self.weight_bits - 1)
+        for name in ("q_frac", "h_frac", "z_frac", "n_frac", "t_frac", "k_frac", "v_frac",
+                     "o_frac"):
+            _require_int(getattr(self, name), p + name, 0, self.act_bits - 1)
+        _require_int(self.tanh_frac, p + "tanh_frac", 1, DSP_B_BITS - 2)
+        _require_int(self.logit_bits, p + "logit_bits", 4, DSP_A_BITS - 1)
+        _require_int(self.logit_frac, p + "logit_frac", 0, self.logit_bits - 1)
+        _require_int(self.rsqrt_index_bits, p + "rsqrt_index_bits", 2,
+                     (MAX_TABLE_ENTRIES * 4 // 3).bit_length() - 1)
+        _require_int(self.rsqrt_frac, p + "rsqrt_frac", self.z_frac, DSP_A_BITS - 3)
+        _require_int(self.log2e_frac, p + "log2e_frac", 1, DSP_B_BITS - 2)
+        _require_int(self.exp_index_bits, p + "exp_index_bits", 0,
+                     MAX_TABLE_ENTRIES.bit_length() - 1)
+        _require_int(self.exp_frac, p + "exp_frac", 1, DSP_B_BITS - 2)
+        _require_int(self.prob_frac, p + "prob_frac", 1, DSP_B_BITS - 2)
+        _require_int(self.recip_frac, p + "recip_frac", 1, DSP_A_BITS - 2)
+        self._check_shifts()
+        self._check_tables()
+
+    def _check_shifts(self) -> None:
+        """Every requantisation inside the section shifts right (or not at all)."""
+        p = "layer_numerics."
+        for name, frac, limit, why in (
+            ("h_frac", self.h_frac, self.q_frac + self.offset_conv_frac,
+             "q_frac + offset_conv_frac"),
+            ("n_frac", self.n_frac, self.z_frac + self.norm_frac, "z_frac + norm_frac"),
+            ("t_frac", self.t_frac, self.n_frac + self.offset_proj_frac,
+             "n_frac + offset_proj_frac"),
+            ("logit_frac", self.logit_frac, self.q_frac + self.k_frac, "q_frac + k_frac"),
+            ("exp_index_bits", self.exp_index_bits, self.logit_frac + self.log2e_frac,
+             "logit_frac + log2e_frac"),
+            ("prob_frac", self.prob_frac, self.exp_frac + self.recip_frac,
+             "exp_frac + recip_frac"),
+            ("o_frac", self.o_frac, self.prob_frac + self.v_frac, "prob_frac + v_frac"),
+        ):
+            _require(frac <= limit, p + name, frac, f"<= {why} = {limit}")
+
+    def _check_tables(self) -> None:
+        p = "layer_numerics."
+        for name, entries in (("n_frac", self.gelu_table_len),
+                              ("t_frac", self.tanh_table_len)):
+            _require(entries <= MAX_TABLE_ENTRIES, p + name, getattr(self, name),
+                     f"a value whose table has <= {MAX_TABLE_ENTRIES} entries (has {entries})")
+
+    # -- derived sizes ------------------------------------------------------------------
+    @property
+    def rsqrt_table_len(self) -> int:
+        """Entries of the 1/sqrt table (indices ``2**(b-2) .. 2**b - 1``)."""
+        return 3 << (self.rsqrt_index_bits - 2)
+
+    @property
+    def exp_table_len(self) -> int:
+        """Entries of the exp2 table (one per fraction of the exponent)."""
+        return 1 << self.exp_index_bits
+
+    @property
+    def gelu_table_len(self) -> int:
+        """Entries of the GELU table (:func:`gelu_table_len` of ``n_frac``)."""
+        return gelu_table_len(self.n_frac)
+
+    @property
+    def tanh_table_len(self) -> int:
+        """Entries of the tanh table (:func:`tanh_table_len` of ``t_frac``, ``tanh_frac``)."""
+        return tanh_table_len(self.t_frac, self.tanh_frac)
+
+    def dsp_products(self, value_bits: int, coord_frac: int) -> list[tuple[str, int, int]]:
+        """Every kind of product of the layer as ``(name, bits, bits)`` signed operand
+        widths; ``value_bits`` and ``coord_frac`` come from ``[numerics]``."""
+        a, w, bil = self.act_bits, self.weight_bits, 2 * coord_frac + 2
+        return [
+            ("1x1 projections and offset convolutions (weight x activation)", w, a),
+            ("sampled value x bilinear weight", value_bits, bil),
+            ("LayerNorm square d * d", a + 1, a + 1),
+            ("LayerNorm d x 1/sqrt table", a + 1, self.rsqrt_frac + 2),
+            ("LayerNorm gain z x gamma", a, w),
+            ("tanh x offset scale", self.tanh_frac + 2, w),
+            ("bias table x bilinear weight", w, bil),
+            ("logit q x k", a, a),
+            ("logit difference x log2(e)", self.logit_bits + 1, self.log2e_frac + 2),
+            ("exponential x reciprocal", self.exp_frac + 2, self.recip_frac + 2),
+            ("probability x value", self.prob_frac + 2, a),
+        ]
+
+
 @dataclass(frozen=True)
 class HwConfig:
     """Shape of the generated accelerator.
@@ -599,6 +804,7 @@ class Config:
     workload: WorkloadConfig = field(default_factory=WorkloadConfig)
     slicing: SlicingConfig = field(default_factory=SlicingConfig)
     numerics: NumericsConfig = field(default_factory=NumericsConfig)
+    layer_numerics: LayerNumericsConfig = field(default_factory=LayerNumericsConfig)
     hw: HwConfig = field(default_factory=HwConfig)
     dram: DramConfig = field(default_factory=DramConfig)
     traffic: TrafficConfig = field(default_factory=TrafficConfig)
@@ -621,6 +827,47 @@ class Config:
         _require(n.coord_bits >= need, "numerics.coord_bits", n.coord_bits,
                  f">= {need} (coord_frac {n.coord_frac} + integer bits for a "
                  f"{h0}x{w0} map)")
+        if w.kind == "dat":
+            self._check_layer_numerics()
+
+    def _check_layer_numerics(self) -> None:
+        """The fixed-point layer's formats against ``[numerics]``: right shifts only,
+        every product inside one DSP48E1."""
+        n, ln, p = self.numerics, self.layer_numerics, "layer_numerics."
+        f = n.coord_frac
+        for name, frac, limit, why in (
+            ("q_frac", ln.q_frac, n.value_frac + ln.proj_q_frac,
+             "numerics.value_frac + proj_q_frac"),
+            ("k_frac", ln.k_frac, n.value_frac + ln.proj_k_frac,
+             "numerics.value_frac + proj_k_frac"),
+            ("v_frac", ln.v_frac, n.value_frac + ln.proj_v_frac,
+             "numerics.value_frac + proj_v_frac"),
+            ("logit_frac", ln.logit_frac, 2 * f + ln.rpe_frac,
+             "2 numerics.coord_frac + rpe_frac"),
+            ("offset_proj_frac", f, ln.n_frac + ln.offset_proj_frac,
+             "n_frac + offset_proj_frac (numerics.coord_frac must not exceed it)"),
+            ("offset_scale_frac", f, ln.tanh_frac + ln.offset_scale_frac,
+             "tanh_frac + offset_scale_frac (numerics.coord_frac must not exceed it)"),
+            ("proj_out_frac", n.out_frac, ln.o_frac + ln.proj_out_frac,
+             "o_frac + proj_out_frac (numerics.out_frac must not exceed it)"),
+        ):
+            _require(frac <= limit, p + name, getattr(ln, name), f"such that {frac} <= "
+                     f"{why} = {limit}")
+        wl = self.workload
+        cg = wl.embed_dim // wl.groups
+        _require(4 ** (ln.act_bits - 1 - ln.z_frac) >= cg, p + "z_frac", ln.z_frac,
+                 f"small enough for |z| <= sqrt(C / groups) = sqrt({cg}) to fit "
+                 f"{ln.act_bits} bits")
+        terms = max(wl.embed_dim, wl.offset_kernel ** 2)
+        need = (terms << (ln.act_bits + ln.weight_bits - 2)).bit_length() + 2
+        _require(ln.acc_bits >= need, p + "acc_bits", ln.acc_bits,
+                 f">= {need} (exact sums of {terms} products plus a bias)")
+        # The section's own ranges keep its products inside a DSP48E1; the bilinear
+        # weights (2 coord_frac + 1 bits, unsigned) depend on [numerics].
+        for what, a, b in ln.dsp_products(n.value_bits, f):
+            _require(_dsp_fits(a, b), "numerics.coord_frac", f,
+                     f"small enough for '{what}' ({a} x {b} bits) to fit one DSP48E1 "
+                     f"({DSP_A_BITS} x {DSP_B_BITS} signed)")
 
     # -- conveniences ----------------------------------------------------------------
     def replace(self, **sections: Any) -> Config:
@@ -653,6 +900,7 @@ _SECTIONS = {
     "workload": WorkloadConfig,
     "slicing": SlicingConfig,
     "numerics": NumericsConfig,
+    "layer_numerics": LayerNumericsConfig,
     "hw": HwConfig,
     "dram": DramConfig,
     "traffic": TrafficConfig,

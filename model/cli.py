@@ -4,7 +4,8 @@ Writes ``OUT/model.json`` and ``OUT/model.md``: fixed-point error against float 
 bound, sliced against unsliced results, the share of clamped sampling points, and times;
 for a ``dat`` workload also the whole DAT++ layer (``layer``): keys clamped to the map and
 by a window, window sizes, the offset convolution's reach and the overlap that makes it
-exact, and the sliced layer's difference from the unsliced one.
+exact, and the sliced layer's difference from the unsliced one; and the fixed-point
+layer's error against float (``layer_fixed``, :mod:`defslice.model.dat_layer_error`).
 """
 
 from __future__ import annotations
@@ -143,17 +144,40 @@ def _layer_rows(layer: dict) -> list[list[str]]:
     ] + [[f"time: layer {k} (s)", f"{v:.3f}"] for k, v in layer["seconds"].items()]
 
 
+def evaluate_layer_fixed(cfg: Config, seed: int = 0) -> dict:
+    """The fixed-point DAT++ layer against float on random weights, sliced and unsliced,
+    and the worst error of each of its nonlinearities."""
+    from defslice.model.dat_layer_error import layer_error, nonlinearity_errors
+
+    hk, wk = cfg.workload.key_grid
+    return {"sliced": layer_error(cfg, seed), "unsliced": layer_error(cfg, seed, sliced=False),
+            "nonlinearities": nonlinearity_errors(cfg.layer_numerics, hk * wk)}
+
+
+def _layer_fixed_rows(lf: dict) -> list[list[str]]:
+    rows = []
+    for mode in ("sliced", "unsliced"):
+        for ref in ("raw", "same_inputs"):
+            r = lf[mode][ref]
+            rows.append([f"{mode}, vs float on {ref.replace('_', ' ')}",
+                         f"{r['y_max_abs']:.4g}", f"{r['y_rms']:.4g}",
+                         f"{100 * r['y_rel_rms']:.2f}%", f"{r['position_max_px']:.4g}",
+                         f"{r['prob_max_abs']:.4g}"])
+    return rows
+
+
 def run(args: argparse.Namespace) -> int:
     cfg = config_from_args(args)
     res = evaluate(cfg, args.seed)
     if cfg.workload.kind == "dat":
         res["layer"] = evaluate_layer(cfg, args.seed)
+        res["layer_fixed"] = evaluate_layer_fixed(cfg, args.seed)
     if not res["fixed_within_bound"]:
         raise DefsliceError("the fixed-point model exceeded its stated error bound")
     out: Path = args.out
     write_json(out / "model.json", res)
     rows = [[k, f"{v:.6g}" if isinstance(v, float) else str(v)]
-            for k, v in res.items() if k not in ("seconds", "layer")]
+            for k, v in res.items() if k not in ("seconds", "layer", "layer_fixed")]
     rows += [[f"time: {k} (s)", f"{v:.3f}"] for k, v in res["seconds"].items()]
     text = (f"# Golden model on `{cfg.name}`\n\n## Sampling engine\n\n"
             + markdown_table(["quantity", "value"], rows) + "\n")
@@ -162,6 +186,16 @@ def run(args: argparse.Namespace) -> int:
                  f"weights (seed {args.seed}), float64, sliced Hs = {cfg.slicing.slice_h}, "
                  f"Ws = {cfg.slicing.slice_w}, overlap {cfg.slicing.overlap}.\n\n"
                  + markdown_table(["quantity", "value"], _layer_rows(res["layer"])) + "\n")
+    if "layer_fixed" in res:
+        lf = res["layer_fixed"]
+        text += ("\n## DAT++ layer in fixed point against float (random weights, seed "
+                 f"{args.seed})\n\n" + markdown_table(
+                     ["case", "y max abs", "y rms", "y rms / float rms", "position max (px)",
+                      "probability max abs"], _layer_fixed_rows(lf))
+                 + "\n\n" + markdown_table(
+                     ["nonlinearity", "worst error", "unit", "over"],
+                     [[k, f"{v['worst']:.4g}", v["unit"], v["inputs"]]
+                      for k, v in lf["nonlinearities"].items()]) + "\n")
     (out / "model.md").write_text(text)
     print(f"model: {cfg.name}: fixed vs float max |err| "
           f"{res['fixed_vs_float_same_inputs_max_abs']:.4g} (bound "
@@ -174,4 +208,10 @@ def run(args: argparse.Namespace) -> int:
               f"conv exact from overlap {max(lay['required_overlap_px'])} (configured "
               f"{lay['overlap']}); sliced vs unsliced max |dy| "
               f"{lay['sliced_vs_unsliced_max_abs']:.4g}")
+    if "layer_fixed" in res:
+        r = res["layer_fixed"]["sliced"]["raw"]
+        print(f"model: {cfg.name}: fixed-point layer vs float (sliced, random weights): "
+              f"y max |err| {r['y_max_abs']:.4g}, rms {r['y_rms']:.4g} "
+              f"({100 * r['y_rel_rms']:.2f}% of the float rms), positions within "
+              f"{r['position_max_px']:.3g} px")
     return 0

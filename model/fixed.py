@@ -33,7 +33,14 @@ import numpy as np
 
 from defslice.config import NumericsConfig
 from defslice.errors import InputError
-from defslice.model.fixedpoint import quantize, round_half_up_shift, saturate, signed_range
+from defslice.model.fixedpoint import (
+    bilinear_weights,
+    quantize,
+    round_half_up_shift,
+    saturate,
+    signed_range,
+    split_coord,
+)
 from defslice.model.msda import check_inputs
 from defslice.model.sampling import Corners, LevelTable, chunks, corner_valid, flat_pixel_index
 
@@ -125,7 +132,6 @@ def fixed_forward(num: NumericsConfig, inp: FixedInputs, windows: np.ndarray | N
         raise InputError(f"windows must be (N, Lq, L, 8) = {(n, lq, n_lvl, 8)}, got "
                          f"{windows.shape}")
     f = num.coord_frac
-    one = 1 << f
     v2 = inp.value.reshape(n * s * m, d)
     out = np.empty((n, lq, m * d), dtype=np.int64)
     heads = np.arange(m, dtype=np.int64)[None, None, :, None, None, None]
@@ -137,10 +143,9 @@ def fixed_forward(num: NumericsConfig, inp: FixedInputs, windows: np.ndarray | N
         if clamp == "clamp":
             x = np.clip(x, wq[..., 6] << f, wq[..., 7] << f)
             y = np.clip(y, wq[..., 4] << f, wq[..., 5] << f)
-        x0, y0 = x >> f, y >> f
-        fx, fy = x & (one - 1), y & (one - 1)
-        wb = np.stack([(one - fy) * (one - fx), (one - fy) * fx, fy * (one - fx), fy * fx],
-                      axis=-1)
+        x0, fx = split_coord(x, f)
+        y0, fy = split_coord(y, f)
+        wb = bilinear_weights(fy, fx, f)
         corners = Corners.from_floor(y0, x0)
         valid = corner_valid(corners, wq[..., 0], wq[..., 0] + wq[..., 2],
                              wq[..., 1], wq[..., 1] + wq[..., 3])
