@@ -771,7 +771,7 @@ class NasConfig:
         _require_int(self.finetune_images, "nas.finetune_images", 1, 10**7)
         if self.train_epochs is not None:
             _require_int(self.train_epochs, "nas.train_epochs", 1, 1000)
-        _require_int(self.val_images, "nas.val_images", 100, 30000)
+        _require_int(self.val_images, "nas.val_images", 10, 30000)
         _require(isinstance(self.finetune_lr, (int, float)) and 0 < self.finetune_lr <= 1,
                  "nas.finetune_lr", self.finetune_lr, "a number in (0, 1]")
         _require(isinstance(self.finetune_teacher_weight, (int, float))

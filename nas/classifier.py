@@ -24,6 +24,7 @@ images without redoing the rest.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -161,19 +162,32 @@ class DatPlusClassifier(nn.Module):
         """Always: :meth:`cache_inputs` applies to every input."""
         return True
 
+    def stem_output(self, images: Tensor) -> Tensor:
+        """The residual stream entering stage 1, (B, C, H, W) on the map."""
+        size = self.spec.map_size
+        img = images if tuple(images.shape[-2:]) == size else F.interpolate(
+            images, size=size, mode="bilinear", align_corners=False)
+        return self.stem(img)
+
     def cache_inputs(self, images: Tensor, grad: bool = False) -> dict:
         """Everything before the slicing acts: the attention's prepared inputs and the
         ``POOL x POOL`` cell averages of the residual stream. ``grad``: keep the graph."""
-        size = self.spec.map_size
         with torch.set_grad_enabled(grad):
-            img = images if tuple(images.shape[-2:]) == size else F.interpolate(
-                images, size=size, mode="bilinear", align_corners=False)
-            x = self.stem(img)
+            x = self.stem_output(images)
             return {"prep": self.attn.prepare(self.norm1(x)), "x_pool": F.avg_pool2d(x, POOL)}
 
     def forward_cached(self, cache: dict, layout: SliceLayout | None) -> Tensor:
         """Logits from :meth:`cache_inputs` under ``layout`` (``None``: unsliced)."""
-        y = cache["x_pool"] + self.attn.attend(cache["prep"], layout, pooled=self.cells)
+        return self._after_pool(cache["x_pool"] + self.attn.attend(cache["prep"], layout,
+                                                                   pooled=self.cells))
+
+    def forward_with(self, images: Tensor, attention: Callable[[Tensor], Tensor]) -> Tensor:
+        """Logits with stage 1's attention computed by ``attention`` (its normalized input
+        (B, C, H, W) -> its output, same shape), e.g. the fixed-point layer."""
+        x = self.stem_output(images)
+        return self._after_pool(F.avg_pool2d(x + attention(self.norm1(x)), POOL))
+
+    def _after_pool(self, y: Tensor) -> Tensor:
         y = self.stage2(self.down1(y))
         y = self.stage3(self.down2(y))
         return self.head(self.norm(y.mean((2, 3))))

@@ -39,6 +39,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workers", type=int, default=2,
                         help="processes scoring sub-nets, one thread each (default: 2; "
                         "0: in this process)")
+    parser.add_argument("--fixed-point-images", type=int, default=None,
+                        help="test images of the bit-exact fixed-point accuracy (default: "
+                        "all; 0: skip)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
@@ -85,7 +88,8 @@ def run(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     progress = not args.quiet
     acc, meta, test = _objective(cfg, args, progress)
-    setup = SearchSetup(acc, meta, test, args.out, args.workers, args.exhaustive, progress)
+    setup = SearchSetup(acc, meta, test, args.out, args.workers, args.exhaustive, progress,
+                        args.fixed_point_images)
     report = run_search(cfg, setup)
     report["seconds"]["total"] = time.perf_counter() - t0
     paths = write_outputs(cfg, report, args.out)

@@ -58,7 +58,8 @@ class SearchSetup:
     figures (``None``: none, the validation figures stand alone); ``out``: folder of the
     evaluation log; ``workers``: processes scoring sub-nets (0: in this process);
     ``exhaustive``: score every sub-net (the ground truth; also done when the log holds
-    them all already).
+    them all already); ``fixed_images``: images of the fixed-point figure (the first of
+    the test set, else of the validation set; ``None``: all, 0: none).
     """
 
     acc: Any
@@ -68,6 +69,7 @@ class SearchSetup:
     workers: int = 2
     exhaustive: bool = False
     progress: bool = False
+    fixed_images: int | None = None
 
 
 def _panel(space: SearchSpace, cfg: Config) -> list[SubNet]:
@@ -182,7 +184,7 @@ def _scored(acc: Any, dataset: Any, subnets: dict[str, SubNet | None]) -> dict[s
     """Per-image correctness of each named sub-net on ``dataset`` (``None``: unsliced)."""
     from defslice.nas.evaluators import SubnetAccuracy
 
-    scorer = SubnetAccuracy(acc.model, dataset, batch=acc.batch, keep=dataset is acc.val)
+    scorer = SubnetAccuracy(acc.model, dataset, batch=acc.batch, keep=False)
     return {name: scorer.correct(x) for name, x in subnets.items()}
 
 
@@ -219,6 +221,26 @@ def _final_figures(setup: SearchSetup, chosen: SubNet, before: dict,
         correct["test"].update({f"{k}_after": v for k, v in _scored(
             acc, setup.test, {"unsliced": None, "chosen": chosen}).items()})
     return {name: _figures(c) for name, c in correct.items()}
+
+
+def _add_fixed_point(cfg: Config, setup: SearchSetup, chosen: SubNet, figures: dict,
+                     log: Callable[[str], None]) -> None:
+    """The fine-tuned classifier with the bit-exact fixed-point layer at ``chosen``, on
+    the first ``setup.fixed_images`` test images (validation without a test set), into
+    ``figures``; skipped for a model without :meth:`forward_with` or 0 images."""
+    acc = setup.acc
+    if setup.fixed_images == 0 or not hasattr(acc.model, "forward_with"):
+        return
+    from defslice.nas.hw_accuracy import fixed_point_figures
+
+    name = "test" if setup.test is not None else "validation"
+    data = setup.test if setup.test is not None else acc.val
+    res = fixed_point_figures(cfg, acc.model, data, acc.train.images, chosen,
+                              setup.fixed_images, log=log if setup.progress else None)
+    figures[name]["fixed_point"] = res["fixed_point"]
+    figures[name]["fixed_point_detail"] = res
+    log(f"nas: fixed-point layer at {chosen}: {100 * res['fixed_point']['accuracy']:.2f}% "
+        f"(float {100 * res['float']['accuracy']:.2f}% on the same {res['images']} images)")
 
 
 def _runner(setup: SearchSetup) -> Runner:
@@ -264,6 +286,9 @@ def run_search(cfg: Config, setup: SearchSetup,
     figures = _final_figures(setup, choice.point.subnet, before,
                              {"unsliced": unsliced_val, "chosen": chosen_val})
     seconds["final_figures"] = time.perf_counter() - t1
+    t1 = time.perf_counter()
+    _add_fixed_point(cfg, setup, choice.point.subnet, figures, log)
+    seconds["fixed_point"] = time.perf_counter() - t1
 
     def pts(points: list[Point]) -> list[dict]:
         return [_point_dict(cfg, p) for p in points]

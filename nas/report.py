@@ -141,7 +141,10 @@ def _figures_section(r: dict) -> list[str]:
                 ["drop (unsliced - chosen, paired)", _diff(f.get("drop_before")),
                  _diff(f.get("drop_after"))]]
         if "fixed_point" in f:
-            rows.append(["chosen, bit-exact fixed-point layer", "-", _pm(f["fixed_point"])])
+            d = f["fixed_point_detail"]
+            rows.append([f"chosen, bit-exact fixed-point layer ({d['images']} images; float "
+                         f"{_pm(d['float'])} on them, fixed - float {_diff(d['difference'])})",
+                         "-", _pm(f["fixed_point"])])
         lines += [f"Accuracy on the {f['images']} {name} images (+- one standard error, "
                   "points; a paired difference within 2 standard errors is a tie):", "",
                   markdown_table(["", "before fine-tuning", "after fine-tuning"], rows), ""]
