@@ -60,7 +60,8 @@ class ClassifierSpec:
     attention : DatSpec
         Stage 1 and its DAT layer; ``attention.img_size`` is the map, C = ``dim``.
     image_size : (int, int)
-        Input images (H, W), pixels; resized to the map by the stem.
+        Input images (H, W) the classifier is trained on, pixels (the stem resizes
+        them to the map).
     in_chans : int
         Image channels.
     dims : (int, int)

@@ -73,9 +73,15 @@ def _plot(report: dict, path: Path) -> Path:
             label=f"chosen Hs={c['slice_h']} Ws={c['slice_w']} O={c['overlap']}")
     ax.axhline(100 * report["accuracy"]["validation_unsliced"], color="C2", lw=0.8,
                ls=":", label="unsliced")
-    ax.set_xlabel(f"resource, {_unit(report)}")
     ax.set_ylabel("top-1 accuracy, validation images (%)")
-    ax.set_title(f"slicing search on {report['config']}")
+    return _finish(plt, fig, ax, f"resource, {_unit(report)}",
+                   f"slicing search on {report['config']}", path)
+
+
+def _finish(plt: Any, fig: Any, ax: Any, xlabel: str, title: str, path: Path) -> Path:
+    """Label, legend and save a figure."""
+    ax.set_xlabel(xlabel)
+    ax.set_title(title)
     ax.legend(fontsize=7, loc="lower right")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
@@ -110,13 +116,8 @@ def _plot_hypervolume(report: dict, path: Path) -> Path:
         ax.set_ylim(max(0.0, min(0.9, ax.get_ylim()[0])), 1.005)
     else:
         ax.set_ylabel("hypervolume / best of the three (no exhaustive table)")
-    ax.set_xlabel("distinct sub-nets evaluated")
-    ax.set_title(f"search progress on {report['config']} ({_unit(report)})")
-    ax.legend(fontsize=7, loc="lower right")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return _finish(plt, fig, ax, "distinct sub-nets evaluated",
+                   f"search progress on {report['config']} ({_unit(report)})", path)
 
 
 def _pm(v: dict | None, digits: int = 2) -> str:
