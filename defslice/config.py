@@ -698,6 +698,9 @@ class NasConfig:
     train_epochs : int or None
         Epochs of the classifier's first training (then cached); ``None``: the
         evaluator's own (``fashion``: 2, ``digits``: 16).
+    train_images : int or None
+        Images the Fashion-MNIST classifier trains on (a seeded draw from the training
+        part; ``None``: all of it). Fewer train faster and reach a lower accuracy.
     val_images : int
         Images of the seeded, stratified validation split of the Fashion-MNIST training
         set (the rest trains); fine-tuning, search and choice are scored on them.
@@ -731,6 +734,7 @@ class NasConfig:
     finetune_students: int = 2
     finetune_images: int = 10000
     train_epochs: int | None = None
+    train_images: int | None = None
     val_images: int = 2000
     finetune_lr: float = 3e-4
     finetune_teacher_weight: float = 3.0
@@ -772,6 +776,8 @@ class NasConfig:
         if self.train_epochs is not None:
             _require_int(self.train_epochs, "nas.train_epochs", 1, 1000)
         _require_int(self.val_images, "nas.val_images", 10, 30000)
+        if self.train_images is not None:
+            _require_int(self.train_images, "nas.train_images", 10, 10**7)
         _require(isinstance(self.finetune_lr, (int, float)) and 0 < self.finetune_lr <= 1,
                  "nas.finetune_lr", self.finetune_lr, "a number in (0, 1]")
         _require(isinstance(self.finetune_teacher_weight, (int, float))

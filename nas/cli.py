@@ -39,6 +39,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workers", type=int, default=2,
                         help="processes scoring sub-nets, one thread each (default: 2; "
                         "0: in this process)")
+    parser.add_argument("--test-images", type=int, default=None,
+                        help="test images of the final figures (default: all)")
     parser.add_argument("--fixed-point-images", type=int, default=None,
                         help="test images of the bit-exact fixed-point accuracy (default: "
                         "all; 0: skip)")
@@ -88,6 +90,11 @@ def run(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     progress = not args.quiet
     acc, meta, test = _objective(cfg, args, progress)
+    if test is not None and args.test_images is not None:
+        if args.test_images < 1:
+            raise ConfigError("--test-images", args.test_images, "an integer >= 1")
+        test = type(test)(test.images[:args.test_images], test.labels[:args.test_images],
+                          test.classes)
     setup = SearchSetup(acc, meta, test, args.out, args.workers, args.exhaustive, progress,
                         args.fixed_point_images)
     report = run_search(cfg, setup)

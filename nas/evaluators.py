@@ -147,6 +147,8 @@ def worker_accuracy(make: Callable[[Any], Any], spec: Any, state: dict,
     return SubnetAccuracy(model, val, batch=batch, caches=caches).correct
 
 
+#: Epochs of the digits proxy's classifier unless ``nas.train_epochs`` says otherwise.
+DIGITS_EPOCHS = 16
 #: The Fashion-MNIST classifier's training recipe (``nas.train_epochs`` overrides the
 #: epochs): AdamW with a one-cycle schedule peaking at ``lr``, random left-right flips.
 FASHION_RECIPE = {"epochs": 1, "lr": 2e-3, "weight_decay": 0.05, "batch": 64}
@@ -177,6 +179,12 @@ def fashion_objective(cfg: Config, progress: bool = False
               "classifier_version": CLASSIFIER_VERSION}
     if nas.train_epochs is not None:
         recipe["epochs"] = nas.train_epochs
+    fit = train
+    if nas.train_images is not None and nas.train_images < len(train):
+        recipe["train_images"] = nas.train_images
+        pick = torch.randperm(len(train), generator=torch.Generator().manual_seed(nas.seed))
+        pick = pick[:nas.train_images].sort().values
+        fit = Dataset(train.images[pick], train.labels[pick], train.classes, train.augment)
 
     t0 = time.perf_counter()
 
@@ -191,14 +199,14 @@ def fashion_objective(cfg: Config, progress: bool = False
                   f"{time.perf_counter() - t0:.0f} s", flush=True)
 
     def build(model: DatPlusClassifier) -> dict:
-        losses = train_classifier(model, train.images, train.labels, recipe["epochs"],
+        losses = train_classifier(model, fit.images, fit.labels, recipe["epochs"],
                                   nas.seed, lr=recipe["lr"], batch=recipe["batch"],
                                   weight_decay=recipe["weight_decay"], on_epoch=report,
                                   augment=train.augment, on_step=step)
         return {"train_loss": losses}
 
     model, meta = cached_weights("fashion", spec, recipe, build, make=DatPlusClassifier)
-    meta.update({"evaluator": "fashion", "recipe": recipe, "train_images": len(train),
+    meta.update({"evaluator": "fashion", "recipe": recipe, "train_images": len(fit),
                  "val_images": len(val), "test_images": len(test)})
     return SubnetAccuracy(model, val, train), meta, test
 
@@ -223,16 +231,17 @@ def digits_objective(cfg: Config, progress: bool = False) -> tuple[SubnetAccurac
                           "(the digit needs at least 8 pixels)")
     train, val = digits(spec.img_size, seed=nas.seed, margin=margin,
                         val_shifts=nas.digits_val_shifts)
-    recipe = {"data": "sklearn-digits", "val_fraction": 0.2, "epochs": nas.train_epochs,
+    epochs = nas.train_epochs or DIGITS_EPOCHS
+    recipe = {"data": "sklearn-digits", "val_fraction": 0.2, "epochs": epochs,
               "seed": nas.seed, "margin": margin}
 
     def build(model: DatClassifier) -> dict:
         def report(ep: int, loss: float) -> None:
             if progress:
-                print(f"nas: digits classifier epoch {ep + 1}/{cfg.nas.train_epochs}: "
+                print(f"nas: digits classifier epoch {ep + 1}/{epochs}: "
                       f"loss {loss:.4f}", flush=True)
 
-        losses = train_classifier(model, train.images, train.labels, nas.train_epochs,
+        losses = train_classifier(model, train.images, train.labels, epochs,
                                   nas.seed, on_epoch=report, augment=train.augment)
         return {"train_loss": losses}
 

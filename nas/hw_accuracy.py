@@ -40,17 +40,41 @@ def _attention_inputs(model: Any, images: Any, batch: int = 64) -> np.ndarray:
     return np.concatenate(out)
 
 
+def _predictor(make: Any, spec: Any, state: dict, formats: LayerFormats, x: SubNet,
+               images: Any) -> Any:
+    """In a worker (or here): ``(i0, i1) -> (float, fixed-point)`` predicted classes of
+    ``images[i0:i1]`` for the model ``make(spec)`` with weights ``state`` sliced at ``x``."""
+    torch.set_num_threads(1)
+    model = make(spec)
+    model.load_state_dict(state)
+    model.eval()
+    grid = SliceGrid([model.attn.spec.map_size], x.slice_h, x.slice_w, x.overlap, "clamp")
+    fixed = FixedPointAttention(model.attn, formats, grid, batch=8)
+    layout = model.layout(x.slice_h, x.slice_w, x.overlap)
+
+    def predict(span: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+        imgs = images[span[0]:span[1]]
+        with torch.no_grad():
+            return (model(imgs, layout).argmax(-1).numpy(),
+                    model.forward_with(imgs, fixed).argmax(-1).numpy())
+
+    return predict
+
+
 def fixed_point_figures(cfg: Config, model: Any, data: Any, calibration: Any, x: SubNet,
-                        images: int | None = None, batch: int = 32,
+                        images: int | None = None, workers: int = 0, chunk: int = 50,
                         log: Any = None) -> dict[str, Any]:
     """Float and fixed-point accuracy of ``model`` (a
     :class:`~defslice.nas.classifier.DatPlusClassifier`) sliced at ``x`` on the first
-    ``images`` of ``data`` (all by default), the same images for both.
+    ``images`` of ``data`` (all by default), the same images for both, ``chunk`` images
+    at a time in ``workers`` processes (0: here).
 
     Returns ``{"images", "float": {"accuracy", "se"}, "fixed_point": {...}, "difference":
     paired (fixed - float), "agreement": share of images with the same predicted class,
     "formats": the calibrated formats}``.
     """
+    from defslice.nas.evaluation import PoolRunner, SerialRunner
+
     model.eval()
     attn = model.attn
     grid = SliceGrid([attn.spec.map_size], x.slice_h, x.slice_w, x.overlap, "clamp")
@@ -58,24 +82,26 @@ def fixed_point_figures(cfg: Config, model: Any, data: Any, calibration: Any, x:
                                 attention_params(attn),
                                 _attention_inputs(model, calibration[:CALIBRATION_IMAGES]),
                                 grid)
-    fixed = FixedPointAttention(attn, formats, grid, batch=8)
-    layout = model.layout(x.slice_h, x.slice_w, x.overlap)
     n = len(data) if images is None else min(images, len(data))
-    pred_f, pred_x = [], []
-    with torch.no_grad():
-        for i in range(0, n, batch):
-            imgs = data.images[i:min(i + batch, n)]
-            pred_f.append(model(imgs, layout).argmax(-1))
-            pred_x.append(model.forward_with(imgs, fixed).argmax(-1))
-            if log is not None and (i // batch) % 20 == 0:
-                log(f"nas: fixed-point layer, {i + len(imgs)}/{n} images")
-    pf, px = torch.cat(pred_f), torch.cat(pred_x)
-    labels = data.labels[:n]
-    cf, cx = (pf == labels).numpy(), (px == labels).numpy()
+    spans = [(i, min(i + chunk, n)) for i in range(0, n, chunk)]
+    state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    args = (type(model), model.spec, state, formats, x, data.images[:n].clone().share_memory_())
+    runner = (PoolRunner(_predictor, args, workers) if workers > 0
+              else SerialRunner(_predictor(*args)))
+    got = {}
+    with runner:
+        for span, pred, _seconds in runner.run(spans):
+            got[span] = pred
+            if log is not None:
+                log(f"nas: fixed-point layer, {sum(b - a for a, b in got)}/{n} images")
+    pf = np.concatenate([got[s][0] for s in spans])
+    px = np.concatenate([got[s][1] for s in spans])
+    labels = data.labels[:n].numpy()
+    cf, cx = pf == labels, px == labels
     return {"images": int(n), "subnet": x.as_dict(),
             "float": {"accuracy": float(cf.mean()), "se": standard_error(cf)},
             "fixed_point": {"accuracy": float(cx.mean()), "se": standard_error(cx)},
             "difference": paired(cx, cf).as_dict(),
-            "agreement": float((pf == px).float().mean()),
+            "agreement": float((pf == px).mean()),
             "formats": {"numerics": dataclasses.asdict(formats.numerics),
                         "layer_numerics": dataclasses.asdict(formats.layer)}}

@@ -236,7 +236,8 @@ def _add_fixed_point(cfg: Config, setup: SearchSetup, chosen: SubNet, figures: d
     name = "test" if setup.test is not None else "validation"
     data = setup.test if setup.test is not None else acc.val
     res = fixed_point_figures(cfg, acc.model, data, acc.train.images, chosen,
-                              setup.fixed_images, log=log if setup.progress else None)
+                              setup.fixed_images, setup.workers,
+                              log=log if setup.progress else None)
     figures[name]["fixed_point"] = res["fixed_point"]
     figures[name]["fixed_point_detail"] = res
     log(f"nas: fixed-point layer at {chosen}: {100 * res['fixed_point']['accuracy']:.2f}% "

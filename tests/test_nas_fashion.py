@@ -107,7 +107,11 @@ def test_fixed_point_figure_on_the_same_images(fashion_files):
 
     acc, _meta, test = fashion_objective(SMALL)
     x = SubNet(8, 8, 1)
-    res = fixed_point_figures(SMALL, acc.model, test, acc.train.images, x, images=12)
+    res = fixed_point_figures(SMALL, acc.model, test, acc.train.images, x, images=12, chunk=5)
+    pooled = fixed_point_figures(SMALL, acc.model, test, acc.train.images, x, images=12,
+                                 workers=1, chunk=7)
+    assert {k: pooled[k] for k in ("float", "fixed_point", "difference", "agreement")} == \
+        {k: res[k] for k in ("float", "fixed_point", "difference", "agreement")}
     assert res["images"] == 12 and res["subnet"] == x.as_dict()
     with torch.no_grad():
         ref = acc.model(test.images[:12], acc.model.layout(8, 8, 1)).argmax(-1)

@@ -375,3 +375,10 @@ def test_cli_writes_the_reports(tmp_path, monkeypatch):
     assert rep2["evaluation_log"]["computed"] == 0
     assert rep2["evaluation_log"]["resumed"] == 18
     assert rep2["fronts"] == rep["fronts"] and rep2["chosen"] == rep["chosen"]
+    # the flow summary shows the choice's note when no point is within the drop
+    from defslice.summary import _nas_section
+
+    text = "\n".join(_nas_section(rep))
+    assert "No point of the front" not in text
+    rep["choice"]["within_drop"] = False
+    assert f"**{rep['choice']['note']}**" in "\n".join(_nas_section(rep))
