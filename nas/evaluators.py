@@ -198,12 +198,16 @@ def fashion_objective(cfg: Config, progress: bool = False
             print(f"nas: training step {i}/{steps}: loss {loss:.4f}, "
                   f"{time.perf_counter() - t0:.0f} s", flush=True)
 
-    def build(model: DatPlusClassifier) -> dict:
+    def build(model: DatPlusClassifier, partial: Path) -> dict:
+        before = (torch.load(partial, weights_only=False)["position"]["seconds"]
+                  if partial.is_file() else 0.0)
+        t1 = time.perf_counter()
         losses = train_classifier(model, fit.images, fit.labels, recipe["epochs"],
                                   nas.seed, lr=recipe["lr"], batch=recipe["batch"],
                                   weight_decay=recipe["weight_decay"], on_epoch=report,
-                                  augment=train.augment, on_step=step)
-        return {"train_loss": losses}
+                                  augment=train.augment, on_step=step, checkpoint=partial)
+        return {"train_loss": losses, "train_seconds": before + time.perf_counter() - t1,
+                "resumed_after_seconds": before}
 
     model, meta = cached_weights("fashion", spec, recipe, build, make=DatPlusClassifier)
     meta.update({"evaluator": "fashion", "recipe": recipe, "train_images": len(fit),
@@ -235,14 +239,15 @@ def digits_objective(cfg: Config, progress: bool = False) -> tuple[SubnetAccurac
     recipe = {"data": "sklearn-digits", "val_fraction": 0.2, "epochs": epochs,
               "seed": nas.seed, "margin": margin}
 
-    def build(model: DatClassifier) -> dict:
+    def build(model: DatClassifier, partial: Path) -> dict:
         def report(ep: int, loss: float) -> None:
             if progress:
                 print(f"nas: digits classifier epoch {ep + 1}/{epochs}: "
                       f"loss {loss:.4f}", flush=True)
 
         losses = train_classifier(model, train.images, train.labels, epochs,
-                                  nas.seed, on_epoch=report, augment=train.augment)
+                                  nas.seed, on_epoch=report, augment=train.augment,
+                                  checkpoint=partial)
         return {"train_loss": losses}
 
     model, meta = cached_weights("digits", spec, recipe, build)

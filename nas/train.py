@@ -85,7 +85,8 @@ def train_classifier(model: Any, images: Any, labels: Any, epochs: int, seed: in
                      on_epoch: Callable[[int, float], None] | None = None,
                      augment: Callable[[Any, Any], Any] | None = None,
                      weight_decay: float = 1e-4,
-                     on_step: Callable[[int, int, float], None] | None = None) -> list[float]:
+                     on_step: Callable[[int, int, float], None] | None = None,
+                     checkpoint: Path | None = None, save_every: int = 50) -> list[float]:
     """Train ``model`` unsliced with cross-entropy, AdamW (``weight_decay``) and a
     one-cycle schedule peaking at ``lr``.
 
@@ -93,19 +94,33 @@ def train_classifier(model: Any, images: Any, labels: Any, epochs: int, seed: in
     :class:`defslice.nas.data.Dataset`). ``on_step(step, steps, loss)`` is called
     after every step. Returns the mean training loss per epoch. Seeded: same seed, same
     weights (the initial weights come from the caller).
+
+    ``checkpoint``: every ``save_every`` steps the whole state (weights, optimizer,
+    schedule, random generator, position) is saved there; a call that finds the file
+    resumes from it and ends with the weights an uninterrupted run gives, then removes
+    it. ``seconds`` in the file is the training time spent so far.
     """
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
-    steps = epochs * -(-len(labels) // batch)
+    per_epoch = -(-len(labels) // batch)
+    steps = epochs * per_epoch
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps,
                                                 pct_start=0.15)
-    losses = []
-    for ep in range(epochs):
+    state = _resume(checkpoint, model, opt, sched)
+    t0 = time.perf_counter() - state["seconds"]
+    losses = state["losses"]
+    for ep in range(state["epoch"], epochs):
         model.train()
+        resumed = ep == state["epoch"] and state["start"] > 0
+        gen_epoch = state["gen_epoch"] if resumed else gen.get_state()
+        gen.set_state(gen_epoch)
         perm = torch.randperm(len(labels), generator=gen)
-        total, n = 0.0, 0
-        for i in range(0, len(labels), batch):
+        if resumed:
+            gen.set_state(state["gen_now"])
+        start = state["start"] if resumed else 0
+        total, n = (state["total"], state["n"]) if resumed else (0.0, 0)
+        for i in range(start, len(labels), batch):
             idx = perm[i:i + batch]
             xb = images[idx] if augment is None else augment(images[idx], gen)
             loss = F.cross_entropy(logits_of(model, xb, None, grad=True), labels[idx])
@@ -115,21 +130,50 @@ def train_classifier(model: Any, images: Any, labels: Any, epochs: int, seed: in
             sched.step()
             total += float(loss.detach()) * len(idx)
             n += len(idx)
+            step = ep * per_epoch + i // batch + 1
+            if checkpoint is not None and step % save_every == 0 and step < steps:
+                _save_partial(checkpoint, model, opt, sched, {
+                    "epoch": ep, "start": i + batch, "total": total, "n": n,
+                    "losses": losses, "gen_epoch": gen_epoch, "gen_now": gen.get_state(),
+                    "seconds": time.perf_counter() - t0})
             if on_step is not None:
-                on_step(ep * -(-len(labels) // batch) + i // batch + 1, steps,
-                        float(loss.detach()))
+                on_step(step, steps, float(loss.detach()))
         losses.append(total / n)
         if on_epoch is not None:
             on_epoch(ep, losses[-1])
+    if checkpoint is not None:
+        checkpoint.unlink(missing_ok=True)
     return losses
 
 
+def _resume(checkpoint: Path | None, model: Any, opt: Any, sched: Any) -> dict:
+    """The position saved in ``checkpoint`` (restoring the states into ``model``,
+    ``opt``, ``sched``), or the start."""
+    if checkpoint is None or not checkpoint.is_file():
+        return {"epoch": 0, "start": 0, "losses": [], "seconds": 0.0}
+    blob = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    model.load_state_dict(blob["model"])
+    opt.load_state_dict(blob["opt"])
+    sched.load_state_dict(blob["sched"])
+    return blob["position"]
+
+
+def _save_partial(checkpoint: Path, model: Any, opt: Any, sched: Any, position: dict) -> None:
+    checkpoint.parent.mkdir(parents=True, exist_ok=True)
+    tmp = checkpoint.with_suffix(".tmp")
+    torch.save({"model": model.state_dict(), "opt": opt.state_dict(),
+                "sched": sched.state_dict(), "position": position}, tmp)
+    tmp.replace(checkpoint)
+
+
 def cached_weights(name: str, spec: Any, recipe: dict,
-                   build: Callable[[Any], dict],
+                   build: Callable[[Any, Path], dict],
                    make: Callable[[Any], Any] | None = None) -> tuple[Any, dict]:
     """Model of ``spec`` with weights from the cache, or built by ``build`` and stored.
 
-    ``build(model)`` trains ``model`` in place and returns metadata (JSON-able); the
+    ``build(model, partial)`` trains ``model`` in place (``partial``: the checkpoint
+    file of an interrupted training, :func:`train_classifier`) and returns metadata
+    (JSON-able; ``train_seconds``, when it sets it, counts earlier interrupted parts); the
     file is ``cache_dir() / f"{name}-{hash}.pt"`` with the hash over ``spec``,
     ``recipe``, :data:`RECIPE_VERSION`, the layer's conventions
     (:data:`~defslice.nas.dat_torch.LAYER_CONVENTION`) and :func:`machine_identity`.
@@ -150,8 +194,8 @@ def cached_weights(name: str, spec: Any, recipe: dict,
         meta.update(cached=True, cache_file=str(path), key=key, key_parts=parts)
         return model, meta
     t0 = time.perf_counter()
-    meta = build(model)
-    meta["train_seconds"] = time.perf_counter() - t0
+    meta = build(model, path.with_suffix(".partial"))
+    meta.setdefault("train_seconds", time.perf_counter() - t0)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     torch.save({"state_dict": model.state_dict(), "meta": json.dumps(meta)}, tmp)

@@ -122,3 +122,39 @@ def test_fixed_point_figure_on_the_same_images(fashion_files):
                                       - res["float"]["accuracy"])
     assert 0.5 <= res["agreement"] <= 1.0
     assert res["formats"]["layer_numerics"]
+
+
+def test_interrupted_training_resumes_to_the_same_weights(tmp_path):
+    from defslice.nas.data import random_flipper
+    from defslice.nas.train import train_classifier
+
+    spec = ClassifierSpec.from_config(SMALL, dims=(8, 8))
+    gen = torch.Generator().manual_seed(1)
+    images, labels = torch.randn(10, 1, 16, 16, generator=gen), torch.arange(10) % 10
+
+    def fresh():
+        torch.manual_seed(0)
+        return DatPlusClassifier(spec)
+
+    kw = dict(epochs=2, seed=3, batch=4, lr=1e-2, augment=random_flipper(), save_every=2)
+    whole = fresh()
+    losses = train_classifier(whole, images, labels, **kw)   # 6 steps, a few ms each
+
+    class StopError(Exception):
+        pass
+
+    def stop_at_4(step, steps, loss):
+        if step == 4:
+            raise StopError
+
+    ckpt = tmp_path / "c.partial"
+    part = fresh()
+    with pytest.raises(StopError):
+        train_classifier(part, images, labels, checkpoint=ckpt, on_step=stop_at_4, **kw)
+    assert ckpt.is_file()
+    resumed = fresh()    # a new process would start from the initial weights again
+    again = train_classifier(resumed, images, labels, checkpoint=ckpt, **kw)
+    assert again == losses and not ckpt.exists()
+    for (k, a), b in zip(whole.state_dict().items(), resumed.state_dict().values(),
+                         strict=True):
+        assert torch.equal(a, b), k
