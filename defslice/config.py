@@ -732,7 +732,7 @@ class NasConfig:
     alpha_min: float = -1.0
     alpha_max: float = 1.0
     finetune_students: int = 2
-    finetune_images: int = 10000
+    finetune_images: int = 2000
     train_epochs: int | None = None
     train_images: int | None = None
     val_images: int = 2000
