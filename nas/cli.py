@@ -95,6 +95,7 @@ def run(args: argparse.Namespace) -> int:
             raise ConfigError("--test-images", args.test_images, "an integer >= 1")
         test = type(test)(test.images[:args.test_images], test.labels[:args.test_images],
                           test.classes)
+        meta["test_images"] = len(test)
     setup = SearchSetup(acc, meta, test, args.out, args.workers, args.exhaustive, progress,
                         args.fixed_point_images)
     report = run_search(cfg, setup)
