@@ -124,7 +124,7 @@ def seed_study(space: SearchSpace, points: Sequence[Point], nas: NasConfig,
             n = min(budget, len(ratio))
             run[name] = {"evaluations": n, "ratio": ratio[n - 1],
                          "evaluations_to_0.99": _first_reaching(hv[:cap], full)}
-            traces[name].append(ratio[:cap])
+            traces[name].append([round(v, 6) for v in ratio[:cap]])
         runs.append(run)
     return {"seeds": [int(s) for s in seeds], "generations": nas.generations,
             "samples_per_generation": nas.samples_per_generation, "cap": cap,
