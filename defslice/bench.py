@@ -1,8 +1,9 @@
 """``defslice bench``: performance figures of every stage, side by side in one run.
 
-Writes ``OUT/bench.json`` (for machines) and ``OUT/bench.md`` (for people). Ratios are
-measured in the same process on the same inputs, so machine noise affects both sides.
-Stages register a function in :data:`BENCHES`; ``--only NAME`` runs one of them.
+Writes ``OUT/bench.json`` (:class:`BenchReport`, for machines) and ``OUT/bench.md`` (for
+people). Ratios are measured in the same process on the same inputs, so machine noise
+affects both sides. Stages register a function in :data:`BENCHES`; ``--only NAME`` runs
+one of them. The benchmarks run fixed presets, so :func:`run` takes no configuration.
 """
 
 from __future__ import annotations
@@ -12,13 +13,17 @@ import os
 import platform
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Self
 
 import numpy as np
 
 from defslice import config as cfgmod
+from defslice.cliargs import add_out_argument
 from defslice.errors import ToolError
-from defslice.reporting import markdown_table, write_json
+from defslice.records import Record
+from defslice.reporting import markdown_table
 
 
 def _best_of(fn: Callable[[], object], repeats: int) -> float:
@@ -52,7 +57,7 @@ def bench_model(repeats: int = 2) -> dict:
     wl = make_workload(cfg, seed=0, dtype=np.float32)
     value, shapes, loc, attn = wl.args
 
-    def torch_forward():
+    def torch_forward() -> np.ndarray:
         args = (torch.from_numpy(value), shapes, torch.from_numpy(loc), torch.from_numpy(attn))
         return msda_torch(*args).numpy()
 
@@ -114,7 +119,7 @@ def bench_verilog() -> dict:
     """Wall time of Verilog generation (Amaranth elaboration + Verilog) per preset."""
     import tempfile
 
-    from defslice.hw import generate_verilog
+    from defslice.hw import TOP_NAME, generate_verilog
 
     figs: dict = {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -123,7 +128,7 @@ def bench_verilog() -> dict:
             path = Path(tmp) / name
             figs[f"{name}_generate_s"] = _best_of(
                 lambda cfg=cfg, path=path: generate_verilog(cfg, path), 2)
-            figs[f"{name}_verilog_lines"] = len((path / "defslice_top.v").read_text()
+            figs[f"{name}_verilog_lines"] = len((path / f"{TOP_NAME}.v").read_text()
                                                 .splitlines())
     return figs
 
@@ -137,24 +142,26 @@ def bench_sim() -> dict:
     """
     import tempfile
 
-    from defslice.sim.api import run_simulation
+    from defslice.sim.stage import SimOptions
+    from defslice.sim.stage import run as simulate
+    from defslice.sim.tools import SIMULATORS
 
     figs: dict = {}
     with tempfile.TemporaryDirectory() as tmp:
         for name in ("tiny", "dat56"):
             cfg = cfgmod.preset(name)
-            for sim in ("icarus", "verilator"):
-                rep = run_simulation(cfg, Path(tmp) / name / sim, sim, seed=0)
-                one = rep["simulators"][sim]
-                if not one["passed"]:
+            for sim in SIMULATORS:
+                rep = simulate(cfg, Path(tmp) / name / sim, SimOptions(simulator=sim))
+                one = rep.simulators[sim]
+                if not one.passed or one.performance is None:
                     raise ToolError(f"bench: the {sim} simulation of {name} failed: "
-                                    f"{one['failures'][:1]}")
-                wall, cycles = one["wall_seconds"], one["performance"]["bench_cycles"]
+                                    f"{one.failures[:1]}")
+                wall, cycles = one.wall_seconds, one.performance.bench_cycles
                 key = f"{name}_{sim}"
-                figs[f"{key}_build_s"] = wall["build"]
-                figs[f"{key}_run_s"] = wall["run"]
+                figs[f"{key}_build_s"] = wall.build
+                figs[f"{key}_run_s"] = wall.run
                 figs[f"{key}_cycles"] = cycles
-                figs[f"{key}_cycles_per_s"] = cycles / wall["run"] if cycles else None
+                figs[f"{key}_cycles_per_s"] = cycles / wall.run if cycles else None
             figs[f"{name}_verilator_over_icarus_run_speed"] = (
                 figs[f"{name}_icarus_run_s"] / figs[f"{name}_verilator_run_s"])
     return figs
@@ -205,29 +212,66 @@ BENCHES: dict[str, Callable[[], dict]] = {"model": bench_model, "hw": bench_hw,
                                           "nas": bench_nas}
 
 
-def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--out", type=Path, default=Path("reports"),
-                        help="output folder (default: reports)")
-    parser.add_argument("--only", choices=sorted(BENCHES), action="append",
-                        help="run only these benchmarks (repeatable)")
+@dataclass(frozen=True)
+class Machine(Record):
+    """Where the figures were measured: Python version and CPU count."""
+
+    python: str
+    cpus: int | None
 
 
-def run(args: argparse.Namespace) -> int:
-    names = args.only or list(BENCHES)
+@dataclass(frozen=True)
+class BenchReport(Record):
+    """``bench.json``: the machine, then each benchmark's flat figures under its name
+    (times in s; ``bench_wall_s`` is the benchmark's own wall time)."""
+
+    machine: Machine
+    results: dict[str, dict[str, Any]]
+
+    def to_json(self) -> dict[str, Any]:
+        """``{"machine": ..., "<bench>": {figures}, ...}``."""
+        return {"machine": self.machine.to_json(), **self.results}
+
+    @classmethod
+    def from_json(cls, data: Any, where: str | None = None) -> Self:
+        """The report held by a ``bench.json`` document."""
+        rest = {k: v for k, v in data.items() if k != "machine"}
+        return cls(Machine.from_json(data.get("machine"), f"{where or cls.__name__}.machine"),
+                   rest)
+
+    def markdown(self) -> str:
+        """``bench.md``: one table per benchmark."""
+        lines = ["# defslice benchmarks", ""]
+        for name, figs in self.results.items():
+            rows = [[k, f"{v:.4g}" if isinstance(v, float) else v] for k, v in figs.items()]
+            lines += [f"## {name}", "", markdown_table(["figure", "value"], rows), ""]
+        return "\n".join(lines)
+
+
+def run(out: Path, only: tuple[str, ...] | None = None) -> BenchReport:
+    """Run the benchmarks ``only`` (default: all of :data:`BENCHES`); write
+    ``out/bench.json`` and ``out/bench.md``."""
     results: dict[str, dict] = {}
-    for name in names:
+    for name in only or BENCHES:
         print(f"bench: {name} ...", flush=True)
         t0 = time.perf_counter()
         results[name] = BENCHES[name]()
         results[name]["bench_wall_s"] = time.perf_counter() - t0
-    doc = {"machine": {"python": platform.python_version(), "cpus": os.cpu_count()},
-           **results}
-    write_json(args.out / "bench.json", doc)
-    lines = ["# defslice benchmarks", ""]
-    for name, figs in results.items():
-        rows = [[k, f"{v:.4g}" if isinstance(v, float) else v] for k, v in figs.items()]
-        lines += [f"## {name}", "", markdown_table(["figure", "value"], rows), ""]
-    (args.out / "bench.md").write_text("\n".join(lines))
+    report = BenchReport(Machine(platform.python_version(), os.cpu_count()), results)
+    report.save(Path(out) / "bench.json")
+    (Path(out) / "bench.md").write_text(report.markdown())
+    return report
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    """The flags of ``defslice bench``."""
+    add_out_argument(parser, "reports")
+    parser.add_argument("--only", choices=sorted(BENCHES), action="append",
+                        help="run only these benchmarks (repeatable)")
+
+
+def main(args: argparse.Namespace) -> int:
+    """Run the benchmarks on the parsed arguments; exit status 0."""
+    run(args.out, tuple(args.only) if args.only else None)
     print(f"bench: wrote {args.out / 'bench.json'} and bench.md")
     return 0
-

@@ -1,9 +1,11 @@
 """``defslice`` command line.
 
-Each subcommand lives in the stage that owns it, as a module exposing
+Each subcommand is an adapter module of the stage that owns it, exposing
 ``configure(parser: argparse.ArgumentParser) -> None`` and
-``run(args: argparse.Namespace) -> int``; this file only dispatches, so stages stay
-independent and start-up imports only the stage that is asked for.
+``main(args: argparse.Namespace) -> int``; it turns arguments into a
+:class:`~defslice.config.Config` and the stage's options (:mod:`defslice.cliargs`) and
+calls the stage. This file only dispatches, so start-up imports only the stage that is
+asked for.
 
 Every error a user can cause ends as one line on stderr naming what to fix, and exit
 status 2 (bad input) or 3 (a tool failed); never a traceback.
@@ -14,9 +16,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
-from pathlib import Path
 
-from defslice import config as cfgmod
 from defslice.errors import ConfigError, DefsliceError, ToolError
 
 #: subcommand -> (module, one-line help)
@@ -31,23 +31,9 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
-def add_config_arguments(parser: argparse.ArgumentParser, default_preset: str = "tiny") -> None:
-    """Add the ``--preset`` / ``--config`` pair every stage accepts."""
-    group = parser.add_mutually_exclusive_group()
-    group.add_argument("--preset", choices=sorted(cfgmod.PRESETS), default=None,
-                       help=f"named configuration (default: {default_preset})")
-    group.add_argument("--config", type=Path, default=None, help="configuration TOML file")
-    parser.set_defaults(default_preset=default_preset)
-
-
-def config_from_args(args: argparse.Namespace) -> cfgmod.Config:
-    """The :class:`~defslice.config.Config` chosen by ``--preset`` / ``--config``."""
-    if getattr(args, "config", None) is not None:
-        return cfgmod.load(args.config)
-    return cfgmod.preset(args.preset or args.default_preset)
-
-
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The ``defslice`` parser; only subcommand ``only`` (default: every one) gets its
+    flags."""
     parser = argparse.ArgumentParser(prog="defslice", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, (module, help_text) in SUBCOMMANDS.items():
@@ -62,15 +48,15 @@ def dispatch(argv: list[str]) -> int:
     """Parse ``argv`` and run the subcommand; errors propagate (see :func:`main`).
 
     Only the chosen stage is imported (Amaranth, torch and cocotb are slow to load).
-    Used by :func:`main` and by the one-command flow to run stages in-process.
     """
     chosen = next((a for a in argv if not a.startswith("-")), None)
     parser = build_parser(chosen if chosen in SUBCOMMANDS else None)
     args = parser.parse_args(argv)
-    return int(importlib.import_module(args._module).run(args) or 0)
+    return int(importlib.import_module(args._module).main(args))
 
 
 def main(argv: list[str] | None = None) -> int:
+    """``defslice ARGV``: run a subcommand; returns the exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
         return dispatch(argv)

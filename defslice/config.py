@@ -559,6 +559,13 @@ class HwConfig:
         Xilinx part the utilisation report targets.
     clock_mhz : float
         Target clock frequency.
+    engine : ``"sampling"`` or ``"layer"``
+        What the accelerator computes: ``sampling`` the deformable sampling and weighted
+        sum (MSDA, or DAT's sampled keys); ``layer`` the whole DAT++ deformable-attention
+        layer slice by slice (``docs/hw_layer.md``; ``workload.kind = "dat"`` only).
+    array_cols : int
+        ``layer`` engine: columns of the multiply-accumulate array, a power of two; the
+        array has 4 x ``lanes`` x ``array_cols`` multipliers.
     """
 
     lanes: int = 2
@@ -569,9 +576,13 @@ class HwConfig:
     board: str = "arty_a7_100"
     part: str = "xc7a100tcsg324-1"
     clock_mhz: float = 100.0
+    engine: Literal["sampling", "layer"] = "sampling"
+    array_cols: int = 4
 
     def __post_init__(self) -> None:
         _require_int(self.lanes, "hw.lanes", 1, 64)
+        _require_choice(self.engine, "hw.engine", ("sampling", "layer"))
+        _require_choice(self.array_cols, "hw.array_cols", (1, 2, 4, 8, 16, 32, 64))
         _require_choice(self.buffering, "hw.buffering", ("single", "double"))
         _require_choice(self.axi_data_bits, "hw.axi_data_bits", (32, 64, 128, 256, 512))
         _require_int(self.max_burst_beats, "hw.max_burst_beats", 1, 256)
@@ -599,18 +610,16 @@ class DramConfig:
         Bytes per stored value sample (a value of ``value_bits`` is sign-extended).
     out_element_bytes : int
         Bytes per stored output sample.
-    boundary_bytes : int
-        No burst crosses a multiple of this (AXI4: 4 KiB).
+
+    No burst crosses a 4 KiB page (the AXI4 rule, :data:`defslice.model.layout.PAGE`).
     """
 
     element_bytes: int = 2
     out_element_bytes: int = 2
-    boundary_bytes: int = 4096
 
     def __post_init__(self) -> None:
         _require_choice(self.element_bytes, "dram.element_bytes", (1, 2, 4))
         _require_choice(self.out_element_bytes, "dram.out_element_bytes", (1, 2, 4))
-        _require_choice(self.boundary_bytes, "dram.boundary_bytes", (4096,))
 
 
 @dataclass(frozen=True)

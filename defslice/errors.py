@@ -25,7 +25,7 @@ class ConfigError(DefsliceError, ValueError):
         Human description of the allowed range, e.g. ``">= 0"``.
     """
 
-    def __init__(self, field: str, value: object, allowed: str):
+    def __init__(self, field: str, value: object, allowed: str) -> None:
         self.field = field
         self.value = value
         self.allowed = allowed

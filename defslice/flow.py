@@ -1,134 +1,107 @@
-"""``defslice flow``: search -> Verilog -> simulation -> traffic -> ``summary.md``.
+"""``defslice flow``: search -> model -> Verilog -> simulation -> traffic -> ``summary.md``.
 
-Each stage runs in-process through its own subcommand (so the flow does exactly what a
-user typing the stage commands would do) and writes into ``OUT/<stage>/``. Progress is
-printed per stage. ``summary.md`` is written only when every stage succeeded; a failure
-leaves ``OUT/FAILED.md`` naming the stage and the error (and removes a stale summary), so
-nothing half-done looks complete.
+:func:`run` calls every stage in process with one :class:`~defslice.config.Config`
+object (the search's chosen one after ``--search``), each writing into ``OUT/<stage>/``;
+the simulation stage simulates exactly the ``verilog/defslice_top.v`` the Verilog stage
+wrote, and both reports record its SHA-256. Progress is printed per stage. ``flow.json``
+(:class:`FlowReport`, every stage's report) and ``summary.md`` are written only when
+every stage succeeded; a failure leaves ``OUT/FAILED.md`` naming the stage and the error
+(and removes a stale summary), so nothing half-done looks complete.
 """
 
 from __future__ import annotations
 
 import argparse
-import shutil
+import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING, TypeVar
 
 from defslice import config as cfgmod
-from defslice.cli import add_config_arguments, config_from_args, dispatch
-from defslice.errors import ConfigError, DefsliceError
+from defslice.cliargs import (
+    add_config_arguments,
+    add_options,
+    add_out_argument,
+    config_argv,
+    config_from_args,
+    option,
+    options_argv,
+    options_from_args,
+)
+from defslice.errors import DefsliceError
+from defslice.hw.stage import VerilogOptions, VerilogReport
+from defslice.model.stage import ModelOptions, ModelReport
+from defslice.model.traffic_stage import TrafficOptions, TrafficReport
+from defslice.nas.stage import NasOptions, NasReport
+from defslice.records import Record
+from defslice.sim.report import SimReport
+from defslice.sim.stage import SimOptions
 
+if TYPE_CHECKING:
+    from defslice.hw.params import HwParams
 
-@dataclass
-class FlowContext:
-    cfg: cfgmod.Config
-    config_path: Path
-    out: Path
-    args: argparse.Namespace
-    seconds: dict[str, float]
+__all__ = ["FlowOptions", "FlowReport", "configure", "main", "preflight", "run"]
+
+T = TypeVar("T")
+
+#: Stage name -> what the progress lines call it, in run order.
+STAGES = {"nas": "slicing search", "model": "golden model",
+          "verilog": "Verilog, Xilinx and ECP5 reports",
+          "sim": "cocotb simulation against the golden model",
+          "traffic": "DRAM traffic of the dataflows"}
+
+#: The simulation flags ``defslice flow`` takes, and its defaults where they differ from
+#: ``defslice sim``'s (one simulator: the flow's simulation is a sample run).
+_SIM_FLAGS = ("simulator", "queries")
+_SIM_DEFAULTS = {"simulator": "icarus"}
 
 
 @dataclass(frozen=True)
-class Stage:
-    name: str
-    title: str
-    run: Callable[[FlowContext], None]
-    enabled: Callable[[argparse.Namespace], bool] = lambda args: True
+class FlowOptions:
+    """Options of the flow: whether to search first, and every stage's options (the
+    simulation's ``verilog`` is set by the flow to the Verilog stage's file)."""
+
+    search: bool = option(False, "run the slicing search first and build its chosen point")
+    nas: NasOptions = field(default_factory=NasOptions)
+    model: ModelOptions = field(default_factory=ModelOptions)
+    verilog: VerilogOptions = field(default_factory=VerilogOptions)
+    sim: SimOptions = field(default_factory=lambda: SimOptions(**_SIM_DEFAULTS))
+    traffic: TrafficOptions = field(default_factory=TrafficOptions)
 
 
-def _stage_nas(ctx: FlowContext) -> None:
-    out = ctx.out / "nas"
-    _run(["nas", "--config", str(ctx.config_path), "--out", str(out)])
-    chosen = out / "chosen.toml"
-    ctx.cfg = cfgmod.load(chosen)
-    ctx.config_path = chosen
+@dataclass(frozen=True)
+class FlowReport(Record):
+    """``flow.json``: every stage's report of one flow run, what ``summary.md`` reads.
+
+    ``seconds`` maps stage name to wall time (s); ``argv`` is the ``defslice`` command
+    line that reproduces the run; ``nas`` is ``None`` without ``--search``.
+    """
+
+    config: str
+    nas: NasReport | None
+    model: ModelReport
+    verilog: VerilogReport
+    sim: SimReport
+    traffic: TrafficReport
+    seconds: dict[str, float]
+    argv: list[str]
 
 
-def _stage_model(ctx: FlowContext) -> None:
-    _run(["model", "--config", str(ctx.config_path), "--out", str(ctx.out / "model"),
-          "--seed", str(ctx.args.seed)])
-
-
-def _stage_verilog(ctx: FlowContext) -> None:
-    argv = ["verilog", "--config", str(ctx.config_path), "--out", str(ctx.out / "verilog")]
-    if ctx.args.no_reports:
-        argv.append("--no-reports")
-    from defslice.hw.board import BoardMemoryError
-
-    try:
-        _run(argv)
-    except BoardMemoryError as exc:   # all but the board tree is written; summary.md says so
-        print(f"flow: {exc}", flush=True)
-
-
-def _stage_sim(ctx: FlowContext) -> None:
-    argv = ["sim", "--config", str(ctx.config_path), "--out", str(ctx.out / "sim"),
-            "--simulator", ctx.args.simulator, "--seed", str(ctx.args.seed)]
-    if ctx.args.queries is not None:
-        argv += ["--queries", str(ctx.args.queries)]
-    _run(argv)
-
-
-def _stage_traffic(ctx: FlowContext) -> None:
-    _run(["traffic", "--config", str(ctx.config_path), "--out", str(ctx.out / "traffic")])
-
-
-STAGES: list[Stage] = [
-    Stage("nas", "slicing search", _stage_nas, lambda a: a.search),
-    Stage("model", "golden model", _stage_model),
-    Stage("verilog", "Verilog, Xilinx and ECP5 reports", _stage_verilog),
-    Stage("sim", "cocotb simulation against the golden model", _stage_sim),
-    Stage("traffic", "DRAM traffic of the dataflows", _stage_traffic),
-]
-
-
-def _run(argv: list[str]) -> None:
-    status = dispatch(argv)
-    if status != 0:
-        raise DefsliceError(f"`defslice {' '.join(argv)}` exited with status {status}")
-
-
-def _command_line(args: argparse.Namespace) -> list[str]:
-    """The ``defslice flow`` arguments that reproduce this run."""
-    argv = ["flow"]
-    argv += (["--config", str(args.config)] if args.config is not None
-             else ["--preset", args.preset or args.default_preset])
-    argv += ["--out", str(args.out), "--simulator", args.simulator, "--seed", str(args.seed)]
-    if args.queries is not None:
-        argv += ["--queries", str(args.queries)]
-    argv += [flag for flag, on in (("--search", args.search),
-                                    ("--no-reports", args.no_reports)) if on]
-    return argv
-
-
-def configure(parser: argparse.ArgumentParser) -> None:
-    add_config_arguments(parser, default_preset="dat56")
-    parser.add_argument("--out", type=Path, default=Path("out/flow"),
-                        help="output folder (default: out/flow)")
-    parser.add_argument("--search", action="store_true",
-                        help="run the slicing search first and build its chosen point")
-    parser.add_argument("--simulator", choices=["icarus", "verilator", "both"],
-                        default="icarus", help="simulator for the sample run")
-    parser.add_argument("--queries", type=int, default=None,
-                        help="simulate only this many queries of the workload")
-    parser.add_argument("--seed", type=int, default=0, help="workload seed")
-    parser.add_argument("--no-reports", action="store_true",
-                        help="skip the slow synthesis and place-and-route reports")
-
-
-def preflight(cfg: cfgmod.Config, args: argparse.Namespace) -> None:
+def preflight(cfg: cfgmod.Config, options: FlowOptions) -> HwParams | None:
     """Refuse, before any stage runs, what would fail minutes later.
 
     An impossible hardware configuration (:func:`defslice.hw.params.derive`), a workload
     the search cannot model and a missing simulator all end here with their fix, so
-    nothing is synthesized or trained in vain. With ``--search`` the slicing is not known
-    yet; the Verilog stage checks the chosen one.
+    nothing is synthesized or trained in vain. Returns the derived hardware parameters
+    (``None`` with ``--search``: the slicing is not known yet; the Verilog stage derives
+    the chosen one).
     """
     from defslice.sim.tools import check_simulator, simulator_list
 
-    if args.search:
+    params = None
+    if options.search:
         # The search needs PyTorch and a DAT workload; both are known now.
         from defslice.nas.dat_torch import DatSpec
 
@@ -136,44 +109,115 @@ def preflight(cfg: cfgmod.Config, args: argparse.Namespace) -> None:
     else:
         from defslice.hw.params import derive
 
-        derive(cfg)
-    for simulator in simulator_list(args.simulator):
+        params = derive(cfg)
+    for simulator in simulator_list(options.sim.simulator):
         check_simulator(simulator)
+    return params
 
 
-def run(args: argparse.Namespace) -> int:
-    cfg = config_from_args(args)
-    if args.queries is not None and args.queries < 1:
-        raise ConfigError("--queries", args.queries, "an integer >= 1")
-    preflight(cfg, args)
-    out: Path = args.out
-    out.mkdir(parents=True, exist_ok=True)
-    for stale in ("summary.md", "FAILED.md"):
-        (out / stale).unlink(missing_ok=True)
-    cfg_path = out / "config.toml"
-    cfgmod.dump(cfg, cfg_path)
-    ctx = FlowContext(cfg, cfg_path, out, args, {})
-    stages = [s for s in STAGES if s.enabled(args)]
-    for i, stage in enumerate(stages, 1):
-        print(f"[{i}/{len(stages)}] {stage.title} ...", flush=True)
+class _Progress:
+    """Runs the stages one by one: progress lines, wall times, ``FAILED.md``."""
+
+    def __init__(self, out: Path, names: list[str]) -> None:
+        self.out, self.names = out, names
+        self.seconds: dict[str, float] = {}
+
+    def step(self, name: str, fn: Callable[[], T]) -> T:
+        i, n, title = self.names.index(name) + 1, len(self.names), STAGES[name]
+        print(f"[{i}/{n}] {title} ...", flush=True)
         t0 = time.perf_counter()
         try:
-            stage.run(ctx)
+            result = fn()
         except Exception as exc:
-            (out / "FAILED.md").write_text(
-                f"# defslice flow failed\n\nStage `{stage.name}` ({stage.title}) failed:\n\n"
+            (self.out / "FAILED.md").write_text(
+                f"# defslice flow failed\n\nStage `{name}` ({title}) failed:\n\n"
                 f"    {exc}\n\nOutputs of earlier stages are in this folder; no summary "
                 "was written.\n")
             raise
-        ctx.seconds[stage.name] = time.perf_counter() - t0
-        print(f"[{i}/{len(stages)}] {stage.title}: done in {ctx.seconds[stage.name]:.1f} s",
-              flush=True)
+        self.seconds[name] = time.perf_counter() - t0
+        print(f"[{i}/{n}] {title}: done in {self.seconds[name]:.1f} s", flush=True)
+        return result
+
+
+def _simulate(cfg: cfgmod.Config, out: Path, options: SimOptions,
+              verilog: VerilogReport) -> SimReport:
+    from defslice.sim.stage import run as sim_run
+
+    report = sim_run(cfg, out, replace(options, verilog=verilog.verilog))
+    if not report.passed:
+        raise DefsliceError(report.failure_message())
+    if report.verilog_sha256 != verilog.verilog_sha256:
+        raise DefsliceError(f"the simulated Verilog (SHA-256 {report.verilog_sha256}) is "
+                            f"not the generated one ({verilog.verilog_sha256})")
+    return report
+
+
+def run(cfg: cfgmod.Config, out: Path, options: FlowOptions,
+        argv: list[str] | None = None) -> FlowReport:
+    """Run every stage on ``cfg`` into ``out``; returns the reports (also in
+    ``out/flow.json``) after writing ``out/summary.md``. ``argv`` is the command line
+    quoted in the summary."""
+    from defslice.hw.stage import run as verilog_run
+    from defslice.model.stage import run as model_run
+    from defslice.model.traffic_stage import run as traffic_run
+    from defslice.nas.stage import run as nas_run
     from defslice.summary import write_summary
 
-    if ctx.config_path != out / "chosen.toml":
-        shutil.copy(ctx.config_path, out / "chosen.toml")
-    path = write_summary(ctx.cfg, out, ctx.seconds, searched=args.search,
-                         argv=_command_line(args))
-    print(f"flow: wrote {path}")
-    return 0
+    params = preflight(cfg, options)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    for stale in ("summary.md", "FAILED.md"):
+        (out / stale).unlink(missing_ok=True)
+    cfgmod.dump(cfg, out / "config.toml")
+    progress = _Progress(out, [n for n in STAGES if n != "nas" or options.search])
+    nas = None
+    if options.search:
+        nas = progress.step("nas", lambda: nas_run(cfg, out / "nas", options.nas))
+        cfg = nas.apply(cfg)
+    model = progress.step("model", lambda: model_run(cfg, out / "model", options.model))
+    verilog = progress.step("verilog", lambda: verilog_run(cfg, out / "verilog",
+                                                            options.verilog, params))
+    if verilog.board is not None and not verilog.board.fits:
+        # all but the board tree is written; the flow goes on and summary.md says so
+        print(f"flow: {verilog.board.refusal(cfg.name)}", flush=True)
+    sim = progress.step("sim", lambda: _simulate(cfg, out / "sim", options.sim, verilog))
+    traffic = progress.step("traffic", lambda: traffic_run(cfg, out / "traffic",
+                                                           options.traffic))
+    cfgmod.dump(cfg, out / "chosen.toml")
+    report = FlowReport(config=cfg.name, nas=nas, model=model, verilog=verilog, sim=sim,
+                        traffic=traffic, seconds=progress.seconds, argv=argv or [])
+    report.save(out / "flow.json")
+    print(f"flow: wrote {write_summary(cfg, out, report)}")
+    return report
 
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    """The flags of ``defslice flow``: the stages' own flags, declared on their options."""
+    add_config_arguments(parser)
+    add_out_argument(parser, "out/flow")
+    add_options(parser, FlowOptions)
+    add_options(parser, SimOptions, only=_SIM_FLAGS, defaults=_SIM_DEFAULTS)
+    add_options(parser, ModelOptions)
+    add_options(parser, VerilogOptions, only=("reports",))
+
+
+def options_of(args: argparse.Namespace) -> FlowOptions:
+    """The flow's options from its parsed flags (``--seed`` seeds the model's workload and
+    the simulation's stimulus alike)."""
+    return FlowOptions(search=args.search, model=options_from_args(ModelOptions, args),
+                       verilog=options_from_args(VerilogOptions, args),
+                       sim=options_from_args(SimOptions, args))
+
+
+def command_line(args: argparse.Namespace, options: FlowOptions) -> list[str]:
+    """The ``defslice flow`` arguments that reproduce this run."""
+    return ["flow", *config_argv(args), "--out", os.fspath(args.out),
+            *options_argv(options), *options_argv(options.sim, _SIM_FLAGS, _SIM_DEFAULTS),
+            *options_argv(options.model), *options_argv(options.verilog, ("reports",))]
+
+
+def main(args: argparse.Namespace) -> int:
+    """Run the flow on the parsed arguments; exit status 0."""
+    options = options_of(args)
+    run(config_from_args(args), args.out, options, command_line(args, options))
+    return 0

@@ -1,7 +1,9 @@
 """Amaranth generators of the sliced deformable-attention accelerator.
 
-``build_top(cfg)`` returns the top-level elaboratable, ``generate_verilog(cfg, out_dir)``
-writes ``out_dir/defslice_top.v``; every parameter comes from :mod:`defslice.config`.
+``build_top(design)`` returns the top-level elaboratable, ``generate_verilog(design,
+out_dir)`` writes ``out_dir/defslice_top.v``; ``design`` is a :class:`~defslice.config.Config`
+or the :class:`~defslice.hw.params.HwParams` already derived from one (so a caller that
+checked a configuration does not derive it again).
 """
 
 from __future__ import annotations
@@ -10,37 +12,47 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from defslice.config import Config
+    from amaranth.lib import wiring
 
-__all__ = ["TOP_NAME", "build_top", "generate_verilog", "verilog_text"]
+    from defslice.config import Config
+    from defslice.hw.params import HwParams
+
+__all__ = ["TOP_NAME", "build_top", "generate_verilog", "top_signature", "verilog_text"]
 
 TOP_NAME = "defslice_top"
 
 
-def build_top(cfg: Config):
-    """The accelerator for ``cfg`` as an Amaranth :class:`~amaranth.lib.wiring.Component`.
+def build_top(design: Config | HwParams) -> wiring.Component:
+    """The accelerator for ``design`` as an Amaranth :class:`~amaranth.lib.wiring.Component`.
 
     Raises :class:`~defslice.errors.ConfigError` (before elaboration) for configurations
     the generator cannot build.
     """
-    from defslice.hw.params import derive
+    from defslice.hw.params import HwParams, derive
     from defslice.hw.top import DefsliceTop
 
-    return DefsliceTop(derive(cfg))
+    return DefsliceTop(design if isinstance(design, HwParams) else derive(design))
 
 
-def verilog_text(cfg: Config) -> str:
-    """Verilog source of ``defslice_top`` for ``cfg``."""
+def top_signature(design: Config | HwParams) -> wiring.Signature:
+    """The ports of ``defslice_top`` for ``design`` (names, directions, widths), read from
+    the component without elaborating it (the benches build their port lists from it)."""
+    top = build_top(design)
+    top._MustUse__silence = True      # built for its signature only: not an unused design
+    return top.signature
+
+
+def verilog_text(design: Config | HwParams) -> str:
+    """Verilog source of ``defslice_top`` for ``design``."""
     from amaranth.back import verilog
 
-    top = build_top(cfg)
-    return verilog.convert(top, name=TOP_NAME, emit_src=False)
+    return verilog.convert(build_top(design), name=TOP_NAME, emit_src=False)
 
 
-def generate_verilog(cfg: Config, out_dir: str | Path) -> Path:
+def generate_verilog(design: Config | HwParams, out_dir: str | Path) -> Path:
     """Write ``out_dir/defslice_top.v`` and return its path."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     path = out / f"{TOP_NAME}.v"
-    path.write_text(verilog_text(cfg))
+    path.write_text(verilog_text(design))
     return path

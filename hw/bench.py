@@ -11,11 +11,15 @@ computing: ``samples_per_compute_cycle`` close to 1.
 from __future__ import annotations
 
 import time
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from defslice.config import Config
 from defslice.errors import DefsliceError
+
+if TYPE_CHECKING:
+    from defslice.hw.top import DefsliceTop
 
 __all__ = ["measure"]
 
@@ -32,7 +36,7 @@ def measure(cfg: Config, seed: int = 0) -> dict:
         ``samples_per_compute_cycle``, ``cycles_per_sample``, ``read_beats_per_cycle``,
         ``bit_exact`` (always true: a mismatch raises), ``sim_seconds``.
     """
-    from amaranth.sim import Simulator
+    from amaranth.sim import Simulator, SimulatorContext
 
     import defslice.hw.simulate as hwsim
     from defslice.model.fixed import quantize_inputs
@@ -44,10 +48,10 @@ def measure(cfg: Config, seed: int = 0) -> dict:
     computing = [0]
 
     class _Observed(Simulator):
-        def __init__(self, dut):
+        def __init__(self, dut: DefsliceTop) -> None:
             super().__init__(dut)
 
-            async def observe(ctx):
+            async def observe(ctx: SimulatorContext) -> None:
                 async for _clk, _rst, busy in ctx.tick().sample(dut.computing):
                     computing[0] += busy
 

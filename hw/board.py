@@ -20,7 +20,7 @@ DDR3 instead (:mod:`defslice.hw.board_ddr`).
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 from amaranth.hdl import Cat, Elaboratable, Module, Mux, Signal
@@ -33,6 +33,8 @@ from defslice.errors import DefsliceError
 from defslice.hw import regmap
 from defslice.hw.params import HwParams
 from defslice.hw.top import DefsliceTop, axi_members
+from defslice.model.layout import PAGE
+from defslice.records import Record
 
 __all__ = ["AXI_SLVERR", "BOARD_RAM_CAP", "FROM_SLAVE", "AxiRam", "BoardMemory",
            "BoardMemoryError", "BoardTop", "UartBridge", "attach_bridge", "board_memory",
@@ -42,8 +44,9 @@ __all__ = ["AXI_SLVERR", "BOARD_RAM_CAP", "FROM_SLAVE", "AxiRam", "BoardMemory",
 #: Largest on-chip RAM the wrapper instantiates (bytes): 32 RAMB36, a quarter of the
 #: Arty A7-100T's block RAM, leaving the rest to the accelerator's buffers.
 BOARD_RAM_CAP = 128 * 1024
-#: Smallest on-chip RAM (bytes); sizes are powers of two from here up to the cap.
-BOARD_RAM_MIN = 4096
+#: Smallest on-chip RAM (bytes): one page, the unit the memory image is laid out in;
+#: sizes are powers of two from here up to the cap.
+BOARD_RAM_MIN = PAGE
 #: AXI response code of an access beyond the RAM (SLVERR).
 AXI_SLVERR = 0b10
 
@@ -53,8 +56,9 @@ class BoardMemoryError(DefsliceError):
 
 
 @dataclass(frozen=True)
-class BoardMemory:
-    """Which memory serves the accelerator's AXI4 master in the board tree.
+class BoardMemory(Record):
+    """Which memory serves the accelerator's AXI4 master in the board tree (``board.json``,
+    and the Verilog stage's report).
 
     Attributes
     ----------
@@ -90,14 +94,6 @@ class BoardMemory:
                 f"{self.size_bytes} B ({_kib(self.size_bytes)}); use the DDR3 tree "
                 "(`defslice verilog --board-memory ddr3`, docs/hw.md)")
 
-    def to_json(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_json(cls, data: dict) -> BoardMemory:
-        return cls(**{k: data[k] for k in ("board", "memory", "size_bytes", "needed_bytes",
-                                           "fits")})
-
 
 _MEMORY_NAMES = {"bram": "on-chip block RAM", "ddr3": "DDR3 (LiteDRAM)"}
 
@@ -130,14 +126,11 @@ def board_memory(cfg: Config, memory: str = "bram") -> BoardMemory:
     return BoardMemory(cfg.hw.board, memory, size, need, need <= size)
 
 
-def board_summary_lines(verilog_dir: Path) -> list[str]:
-    """``summary.md`` lines on the board tree, from ``verilog_dir/board.json``."""
-    import json
-
-    path = Path(verilog_dir) / "board.json"
-    if not path.is_file():
+def board_summary_lines(mem: BoardMemory | None) -> list[str]:
+    """``summary.md`` lines on the board tree from its memory decision (``None``: no tree
+    was asked for)."""
+    if mem is None:
         return ["Board tree: not generated (`--no-xilinx`).", ""]
-    mem = BoardMemory.from_json(json.loads(path.read_text()))
     if mem.fits:
         return [f"Board tree (`verilog/xilinx/`): {mem.describe()}; the workload fits.", ""]
     return [f"Board tree: **refused**, the workload does not fit: {mem.describe()}. "
@@ -423,14 +416,12 @@ def _uart_transmitter(m: Module, tx_pin: Signal, d: int) -> tuple[Signal, Signal
     return tx_data, tx_stb, tx_busy
 
 
-_AXIL_WIDTHS = {"awaddr": regmap.ADDR_BITS, "awvalid": 1, "awready": 1, "wdata": 32,
-                "wstrb": 4, "wvalid": 1, "wready": 1, "bresp": 2, "bvalid": 1, "bready": 1,
-                "araddr": regmap.ADDR_BITS, "arvalid": 1, "arready": 1, "rdata": 32,
-                "rresp": 2, "rvalid": 1, "rready": 1}
-
-
-_FROM_BRIDGE = ("awaddr", "awvalid", "wdata", "wstrb", "wvalid", "bready", "araddr",
-                "arvalid", "rready")
+#: The bridge's AXI4-Lite master ports: the register port's (:data:`regmap.AXIL_PORTS`)
+#: but the protection types, which are tied to 0.
+_AXIL_WIDTHS = {name: port.width for name, port in regmap.AXIL_PORTS.items()
+                if not name.endswith("prot")}
+#: Those the bridge drives.
+_FROM_BRIDGE = tuple(name for name in _AXIL_WIDTHS if not regmap.AXIL_PORTS[name].slave_out)
 
 #: AXI4 signal suffixes the slave drives (the rest the master drives).
 FROM_SLAVE = ("awready", "wready", "bid", "bresp", "bvalid", "arready", "rid", "rdata",

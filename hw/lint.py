@@ -8,6 +8,7 @@ import subprocess
 from pathlib import Path
 
 from defslice.errors import ToolError
+from defslice.hw import TOP_NAME
 
 __all__ = ["WAIVERS", "lint_verilog", "verilator_bin"]
 
@@ -31,7 +32,7 @@ def verilator_bin() -> str:
     return found
 
 
-def lint_verilog(path: str | Path, top: str = "defslice_top") -> str:
+def lint_verilog(path: str | Path, top: str = TOP_NAME) -> str:
     """Run ``verilator --lint-only -Wall`` with :data:`WAIVERS`; return its output.
 
     Raises :class:`ToolError` with Verilator's last lines when it reports anything.

@@ -1,10 +1,13 @@
-"""AXI4-Lite register map of ``defslice_top`` (32-bit registers, byte addresses).
+"""AXI4-Lite register map and port list of ``defslice_top`` (32-bit registers, byte
+addresses).
 
 Shared by the generator, the simulator benches and host software; ``docs/hw.md`` renders
 it as a table. Counters are free-running during a run and cleared by ``CTRL.start``.
 """
 
 from __future__ import annotations
+
+from typing import NamedTuple
 
 #: name -> (byte offset, access, meaning)
 REGISTERS: dict[str, tuple[int, str, str]] = {
@@ -29,6 +32,34 @@ REGISTERS: dict[str, tuple[int, str, str]] = {
 
 ID_VALUE = 0xDEF51CE0
 ADDR_BITS = 8
+
+#: Host-written configuration registers, in register-map order.
+SETTINGS = ("VALUE_BASE", "QUERY_BASE", "DESC_BASE", "OUT_BASE", "NUM_DESC")
+#: Performance counters, in register-map order (read only).
+COUNTERS = ("CYCLES", "BUSY_CYCLES", "STALL_CYCLES", "READ_BEATS", "WRITE_BEATS",
+            "READ_BURSTS", "WRITE_BURSTS")
+
+
+class AxilPort(NamedTuple):
+    """One AXI4-Lite slave port: width (bits) and whether the slave drives it."""
+
+    width: int
+    slave_out: bool
+
+
+#: The AXI4-Lite slave ports without their prefix (``s_axil_``), as cocotbext-axi names
+#: them.
+AXIL_PORTS: dict[str, AxilPort] = {
+    "awaddr": AxilPort(ADDR_BITS, False), "awprot": AxilPort(3, False),
+    "awvalid": AxilPort(1, False), "awready": AxilPort(1, True),
+    "wdata": AxilPort(32, False), "wstrb": AxilPort(4, False),
+    "wvalid": AxilPort(1, False), "wready": AxilPort(1, True),
+    "bresp": AxilPort(2, True), "bvalid": AxilPort(1, True), "bready": AxilPort(1, False),
+    "araddr": AxilPort(ADDR_BITS, False), "arprot": AxilPort(3, False),
+    "arvalid": AxilPort(1, False), "arready": AxilPort(1, True),
+    "rdata": AxilPort(32, True), "rresp": AxilPort(2, True), "rvalid": AxilPort(1, True),
+    "rready": AxilPort(1, False),
+}
 
 
 def offset(name: str) -> int:

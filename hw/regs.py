@@ -7,30 +7,16 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from defslice.hw import regmap
+from defslice.hw.regmap import COUNTERS, SETTINGS
 
-__all__ = ["COUNTERS", "ControlRegs", "axil_members"]
-
-#: Performance counters, in register-map order.
-COUNTERS = ("CYCLES", "BUSY_CYCLES", "STALL_CYCLES", "READ_BEATS", "WRITE_BEATS",
-            "READ_BURSTS", "WRITE_BURSTS")
-#: Host-written configuration registers.
-SETTINGS = ("VALUE_BASE", "QUERY_BASE", "DESC_BASE", "OUT_BASE", "NUM_DESC")
+__all__ = ["COUNTERS", "SETTINGS", "ControlRegs", "axil_members"]
 
 
-def axil_members(prefix: str = "s_axil") -> dict:
-    """Flat AXI4-Lite slave ports named as cocotbext-axi expects (``{prefix}_awaddr`` ...)."""
-    a = regmap.ADDR_BITS
-    return {
-        f"{prefix}_awaddr": In(a), f"{prefix}_awprot": In(3), f"{prefix}_awvalid": In(1),
-        f"{prefix}_awready": Out(1),
-        f"{prefix}_wdata": In(32), f"{prefix}_wstrb": In(4), f"{prefix}_wvalid": In(1),
-        f"{prefix}_wready": Out(1),
-        f"{prefix}_bresp": Out(2), f"{prefix}_bvalid": Out(1), f"{prefix}_bready": In(1),
-        f"{prefix}_araddr": In(a), f"{prefix}_arprot": In(3), f"{prefix}_arvalid": In(1),
-        f"{prefix}_arready": Out(1),
-        f"{prefix}_rdata": Out(32), f"{prefix}_rresp": Out(2), f"{prefix}_rvalid": Out(1),
-        f"{prefix}_rready": In(1),
-    }
+def axil_members(prefix: str = "s_axil") -> dict[str, wiring.Member]:
+    """Flat AXI4-Lite slave ports named as cocotbext-axi expects (``{prefix}_awaddr`` ...),
+    from :data:`defslice.hw.regmap.AXIL_PORTS`."""
+    return {f"{prefix}_{name}": (Out if port.slave_out else In)(port.width)
+            for name, port in regmap.AXIL_PORTS.items()}
 
 
 class ControlRegs(wiring.Component):
@@ -52,7 +38,7 @@ class ControlRegs(wiring.Component):
         ``cycles``, ``busy_cycles``, ... (read only).
     """
 
-    def __init__(self):
+    def __init__(self) -> None:
         members = axil_members()
         members.update({"start": Out(1), "busy": In(1), "done": In(1),
                         "error_window": In(1), "error_resp": In(1)})
@@ -62,7 +48,7 @@ class ControlRegs(wiring.Component):
             members[name.lower()] = In(32)
         super().__init__(members)
 
-    def elaborate(self, platform):
+    def elaborate(self, platform: object) -> Module:
         m = Module()
         word = 2  # byte address -> register index shift
         # Writes.

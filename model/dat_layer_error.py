@@ -17,6 +17,7 @@ from defslice.model.dat_layer_fixed import (
     dequantize_output,
     quantize_layer_input,
     quantize_layer_params,
+    rail_counts,
 )
 from defslice.model.fixedpoint import (
     LayerTables,
@@ -108,7 +109,9 @@ def layer_error(cfg: Config, seed: int = 0, images: int = 1, params: dict | None
     distributions) with ``seed``; default input: ``images`` maps of standard normal
     channels (a LayerNorm output; white noise, the hardest case for sampling). ``raw``
     compares with float on the real weights and input; ``same_inputs`` with float on the
-    dequantized weights and input, which isolates the datapath's own rounding.
+    dequantized weights and input, which isolates the datapath's own rounding;
+    ``on_rail`` gives the share of each saturating step's values on a rail of its format
+    (:func:`~defslice.model.dat_layer_fixed.rail_counts`).
     """
     spec = DatLayerSpec.from_config(cfg)
     H, W = cfg.workload.levels[0]
@@ -121,13 +124,15 @@ def layer_error(cfg: Config, seed: int = 0, images: int = 1, params: dict | None
     fm = LayerFormats.from_config(cfg)
     qp = quantize_layer_params(params, spec, fm, (H, W))
     x_q = quantize_layer_input(x, fm)
-    y, tr = dat_layer_fixed_forward(x_q, qp, spec, fm, grid)
-    y = dequantize_output(y, fm)
+    y_q, tr = dat_layer_fixed_forward(x_q, qp, spec, fm, grid)
+    y = dequantize_output(y_q, fm)
     raw = dat_layer_trace(np.asarray(x, dtype=np.float64), params, spec, grid)
     same = dat_layer_trace(x_q / 2.0 ** fm.numerics.value_frac,
                            dequantize_layer_params(qp, spec, fm), spec, grid)
+    rails = {k: r / t for k, (r, t) in rail_counts(tr, y_q, fm).items()}
     return {"sliced": sliced, "images": int(x.shape[0]), "seed": seed,
-            "raw": _figures(y, raw, tr, fm), "same_inputs": _figures(y, same, tr, fm)}
+            "raw": _figures(y, raw, tr, fm), "same_inputs": _figures(y, same, tr, fm),
+            "on_rail": rails}
 
 
 #: The cases of ``docs/numerics.md``'s table: (name, preset, workload changes).

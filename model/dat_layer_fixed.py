@@ -65,6 +65,7 @@ __all__ = [
     "layer_trace_widths",
     "quantize_layer_input",
     "quantize_layer_params",
+    "rail_counts",
 ]
 
 #: Stands for an open (map-edge) bound of the bias position, Q(coord_frac) units.
@@ -548,6 +549,30 @@ def _check_input(x_q: np.ndarray, qp: FixedLayerParams, num: NumericsConfig
     if x_q.size and (x_q.min() < lo or x_q.max() > hi):
         raise InputError(f"x_q holds values outside the {num.value_bits}-bit signed range")
     return n, c, H, W
+
+
+def rail_counts(trace: dict[str, np.ndarray], y: np.ndarray,
+                formats: LayerFormats) -> dict[str, tuple[int, int]]:
+    """How many values of each saturating step sit on a rail of their format, and how
+    many values the step has: ``{key: (at_rail, total)}`` for ``q``, ``h``, ``z``, ``n``,
+    ``t`` (factor >= 0), ``off``, ``k``, ``v``, ``logit``, ``o`` and ``y``.
+
+    A value on a rail is either exactly the extreme or was clipped there; many of them
+    mean the format is too narrow for this model (:func:`calibrate_formats`).
+    """
+    num, ln = formats.numerics, formats.layer
+    widths = {"q": ln.act_bits, "h": ln.act_bits, "z": ln.act_bits, "n": ln.act_bits,
+              "t": ln.act_bits, "off": num.coord_bits, "k": ln.act_bits, "v": ln.act_bits,
+              "logit": ln.logit_bits, "o": ln.act_bits}
+    out = {}
+    for key, bits in widths.items():
+        if key in trace:
+            a = trace[key]
+            lo, hi = signed_range(bits)
+            out[key] = (int(((a == lo) | (a == hi)).sum()), int(a.size))
+    lo, hi = signed_range(num.out_bits)
+    out["y"] = (int(((y == lo) | (y == hi)).sum()), int(y.size))
+    return out
 
 
 def layer_trace_widths(trace: dict[str, Any]) -> dict[str, int]:

@@ -124,7 +124,7 @@ class DramLayout:
         self.value_bytes = off
         grid = SliceGrid.from_config(cfg)
         self.max_descriptors = grid.num_slices
-        self.value_base = 0x1000
+        self.value_base = PAGE
         self.query_base = _round_up(self.value_base + self.value_bytes, PAGE)
         self.desc_base = _round_up(self.query_base + self.num_queries * self.query_stride,
                                    PAGE)

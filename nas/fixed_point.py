@@ -25,6 +25,7 @@ from defslice.model.dat_layer_fixed import (
     dequantize_output,
     quantize_layer_input,
     quantize_layer_params,
+    rail_counts,
 )
 from defslice.model.slicing import SliceGrid
 from defslice.nas._torch import require_torch
@@ -73,6 +74,8 @@ class FixedPointAttention(nn.Module):
                                              self.map_size)
         self.geometry = LayerGeometry.build(self.layer_spec, self.map_size,
                                             formats.numerics.coord_frac, grid)
+        #: ``{step: [values on a rail, values]}`` over every call (saturation watch).
+        self.rails: dict[str, list[int]] = {}
 
     def forward(self, x: Any, layout: Any = None) -> Any:
         """``x`` (B, C, H, W) float -> the layer's output, float, same dtype and device."""
@@ -83,8 +86,12 @@ class FixedPointAttention(nn.Module):
         out = np.empty_like(xs)
         for i in range(0, xs.shape[0], self.batch):
             x_q = quantize_layer_input(xs[i:i + self.batch], self.formats)
-            y, _ = dat_layer_fixed_forward(x_q, self.qparams, self.layer_spec, self.formats,
-                                           geometry=self.geometry)
+            y, trace = dat_layer_fixed_forward(x_q, self.qparams, self.layer_spec,
+                                               self.formats, geometry=self.geometry)
+            for key, (rail, total) in rail_counts(trace, y, self.formats).items():
+                acc = self.rails.setdefault(key, [0, 0])
+                acc[0] += rail
+                acc[1] += total
             out[i:i + self.batch] = dequantize_output(y, self.formats)
         return torch.from_numpy(out).to(dtype=x.dtype, device=x.device)
 
@@ -145,8 +152,9 @@ def fixed_point_accuracy(model: DatClassifier, images: Any, labels: Any,
     sliced at ``grid`` (``None``: unsliced), on the same images.
 
     Returns ``float_accuracy``, ``fixed_accuracy``, their ``difference`` (fixed - float,
-    a fraction), ``agreement`` (share of images whose predicted class is the same) and
-    ``images``.
+    a fraction), ``agreement`` (share of images whose predicted class is the same),
+    ``images`` and ``on_rail``: the share of each saturating step's values that sit on
+    a rail of their format (see :func:`~defslice.model.dat_layer_fixed.rail_counts`).
     """
     model.eval()
     fixed = fixed_point_classifier(model, formats, grid)
@@ -162,8 +170,10 @@ def fixed_point_accuracy(model: DatClassifier, images: Any, labels: Any,
     labels = torch.as_tensor(labels)
     acc_f = float((pf_t == labels).float().mean())
     acc_x = float((px_t == labels).float().mean())
+    rails = fixed.stages[0].attns[0].rails
     return {"images": len(labels), "float_accuracy": acc_f, "fixed_accuracy": acc_x,
-            "difference": acc_x - acc_f, "agreement": float((pf_t == px_t).float().mean())}
+            "difference": acc_x - acc_f, "agreement": float((pf_t == px_t).float().mean()),
+            "on_rail": {k: r / max(t, 1) for k, (r, t) in rails.items()}}
 
 
 def evaluate_digits(cfg: Any, calibration_images: int = 256, progress: bool = False,
@@ -188,9 +198,11 @@ def evaluate_digits(cfg: Any, calibration_images: int = 256, progress: bool = Fa
     for fname, fm in (("configuration", preset), ("calibrated", calibrated)):
         for gname, grid in grids.items():
             r = fixed_point_accuracy(model, val.images, val.labels, fm, grid)
+            worst = max(r["on_rail"], key=r["on_rail"].get)
             log(f"fixed point: {gname}, {fname} formats: float {100 * r['float_accuracy']:.2f}%"
                 f", fixed {100 * r['fixed_accuracy']:.2f}% ({100 * r['difference']:+.2f} "
-                f"points), same class {100 * r['agreement']:.2f}%")
+                f"points), same class {100 * r['agreement']:.2f}%; most saturated step "
+                f"{worst} ({100 * r['on_rail'][worst]:.3g}% of its values on a rail)")
             rows.append({"slicing": gname, "formats": fname, **r})
     return {"config": cfg.name, "classifier": meta.get("recipe", {}), "results": rows,
             "calibrated_formats": {"numerics": dataclasses.asdict(calibrated.numerics),
@@ -203,10 +215,10 @@ def main(argv: list[str] | None = None) -> int:
     import json
     from pathlib import Path
 
-    from defslice.cli import add_config_arguments, config_from_args
+    from defslice.cliargs import add_config_arguments, config_from_args
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    add_config_arguments(parser, default_preset="dat56")
+    add_config_arguments(parser)
     parser.add_argument("--out", type=Path, default=Path("reports/fixed_point"))
     parser.add_argument("--calibration-images", type=int, default=256)
     parser.add_argument("--threads", type=int, default=1, help="PyTorch CPU threads")

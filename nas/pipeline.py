@@ -304,7 +304,6 @@ def run_search(cfg: Config, setup: SearchSetup,
                 "max_accuracy_drop": nas.max_accuracy_drop},
         "accuracy": _accuracy_summary(figures),
         "figures": figures,
-        "summary_rows": _summary_rows(figures),
         "finetune": finetune,
         "chosen": _point_dict(cfg, choice.point),
         "choice": choice.as_dict(),
@@ -338,19 +337,6 @@ def _accuracy_summary(figures: dict) -> dict[str, float]:
             "chosen_drop_se": f["drop_after"]["se"],
             "validation_unsliced": v["unsliced_after"]["accuracy"],
             "validation_chosen": v["chosen_after"]["accuracy"]}
-
-
-def _summary_rows(figures: dict) -> list[list]:
-    """Extra rows of the flow summary's search table: ``[quantity, fraction, paper]``."""
-    name = "test" if "test" in figures else "validation"
-    f = figures[name]
-    rows = [[f"standard error of the drop ({f['images']} {name} images, paired)",
-             f["drop_after"]["se"], None],
-            ["unsliced model before fine-tuning", f["unsliced_before"]["accuracy"], None]]
-    if "fixed_point" in f:
-        rows.append(["chosen sub-net, bit-exact fixed-point layer", f["fixed_point"]["accuracy"],
-                     None])
-    return rows
 
 
 def _point_dict(cfg: Config, p: Point) -> dict:

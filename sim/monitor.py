@@ -16,7 +16,11 @@ from __future__ import annotations
 from collections import defaultdict, deque
 
 import cocotb
+from cocotb.handle import SimHandleBase
 from cocotb.triggers import RisingEdge
+
+from defslice.model.layout import PAGE
+from defslice.sim.job import MonitorSummary
 
 __all__ = ["AxiMonitor"]
 
@@ -36,7 +40,8 @@ class AxiMonitor:
         Signal prefix (default ``m_axi``).
     """
 
-    def __init__(self, dut, clk, rst, bus_bytes: int, prefix: str = "m_axi"):
+    def __init__(self, dut: SimHandleBase, clk: SimHandleBase, rst: SimHandleBase,
+                 bus_bytes: int, prefix: str = "m_axi") -> None:
         self.clk, self.rst = clk, rst
         self.bus_bytes = bus_bytes
         self.size_code = bus_bytes.bit_length() - 1
@@ -65,6 +70,7 @@ class AxiMonitor:
         self._w_done: deque[int] = deque()
 
     def start(self) -> None:
+        """Start watching (once)."""
         if self._task is None:
             self._task = cocotb.start_soon(self._run())
 
@@ -89,66 +95,79 @@ class AxiMonitor:
             self._error(f"{kind}size {int(s[f'{kind}size'].value)} at {addr:#x}: "
                         f"expected {self.size_code} ({self.bus_bytes}-byte beats)")
         last = addr + beats * self.bus_bytes - 1
-        if addr // 4096 != last // 4096:
+        if addr // PAGE != last // PAGE:
             self._error(f"{kind} burst {addr:#x}+{beats} beats crosses a 4 KiB boundary")
         if addr % self.bus_bytes:
             self._error(f"{kind} burst address {addr:#x} is not bus aligned")
         return addr, beats
 
     async def _run(self) -> None:
-        s = self.sig
         while True:
             await RisingEdge(self.clk)
             if self.rst.value.is_resolvable and int(self.rst.value):
                 continue
-            if self._bit("arvalid") and self._bit("arready"):
-                addr, beats = self._burst("ar")
-                self.read_bursts.append((addr, beats))
-                self._r_pending[int(s["arid"].value)].append(beats)
-            if self._bit("rvalid") and self._bit("rready"):
-                self.read_beats += 1
-                rid = int(s["rid"].value)
-                self._r_count[rid] += 1
-                if int(s["rresp"].value) != 0:
-                    self._error(f"read error response {int(s['rresp'].value)}")
-                last = self._bit("rlast")
-                queue = self._r_pending[rid]
-                if not queue:
-                    self._error(f"R beat with id {rid} and no read burst outstanding")
-                elif last or self._r_count[rid] == queue[0]:
-                    if not last or self._r_count[rid] != queue[0]:
-                        self._error(f"RLAST={last} on beat {self._r_count[rid]} of a "
-                                    f"{queue[0]}-beat read burst")
-                    queue.popleft()
-                    self._r_count[rid] = 0
-            if self._bit("awvalid") and self._bit("awready"):
-                addr, beats = self._burst("aw")
-                self.write_bursts.append((addr, beats))
-                self._w_pending.append(beats)
-            if self._bit("wvalid") and self._bit("wready"):
-                self.write_beats += 1
-                self._w_count += 1
-                if self._bit("wlast"):
-                    self._w_done.append(self._w_count)
-                    self._w_count = 0
-            # W data may run ahead of its AW: burst lengths are matched in order.
-            while self._w_pending and self._w_done:
-                want, got = self._w_pending.popleft(), self._w_done.popleft()
-                if want != got:
-                    self._error(f"WLAST after {got} beats of a {want}-beat write burst")
-            if self._bit("bvalid") and self._bit("bready"):
-                self.write_responses += 1
-                if int(s["bresp"].value) != 0:
-                    self._error(f"write error response {int(s['bresp'].value)}")
+            self._read_address()
+            self._read_data()
+            self._write_address()
+            self._write_data()
+            self._write_response()
 
-    def summary(self) -> dict:
-        """Everything observed, JSON-ready."""
-        return {
-            "read_bursts": [list(b) for b in self.read_bursts],
-            "write_bursts": [list(b) for b in self.write_bursts],
-            "read_beats": self.read_beats,
-            "write_beats": self.write_beats,
-            "write_responses": self.write_responses,
-            "outstanding_reads": sum(len(q) for q in self._r_pending.values()),
-            "errors": list(self.errors),
-        }
+    def _read_address(self) -> None:
+        if self._bit("arvalid") and self._bit("arready"):
+            addr, beats = self._burst("ar")
+            self.read_bursts.append((addr, beats))
+            self._r_pending[int(self.sig["arid"].value)].append(beats)
+
+    def _read_data(self) -> None:
+        s = self.sig
+        if not (self._bit("rvalid") and self._bit("rready")):
+            return
+        self.read_beats += 1
+        rid = int(s["rid"].value)
+        self._r_count[rid] += 1
+        if int(s["rresp"].value) != 0:
+            self._error(f"read error response {int(s['rresp'].value)}")
+        last = self._bit("rlast")
+        queue = self._r_pending[rid]
+        if not queue:
+            self._error(f"R beat with id {rid} and no read burst outstanding")
+        elif last or self._r_count[rid] == queue[0]:
+            if not last or self._r_count[rid] != queue[0]:
+                self._error(f"RLAST={last} on beat {self._r_count[rid]} of a "
+                            f"{queue[0]}-beat read burst")
+            queue.popleft()
+            self._r_count[rid] = 0
+
+    def _write_address(self) -> None:
+        if self._bit("awvalid") and self._bit("awready"):
+            addr, beats = self._burst("aw")
+            self.write_bursts.append((addr, beats))
+            self._w_pending.append(beats)
+
+    def _write_data(self) -> None:
+        if self._bit("wvalid") and self._bit("wready"):
+            self.write_beats += 1
+            self._w_count += 1
+            if self._bit("wlast"):
+                self._w_done.append(self._w_count)
+                self._w_count = 0
+        # W data may run ahead of its AW: burst lengths are matched in order.
+        while self._w_pending and self._w_done:
+            want, got = self._w_pending.popleft(), self._w_done.popleft()
+            if want != got:
+                self._error(f"WLAST after {got} beats of a {want}-beat write burst")
+
+    def _write_response(self) -> None:
+        if self._bit("bvalid") and self._bit("bready"):
+            self.write_responses += 1
+            if int(self.sig["bresp"].value) != 0:
+                self._error(f"write error response {int(self.sig['bresp'].value)}")
+
+    def summary(self) -> MonitorSummary:
+        """Everything observed."""
+        return MonitorSummary(
+            read_bursts=tuple(self.read_bursts), write_bursts=tuple(self.write_bursts),
+            read_beats=self.read_beats, write_beats=self.write_beats,
+            write_responses=self.write_responses,
+            outstanding_reads=sum(len(q) for q in self._r_pending.values()),
+            errors=tuple(self.errors))

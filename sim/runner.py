@@ -25,19 +25,21 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 import os
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from defslice.errors import ToolError
-from defslice.sim.job import JOB_ENV, Job
+from defslice.hw import TOP_NAME
+from defslice.records import RecordError
+from defslice.sim.job import JOB_ENV, Job, Observation
 from defslice.sim.tools import check_simulator, simulator_env
 
 __all__ = ["ICARUS_ARGS", "VERILATOR_ARGS", "BenchRun", "run_bench"]
 
-TOPLEVEL = "defslice_top"
+TOPLEVEL = TOP_NAME
 TEST_MODULE = "defslice.sim.tb"
 TIMESCALE = ("1ns", "1ps")
 
@@ -51,13 +53,13 @@ VERILATOR_ARGS = ("-Wno-fatal", "-Wno-lint", "-Wno-style")
 class BenchRun:
     """What one bench run produced.
 
-    ``result`` is the bench's observation file (``None`` if the simulator died before
-    writing it); ``passed`` is cocotb's verdict on the bench's own assertions.
+    ``result`` is the bench's observations (``None`` if the simulator died before
+    writing them); ``passed`` is cocotb's verdict on the bench's own assertions.
     """
 
     simulator: str
     build_dir: Path
-    result: dict | None
+    result: Observation | None
     passed: bool
     build_seconds: float
     run_seconds: float
@@ -67,7 +69,7 @@ class BenchRun:
 
 
 @contextlib.contextmanager
-def _environment(env: dict[str, str]):
+def _environment(env: dict[str, str]) -> Iterator[None]:
     """Temporarily replace ``os.environ`` (cocotb's runner copies it into its commands)."""
     saved = dict(os.environ)
     os.environ.clear()
@@ -152,9 +154,12 @@ def run_bench(verilog: Path, build_dir: Path, simulator: str, job: Job,
             errors.append(f"{simulator} exited abnormally ({exc}); log {sim_log}:\n"
                           f"{_tail(sim_log)}")
         t2 = time.perf_counter()
-    result = json.loads(result_path.read_text()) if result_path.is_file() else None
-    if result is None:
-        errors.append(f"the bench wrote no result; log {sim_log}:\n{_tail(sim_log)}")
+    result = None
+    try:
+        result = Observation.load(result_path)
+    except RecordError as exc:
+        errors.append(f"the bench wrote no readable result ({exc}); log {sim_log}:\n"
+                      f"{_tail(sim_log)}")
     return BenchRun(simulator, build_dir, result, verdict_ok and result is not None,
                     t1 - t0, t2 - t1,
                     waves_file if waves_file is not None and waves_file.is_file() else None,

@@ -65,7 +65,8 @@ class Stimulus:
         return int(self.query_index[self.program.order[stored]])
 
 
-def _border_coords(rng: np.random.Generator, size: np.ndarray, shape) -> np.ndarray:
+def _border_coords(rng: np.random.Generator, size: np.ndarray,
+                   shape: tuple[int, ...]) -> np.ndarray:
     """Pixel coordinates on the edges of maps of ``size`` pixels (broadcast to shape)."""
     choice = rng.integers(0, 6, size=shape)
     table = np.stack([np.full_like(size, -0.5), np.full_like(size, -1.0),

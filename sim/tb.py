@@ -19,36 +19,38 @@ The bench
 
 from __future__ import annotations
 
-import json
 import logging
 import random
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import cocotb
 from cocotb.clock import Clock
+from cocotb.handle import SimHandleBase
 from cocotb.triggers import ClockCycles, RisingEdge, Timer
 from cocotb.utils import get_sim_time
 from cocotbext.axi import AxiBus, AxiLiteBus, AxiLiteMaster, AxiRam
 
-from defslice.hw.regmap import REGISTERS, offset
-from defslice.sim.job import Job
+from defslice.hw.regmap import COUNTERS, offset
+from defslice.sim.job import Job, Observation
 from defslice.sim.monitor import AxiMonitor
 from defslice.sim.stimulus import make_stimulus
 
 CLOCK_NS = 10
 OUT_MARKER = 0xA5
-COUNTERS = ("CYCLES", "BUSY_CYCLES", "STALL_CYCLES", "READ_BEATS", "WRITE_BEATS",
-            "READ_BURSTS", "WRITE_BURSTS")
 STATUS_BUSY, STATUS_DONE = 1, 2
+#: Output ports that must never be X: handshakes and the interrupt.
+_CONTROL_SUFFIXES = ("valid", "ready", "irq")
 
 
-def _pauses(rng: random.Random, prob: float):
+def _pauses(rng: random.Random, prob: float) -> Iterator[bool]:
     """Pause in a cycle with probability ``prob``."""
     while True:
         yield rng.random() < prob
 
 
-def _latency(rng: random.Random, prob: float):
+def _latency(rng: random.Random, prob: float) -> Iterator[bool]:
     """Read data latency: now and then a stall of 1..24 cycles, else short pauses."""
     while True:
         if rng.random() < prob / 8:
@@ -57,14 +59,14 @@ def _latency(rng: random.Random, prob: float):
         yield rng.random() < prob
 
 
-def _outputs_of(handles) -> list[str]:
-    return [name for name, h in handles if not h.value.is_resolvable]
+def _outputs_of(handles: list[tuple[str, SimHandleBase]]) -> tuple[str, ...]:
+    return tuple(name for name, h in handles if not h.value.is_resolvable)
 
 
 class Bench:
     """The design with its DRAM, host port and monitor."""
 
-    def __init__(self, dut, job: Job):
+    def __init__(self, dut: SimHandleBase, job: Job) -> None:
         self.dut, self.job = dut, job
         self.cfg = job.config
         self.stim = make_stimulus(self.cfg, job.seed, job.queries)
@@ -91,21 +93,16 @@ class Bench:
                        self.axil.read_if.r_channel):
                 ch.set_pause_generator(_pauses(rng, p))
 
-    def output_handles(self, control: bool = True):
-        """Output ports of the design (name, handle): the handshake and interrupt signals
-        (``control``), which must never be X, or the payloads, which may be X while their
-        valid is low."""
-        if control:
-            names = ["irq"]
-            names += [f"s_axil_{n}" for n in ("awready", "wready", "bvalid", "arready",
-                                              "rvalid")]
-            names += [f"m_axi_{n}" for n in ("awvalid", "wvalid", "bready", "arvalid",
-                                             "rready")]
-        else:
-            names = [f"s_axil_{n}" for n in ("bresp", "rdata", "rresp")]
-            names += [f"m_axi_{n}" for n in ("awaddr", "awlen", "awsize", "awburst", "awid",
-                                             "wdata", "wstrb", "wlast", "araddr", "arlen",
-                                             "arsize", "arburst", "arid")]
+    def output_handles(self, control: bool = True) -> list[tuple[str, SimHandleBase]]:
+        """Output ports of the design (name, handle), from the generator's signature: the
+        handshake and interrupt signals (``control``), which must never be X, or the
+        payloads, which may be X while their valid is low."""
+        from amaranth.lib.wiring import Out
+
+        from defslice.hw import top_signature
+
+        names = [n for n, m in top_signature(self.cfg).members.items()
+                 if m.flow == Out and n.endswith(_CONTROL_SUFFIXES) == control]
         return [(n, getattr(self.dut, n)) for n in names]
 
     def load_memory(self) -> None:
@@ -157,56 +154,62 @@ class Bench:
         return lay.unpack_outputs(raw, lay.num_queries).tolist()
 
 
+    async def reset_mid_run(self) -> dict[str, Any]:
+        """Start a run, reset the design half way through its reads, clear what was seen;
+        returns the beats seen before the reset and ``STATUS`` right after it."""
+        await self.start()
+        expected_reads = sum(b.beats for b in self.program.transfers() if not b.write)
+        cycles = 0
+        while self.monitor.read_beats < expected_reads // 2 \
+                and cycles < self.job.timeout_cycles:
+            await ClockCycles(self.dut.clk, 4)
+            cycles += 4
+        seen = {"reset_after_read_beats": self.monitor.read_beats,
+                "reset_after_write_beats": self.monitor.write_beats}
+        await self.reset(cycles=6)
+        seen["status_after_reset"] = await self.read_reg("STATUS")
+        self.monitor.clear()
+        self.clear_outputs()
+        return seen
+
+
 @cocotb.test()
-async def run_program(dut):
+async def run_program(dut: SimHandleBase) -> None:
     """Run the job's program once (after an aborted first run when asked)."""
     job = Job.from_env()
     bench = Bench(dut, job)
-    result: dict = {"config": bench.cfg.name, "seed": job.seed}
 
     # 1. Time 0, before any clock edge: every output must already be 0 or 1.
     dut.rst.value = 1
     dut.clk.value = 0
     await Timer(1, "ns")
-    result["time0_unresolved"] = _outputs_of(bench.output_handles(control=True))
-    result["time0_unresolved_payload"] = _outputs_of(bench.output_handles(control=False))
+    time0 = _outputs_of(bench.output_handles(control=True))
+    time0_payload = _outputs_of(bench.output_handles(control=False))
 
     Clock(dut.clk, CLOCK_NS, unit="ns").start(start_high=False)
     bench.load_memory()
     await bench.reset()
     bench.monitor.start()
-    result["id"] = await bench.read_reg("ID")
+    ident = await bench.read_reg("ID")
 
     # 2. Optional: a run interrupted by reset in its middle, then a clean run.
-    if job.reset_mid_run:
-        await bench.start()
-        expected_reads = sum(b.beats for b in bench.program.transfers() if not b.write)
-        cycles = 0
-        while bench.monitor.read_beats < expected_reads // 2 and cycles < job.timeout_cycles:
-            await ClockCycles(dut.clk, 4)
-            cycles += 4
-        result["reset_after_read_beats"] = bench.monitor.read_beats
-        result["reset_after_write_beats"] = bench.monitor.write_beats
-        await bench.reset(cycles=6)
-        status = await bench.read_reg("STATUS")
-        result["status_after_reset"] = status
-        bench.monitor.clear()
-        bench.clear_outputs()
+    reset = await bench.reset_mid_run() if job.reset_mid_run else {
+        "reset_after_read_beats": None, "reset_after_write_beats": None,
+        "status_after_reset": None}
 
     # 3. The run that is checked.
     t_start = get_sim_time("ns")
     await bench.start()
     done, waited = await bench.wait_done()
-    result["done"] = done
-    result["bench_cycles"] = waited
-    result["irq_at_done"] = int(dut.irq.value) if dut.irq.value.is_resolvable else None
+    irq = int(dut.irq.value) if dut.irq.value.is_resolvable else None
     # Let write responses in flight settle before reading the counters.
     await ClockCycles(dut.clk, 4)
-    result["counters"] = {name: await bench.read_reg(name) for name in COUNTERS}
-    result["status"] = await bench.read_reg("STATUS")
-    result["monitor"] = bench.monitor.summary()
-    result["outputs"] = bench.read_outputs()
-    result["sim_time_ns"] = get_sim_time("ns") - t_start
-    result["registers"] = sorted(REGISTERS)
-    Path(job.result_path).write_text(json.dumps(result) + "\n")
+    counters = {name: await bench.read_reg(name) for name in COUNTERS}
+    obs = Observation(
+        config=bench.cfg.name, seed=job.seed, time0_unresolved=time0,
+        time0_unresolved_payload=time0_payload, id=ident, **reset, done=done,
+        bench_cycles=waited, irq_at_done=irq, counters=counters,
+        status=await bench.read_reg("STATUS"), monitor=bench.monitor.summary(),
+        outputs=bench.read_outputs(), sim_time_ns=float(get_sim_time("ns") - t_start))
+    obs.save(Path(job.result_path))
     assert done, f"STATUS.done not set within {job.timeout_cycles} cycles"

@@ -23,6 +23,7 @@ from defslice.model.dat_layer_fixed import (
     layer_trace_widths,
     quantize_layer_input,
     quantize_layer_params,
+    rail_counts,
 )
 from defslice.model.slicing import SliceGrid
 
@@ -401,3 +402,18 @@ def test_defslice_model_reports_the_fixed_point_layer(tmp_path, capsys):
 
     lf = json.loads((tmp_path / "model.json").read_text())["layer_fixed"]
     assert lf["sliced"]["raw"]["y_rel_rms"] < 0.05
+
+
+def test_rail_counts_show_a_format_too_narrow_for_the_model():
+    cfg, spec, params, x, grid = dat56_case("dat56", seed=4)
+    params["conv_offset.0.weight"] = params["conv_offset.0.weight"] * 12   # h past +-4
+    fm = LayerFormats.from_config(cfg)
+    qp = quantize_layer_params(params, spec, fm, (56, 56))
+    y, tr = dat_layer_fixed_forward(quantize_layer_input(x, fm), qp, spec, fm, grid)
+    rails = rail_counts(tr, y, fm)
+    assert rails["h"][0] > 0.01 * rails["h"][1] and rails["y"][1] == y.size
+    cal = calibrate_formats(fm, spec, params, x, grid)
+    assert cal.layer.h_frac < fm.layer.h_frac
+    qp = quantize_layer_params(params, spec, cal, (56, 56))
+    y, tr = dat_layer_fixed_forward(quantize_layer_input(x, cal), qp, spec, cal, grid)
+    assert all(r == 0 for r, _ in rail_counts(tr, y, cal).values())

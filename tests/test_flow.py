@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import json
 import os
+import re
 import stat
 from pathlib import Path
 
@@ -11,7 +11,29 @@ import pytest
 
 from defslice import config as cfgmod
 from defslice.cli import main
-from defslice.hw.reports import critical_path_summary
+from defslice.flow import FlowReport
+from defslice.hw.reports import Ecp5Timing, XilinxUtilization, critical_path_summary
+from defslice.hw.stage import VerilogReport
+from defslice.model.stage import ModelReport, ModelSeconds
+from defslice.model.traffic_stage import (
+    DataflowTraffic,
+    Normalized,
+    TrafficConfigRecord,
+    TrafficReport,
+    TrafficScope,
+    TrafficSeconds,
+    Volume,
+)
+from defslice.records import RecordError, sha256_of
+from defslice.sim.report import (
+    AxiTraffic,
+    OutputCheck,
+    Performance,
+    SimReport,
+    SimulatorReport,
+    TrafficCheck,
+    WallSeconds,
+)
 from defslice.summary import write_summary
 
 pytestmark = pytest.mark.sim
@@ -31,9 +53,9 @@ NEXTPNR_PATH = {"from": "posedge clk", "to": "posedge clk", "path": [
 
 def test_critical_path_summary_of_a_nextpnr_report():
     cp = critical_path_summary(NEXTPNR_PATH)
-    assert (cp["start"], cp["end"], cp["steps"]) == ("lvl_FF", "pix_FF", 5)
-    assert (cp["delay_ns"], cp["logic_ns"], cp["routing_ns"]) == (3.5, 1.5, 2.0)
-    assert cp["nets"] == ["lvl"] and cp["lines"] == ["966", "79"]
+    assert (cp.start, cp.end, cp.steps) == ("lvl_FF", "pix_FF", 5)
+    assert (cp.delay_ns, cp.logic_ns, cp.routing_ns) == (3.5, 1.5, 2.0)
+    assert cp.nets == ["lvl"] and cp.lines == ["966", "79"]
 
 
 def _flow(out: Path, *extra: str) -> int:
@@ -55,46 +77,93 @@ def test_flow_tiny_end_to_end(tmp_path, capsys):
     assert "defslice flow --preset tiny" in summary   # how to reproduce
     assert not (out / "FAILED.md").exists()
     for produced in ("verilog/defslice_top.v", "sim/sim.json", "model/model.json",
-                     "traffic/traffic_tiny.json", "traffic/traffic_tiny.png"):
+                     "traffic/traffic_tiny.json", "traffic/traffic_tiny.png", "flow.json"):
         assert (out / produced).is_file(), produced
     assert cfgmod.load(out / "chosen.toml") == cfgmod.preset("tiny")
-    sim = json.loads((out / "sim" / "sim.json").read_text())
-    assert sim["passed"] and list(sim["simulators"]) == ["icarus"]
+    report = FlowReport.load(out / "flow.json")
+    assert report.sim.passed and list(report.sim.simulators) == ["icarus"]
+    assert SimReport.load(out / "sim" / "sim.json") == report.sim
+    assert VerilogReport.load(out / "verilog" / "verilog.json") == report.verilog
+
+
+def test_flow_simulates_the_verilog_it_generated(tmp_path):
+    """summary.md names the hash of the simulated Verilog; it is the hash of
+    verilog/defslice_top.v, which the simulation ran in place (nothing regenerated)."""
+    out = tmp_path / "flow"
+    assert _flow(out, "--queries", "8") == 0
+    generated = out / "verilog" / "defslice_top.v"
+    digest = sha256_of(generated)
+    summary = (out / "summary.md").read_text()
+    simulated = re.search(r"\(SHA-256 `([0-9a-f]{64})`\)\. Outputs must equal", summary)
+    assert simulated is not None, summary
+    assert simulated.group(1) == digest
+    assert f"SHA-256 `{digest}`, the file simulated." in summary
+    sim = SimReport.load(out / "sim" / "sim.json")
+    assert sim.verilog == generated and sim.verilog_sha256 == digest
+    assert not (out / "sim" / "rtl").exists()
+    assert "--queries 8" in summary                     # the reproducing command line
+
+
+def _counts(n: int) -> AxiTraffic:
+    return AxiTraffic(n // 2, n, n // 2, n)
+
+
+def _reports(tmp_path: Path) -> FlowReport:
+    """Stage reports of a hypothetical run, with round figures to check the text."""
+    model = ModelReport(config="tiny", seed=0, queries=80, slices=4, nonempty_slices=4,
+                        clamped_fraction=0.25, sliced_vs_unsliced_max_abs=0.1,
+                        fixed_vs_float_same_inputs_max_abs=0.001, fixed_error_bound_max=0.002,
+                        fixed_within_bound=True, fixed_vs_float_raw_inputs_max_abs=0.01,
+                        seconds=ModelSeconds(0.1, 0.2, 0.3))
+    util = XilinxUtilization(tool="yosys", family="xc7", part="xc7a100tcsg324-1",
+                             top="defslice_top", LUT=6340, FF=1268, RAMB18=2, RAMB36=1,
+                             DSP48E1=24, LUTRAM_SRL=0, CARRY4=10, cells={"LUT6": 6340},
+                             fallback_reasons=[])
+    timing = Ecp5Timing(tool="yosys", device="LFE5U-85F", top="defslice_top",
+                        target_mhz=100.0, fmax_mhz=50.0, met=False, utilization={},
+                        seed=1, fallback_reasons=[],
+                        critical_path=critical_path_summary(NEXTPNR_PATH))
+    vpath = tmp_path / "verilog" / "defslice_top.v"
+    verilog = VerilogReport(config="tiny", verilog=vpath, verilog_sha256="ab" * 32,
+                            linted=True, xilinx_tree=None, utilization=util, timing=timing,
+                            generate_seconds=1.0)
+    counts = _counts(2)
+    icarus = SimulatorReport(
+        passed=True, failures=(), outputs=OutputCheck(640, 0, ()),
+        traffic=TrafficCheck(counts, counts, counts, counts, (), (), (), (), 1),
+        performance=Performance(cycles=2000, busy_cycles=1280, stall_cycles=10,
+                                bench_cycles=2000, bilinear_samples=640,
+                                ideal_busy_cycles=1280, utilisation=0.64),
+        simulator="icarus", version="11", wall_seconds=WallSeconds(0.5, 0.5, 1.0),
+        build_dir=tmp_path, sim_log=None, waves=None)
+    sim = SimReport(config="tiny", seed=0, queries=80, descriptors=4, backpressure=0.25,
+                    reset_mid_run=False, passed=True, verilog=vpath,
+                    verilog_sha256="ab" * 32, generate_seconds=0.0,
+                    expected_traffic=counts, location_kinds={"workload": 1},
+                    simulators={"icarus": icarus})
+    vol = Volume(1, 10, 80)
+    flow = DataflowTraffic(read=vol, write=vol, total=vol, per_tensor={}, seconds=0.1,
+                           label="layer-by-layer (baseline)",
+                           normalized=Normalized(1.0, 1.0, 1.0, 1.0))
+    traffic = TrafficReport(
+        config=TrafficConfigRecord("tiny", {}, {}), workload="MSDA", seed=0, trace="random",
+        batch_elements_counted="1 of 1", queries=80, map_pixels=64, bus_bytes=8,
+        max_burst_beats=16, scopes={"datapath": TrafficScope({"layer_by_layer": flow})},
+        headline_scope="datapath", rtl_transfers={}, seconds=TrafficSeconds(0, 0, 0, 0),
+        plot_file="traffic_tiny.png")
+    return FlowReport(config="tiny", nas=None, model=model, verilog=verilog, sim=sim,
+                      traffic=traffic, seconds={"model": 1.0}, argv=["flow"])
+
+
+def test_flow_report_round_trips_through_json(tmp_path):
+    report = _reports(tmp_path)
+    assert FlowReport.from_json(report.to_json()) == report
+    assert FlowReport.load(report.save(tmp_path / "flow.json")) == report
 
 
 def test_summary_reads_resource_and_timing_reports(tmp_path):
-    """The hardware section quotes the report files, with shares of the part."""
-    cfg = cfgmod.preset("tiny")
-    out = tmp_path
-    (out / "model").mkdir()
-    (out / "model" / "model.json").write_text(json.dumps({
-        "fixed_vs_float_same_inputs_max_abs": 0.001, "fixed_error_bound_max": 0.002,
-        "fixed_within_bound": True, "clamped_fraction": 0.25, "slices": 4}))
-    rep = out / "verilog" / "reports"
-    rep.mkdir(parents=True)
-    (rep / "xilinx_utilization.json").write_text(json.dumps({
-        "tool": "yosys", "part": "xc7a100tcsg324-1", "LUT": 6340, "FF": 1268,
-        "RAMB18": 2, "RAMB36": 1, "DSP48E1": 24}))
-    (rep / "ecp5_timing.json").write_text(json.dumps({
-        "device": "LFE5U-85F", "fmax_mhz": 50.0, "target_mhz": 100.0, "met": False,
-        "critical_path": critical_path_summary(NEXTPNR_PATH)}))
-    counts = {"read_bursts": 1, "read_beats": 2, "write_bursts": 1, "write_beats": 2}
-    (out / "sim").mkdir()
-    (out / "sim" / "sim.json").write_text(json.dumps({
-        "passed": True, "queries": 80, "seed": 0, "backpressure": 0.25, "simulators": {
-            "icarus": {"passed": True, "outputs": {"mismatches": 0, "total": 640},
-                       "traffic": {"observed": counts, "expected": counts,
-                                   "rtl_counters": counts},
-                       "performance": {"cycles": 2000, "busy_cycles": 1280,
-                                       "stall_cycles": 10, "bilinear_samples": 640,
-                                       "ideal_busy_cycles": 1280},
-                       "wall_seconds": {"total": 1.0}}}}))
-    flow = {"total": {"bursts": 1, "beats": 10, "bytes": 80}, "normalized": {"beats": 1.0}}
-    (out / "traffic").mkdir()
-    (out / "traffic" / "traffic_tiny.json").write_text(json.dumps({
-        "headline_scope": "datapath", "bus_bytes": 8, "config": {"name": "tiny"},
-        "scopes": {"datapath": {"dataflows": {"layer_by_layer": flow}}}}))
-    text = write_summary(cfg, out, {"model": 1.0}, searched=False).read_text()
+    """The hardware section quotes the typed reports, with shares of the part."""
+    text = write_summary(cfgmod.preset("tiny"), tmp_path, _reports(tmp_path)).read_text()
     assert "| LUT | 6340 | 10.0% |" in text          # 6340 / 63400
     assert "| RAMB36 | 2 | 1.5% |" in text          # 1 + 2 / 2 of 135
     assert "**50.0 MHz**" in text and "(not met)" in text
@@ -102,11 +171,20 @@ def test_summary_reads_resource_and_timing_reports(tmp_path):
            "through `lvl`; `verilog/defslice_top.v` lines 966, 79." in text
     # 640 samples * 50 MHz / 2000 cycles; bound max(1280 ideal, 2 read beats)
     assert "| 2000 | 1280 | 10 | 640 | 1280 | 2 | 1.56 (compute) | 1.56 | 16 |" in text
+    assert f"[`verilog/defslice_top.v`](verilog/defslice_top.v), SHA-256 `{'ab' * 32}`, " \
+           "the file simulated." in text
+    assert "| layer-by-layer (baseline) | 1 | 10 | 80 | 100.0% | 100% |" in text
 
 
-def test_summary_refuses_missing_stage_output(tmp_path):
-    with pytest.raises(Exception, match="model.json is missing"):
-        write_summary(cfgmod.preset("tiny"), tmp_path, {}, searched=False)
+def test_reports_refuse_missing_or_malformed_files(tmp_path):
+    with pytest.raises(RecordError, match="flow.json is missing"):
+        FlowReport.load(tmp_path / "flow.json")
+    (tmp_path / "model.json").write_text('{"config": "tiny"}')
+    with pytest.raises(RecordError, match="missing key seed"):
+        ModelReport.load(tmp_path / "model.json")
+    (tmp_path / "model.json").write_text("{")
+    with pytest.raises(RecordError, match="not valid JSON"):
+        ModelReport.load(tmp_path / "model.json")
 
 
 def _assert_failed_cleanly(out: Path, code: int, expected: int, err: str, *needles: str):

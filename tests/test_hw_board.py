@@ -71,14 +71,14 @@ def test_verilog_command_refuses_the_tree_but_writes_the_rest(tmp_path, capsys):
     assert (out / "defslice_top.v").is_file() and not (out / "xilinx").exists()
     board = json.loads((out / "board.json").read_text())
     assert board["fits"] is False and board["memory"] == "bram"
-    assert "**refused**" in board_summary_lines(out)[0]
+    assert json.loads((out / "verilog.json").read_text())["board"] == board
+    assert "**refused**" in board_summary_lines(BoardMemory.load(out / "board.json"))[0]
 
 
-def test_board_summary_states_the_memory(tmp_path):
-    (tmp_path / "board.json").write_text(json.dumps(board_memory(C.preset("tiny")).to_json()))
-    line = board_summary_lines(tmp_path)[0]
+def test_board_summary_states_the_memory():
+    line = board_summary_lines(board_memory(C.preset("tiny")))[0]
     assert "on-chip block RAM of 32 KiB" in line and "fits" in line
-    assert "not generated" in board_summary_lines(tmp_path / "missing")[0]
+    assert "not generated" in board_summary_lines(None)[0]
 
 
 def _reference_ram(size, bus, image, bursts):
@@ -312,10 +312,10 @@ def test_ddr3_tree_is_generated_and_elaborates(tmp_path):
     and port (Xilinx primitives from yosys' cell library). Vivado is not run."""
     import subprocess
 
-    from defslice.hw.cli import write_vivado_tree
+    from defslice.hw.stage import write_vivado_tree
 
     cfg = C.preset("dat56")
-    mem = write_vivado_tree(cfg, tmp_path, "ddr3")
+    mem = write_vivado_tree(derive(cfg), tmp_path, "ddr3")
     assert mem == BoardMemory("arty_a7_100", "ddr3", 256 << 20, DramLayout(cfg).total_bytes,
                               True)
     names = {p.name for p in tmp_path.iterdir()}
@@ -340,15 +340,14 @@ def test_ddr3_tree_needs_the_user_port_width():
         write_ddr_tree(C.preset("tiny"), "unused", platform=None)
 
 
-def test_flow_goes_on_when_the_board_tree_is_refused(tmp_path):
-    import argparse
+def test_verilog_stage_goes_on_when_the_board_tree_is_refused(tmp_path):
+    from defslice.hw.stage import VerilogOptions, VerilogReport
+    from defslice.hw.stage import run as verilog_run
 
-    from defslice import flow
-
-    cfg = C.preset("dat56")
-    path = tmp_path / "config.toml"
-    C.dump(cfg, path)
-    ctx = flow.FlowContext(cfg, path, tmp_path, argparse.Namespace(no_reports=True), {})
-    flow._stage_verilog(ctx)                       # no exception: the stage is not failed
-    assert (tmp_path / "verilog" / "defslice_top.v").is_file()
-    assert "**refused**" in board_summary_lines(tmp_path / "verilog")[0]
+    out = tmp_path / "verilog"
+    report = verilog_run(C.preset("dat56"), out, VerilogOptions(reports=False, lint=False))
+    # no exception: the flow's stage is not failed; the report carries the refusal
+    assert (out / "defslice_top.v").is_file() and not (out / "xilinx").exists()
+    assert report.board == board_memory(C.preset("dat56")) and report.xilinx_tree is None
+    assert VerilogReport.load(out / "verilog.json") == report
+    assert "**refused**" in board_summary_lines(report.board)[0]

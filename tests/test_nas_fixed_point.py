@@ -65,6 +65,7 @@ def test_swapped_classifier_is_a_copy_and_its_accuracy_is_reported():
     res = fixed_point_accuracy(model, images, labels, fm, SliceGrid([(16, 20)], 8, 10, 1),
                                batch=4)
     assert res["images"] == 10 and 0 <= res["agreement"] <= 1
+    assert set(res["on_rail"]) >= {"q", "h", "z", "n", "k", "v", "logit", "o", "y"}
     assert res["difference"] == pytest.approx(res["fixed_accuracy"] - res["float_accuracy"])
     with torch.no_grad():
         assert (swapped(images).argmax(-1).eq(model(images).argmax(-1))).float().mean() \

@@ -1,6 +1,7 @@
 """NAS accuracy objective in PyTorch: the sliced DAT layer, the evaluators, fine-tuning,
 and the command line, on a 16x16 DAT map and generated data."""
 
+import dataclasses
 import itertools
 import json
 
@@ -376,9 +377,15 @@ def test_cli_writes_the_reports(tmp_path, monkeypatch):
     assert rep2["evaluation_log"]["resumed"] == 18
     assert rep2["fronts"] == rep["fronts"] and rep2["chosen"] == rep["chosen"]
     # the flow summary shows the choice's note when no point is within the drop
+    from defslice.nas.stage import NasReport
     from defslice.summary import _nas_section
 
-    text = "\n".join(_nas_section(rep))
-    assert "No point of the front" not in text
-    rep["choice"]["within_drop"] = False
-    assert f"**{rep['choice']['note']}**" in "\n".join(_nas_section(rep))
+    typed = NasReport.load(out / "nas.json")
+    assert typed.chosen.note == rep["choice"]["note"]
+    assert typed.accuracy.chosen_drop_vs_unsliced.se == fig["drop_after"]["se"]
+    assert typed.hypervolume_ratio == rep["hypervolume"]["evolutionary_ratio"]
+    assert typed.hypervolume.seed_study["evolutionary"].at_least_0_99 == n
+    text = "\n".join(_nas_section(typed))
+    assert "No point of the front" not in text and "hypervolume / exhaustive front" in text
+    off = dataclasses.replace(typed, chosen=dataclasses.replace(typed.chosen, within_drop=False))
+    assert f"**{typed.chosen.note}**" in "\n".join(_nas_section(off))

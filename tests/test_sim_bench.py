@@ -9,10 +9,11 @@ misses beats the design's counters disagree with the monitor.
 
 import pytest
 
-from defslice.sim import run_simulation
+from defslice.records import sha256_of
 from defslice.sim.behavioural import write_behavioural_verilog
 from defslice.sim.configs import CONFIGS
-from defslice.sim.testing import build_dir_for, failure_message
+from defslice.sim.stage import SimOptions, run
+from defslice.sim.testing import build_dir_for
 
 pytestmark = pytest.mark.sim
 
@@ -31,52 +32,52 @@ def _behavioural(out, replace=None):
 
 def test_correct_model_passes_with_reset(request):
     out = build_dir_for(request.node.name)
-    rep = run_simulation(CFG, out, "icarus", seed=1, verilog=_behavioural(out),
-                         reset_mid_run=True)
-    assert rep["passed"], failure_message(rep)
+    design = _behavioural(out)
+    rep = run(CFG, out, SimOptions("icarus", seed=1, verilog=design, reset_mid_run=True))
+    assert rep.passed, rep.failure_message()
+    # The file given is the file simulated: nothing is generated, its hash is recorded.
+    assert rep.verilog == design and rep.verilog_sha256 == sha256_of(design)
+    assert not (out / "rtl").exists()
 
 
 def test_swapped_bilinear_weight_fails_with_first_mismatch_and_waves(request):
     out = build_dir_for(request.node.name)
     # w01 and w10 exchanged: the two off-diagonal corners get each other's weight.
     fault = ("wc[1] = (ONE - fy) * fx;", "wc[1] = fy * (ONE - fx);")
-    rep = run_simulation(CFG, out, "icarus", seed=1, verilog=_behavioural(out, fault))
-    sim = rep["simulators"]["icarus"]
-    assert not rep["passed"]
-    assert sim["outputs"]["mismatches"] > 0
-    first = sim["outputs"]["first_mismatches"][0]
-    assert set(first) == {"stored_query", "query", "head", "channel", "expected", "actual"}
-    assert first["expected"] != first["actual"]
-    assert any(f"head {first['head']}, channel {first['channel']}" in f
-               for f in sim["failures"])
+    rep = run(CFG, out, SimOptions("icarus", seed=1, verilog=_behavioural(out, fault)))
+    sim = rep.simulators["icarus"]
+    assert not rep.passed
+    assert sim.outputs.mismatches > 0
+    first = sim.outputs.first_mismatches[0]
+    assert first.expected != first.actual
+    assert any(f"head {first.head}, channel {first.channel}" in f for f in sim.failures)
     # Traffic is untouched by this fault: only the outputs are blamed.
-    assert sim["traffic"]["observed"] == sim["traffic"]["expected"]
-    assert sim["waves"] is not None
+    assert sim.traffic.observed == sim.traffic.expected
     waves = out / "icarus" / "waves" / "defslice_top.fst"
-    assert sim["waves"] == str(waves) and waves.stat().st_size > 0
+    assert sim.waves == waves and waves.stat().st_size > 0
 
 
 def test_wrong_burst_length_fails_traffic(request):
     out = build_dir_for(request.node.name)
     fault = (f"localparam MAX_BEATS = {CFG.hw.max_burst_beats};",
              "localparam MAX_BEATS = 3;")
-    rep = run_simulation(CFG, out, "icarus", seed=2, verilog=_behavioural(out, fault),
-                         waves_on_failure=False)
-    sim = rep["simulators"]["icarus"]
-    assert not rep["passed"]
-    assert sim["outputs"]["mismatches"] == 0
-    assert sim["traffic"]["extra_read_bursts"] and sim["traffic"]["missing_read_bursts"]
-    assert any("AXI bursts differ" in f for f in sim["failures"])
+    rep = run(CFG, out, SimOptions("icarus", seed=2, verilog=_behavioural(out, fault),
+                                   waves_on_failure=False))
+    sim = rep.simulators["icarus"]
+    assert not rep.passed
+    assert sim.outputs.mismatches == 0
+    assert sim.traffic.extra_read_bursts and sim.traffic.missing_read_bursts
+    assert any("AXI bursts differ" in f for f in sim.failures)
 
 
 def test_counter_missing_beats_fails(request):
     out = build_dir_for(request.node.name)
     fault = ("if (m_axi_rvalid && m_axi_rready) cnt_rbeats <= cnt_rbeats + 1;",
              "if (m_axi_rvalid && m_axi_rready && !m_axi_rlast) cnt_rbeats <= cnt_rbeats + 1;")
-    rep = run_simulation(CFG, out, "icarus", seed=3, verilog=_behavioural(out, fault),
-                         waves_on_failure=False)
-    sim = rep["simulators"]["icarus"]
-    assert not rep["passed"]
-    assert sim["traffic"]["observed"] == sim["traffic"]["expected"]
-    assert sim["traffic"]["rtl_counters"]["read_beats"] < sim["traffic"]["observed"]["read_beats"]
-    assert any("counters" in f for f in sim["failures"])
+    rep = run(CFG, out, SimOptions("icarus", seed=3, verilog=_behavioural(out, fault),
+                                   waves_on_failure=False))
+    sim = rep.simulators["icarus"]
+    assert not rep.passed
+    assert sim.traffic.observed == sim.traffic.expected
+    assert sim.traffic.rtl_counters.read_beats < sim.traffic.observed.read_beats
+    assert any("counters" in f for f in sim.failures)

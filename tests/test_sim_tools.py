@@ -1,7 +1,7 @@
 """The bench's parts without a simulation: tools, the Icarus time-0 trap, stimulus, checks,
 command line."""
 
-import json
+import dataclasses
 import subprocess
 import sys
 
@@ -15,10 +15,13 @@ from amaranth.lib.wiring import In, Out
 from defslice.cli import main
 from defslice.errors import ToolError
 from defslice.hw.regmap import ID_VALUE
-from defslice.sim import run_simulation
+from defslice.records import sha256_of
 from defslice.sim.check import check_result
 from defslice.sim.configs import CONFIGS, FULL_CONFIGS
+from defslice.sim.job import MonitorSummary, Observation
+from defslice.sim.report import SimReport
 from defslice.sim.runner import ICARUS_ARGS
+from defslice.sim.stage import SimOptions, run
 from defslice.sim.stimulus import LOCATION_KINDS, make_stimulus
 from defslice.sim.testing import build_dir_for
 from defslice.sim.tools import check_simulator, simulator_env
@@ -32,7 +35,7 @@ def test_missing_icarus_is_a_tool_error_naming_the_fix(monkeypatch, tmp_path):
     with pytest.raises(ToolError, match="apt-get install iverilog"):
         check_simulator("icarus")
     with pytest.raises(ToolError, match="apt-get install iverilog"):
-        run_simulation(CONFIGS["tiny"], tmp_path / "out", "icarus")
+        run(CONFIGS["tiny"], tmp_path / "out", SimOptions("icarus"))
     assert not (tmp_path / "out").exists()
 
 
@@ -46,6 +49,18 @@ def test_cli_reports_missing_simulator_as_tool_failure(monkeypatch, tmp_path, ca
     monkeypatch.setenv("PATH", str(tmp_path))
     assert main(["sim", "--simulator", "icarus", "--out", str(tmp_path)]) == 3
     assert "apt-get install iverilog" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("argv", "flag"), [
+    (["--verilog", "missing.v"], "--verilog"),
+    (["--queries", "0"], "--queries"),
+    (["--backpressure", "1"], "--backpressure"),
+])
+def test_cli_bad_arguments_name_the_flag(tmp_path, capsys, argv, flag):
+    assert main(["sim", "--simulator", "icarus", "--out", str(tmp_path / "o"), *argv]) == 2
+    err = capsys.readouterr().err
+    assert flag in err and "Traceback" not in err
+    assert not (tmp_path / "o" / "rtl").exists()
 
 
 def test_both_simulators_are_installed():
@@ -131,38 +146,51 @@ def test_stimulus_query_sample_maps_back_to_workload():
 
 
 # -- checks ------------------------------------------------------------------------------------
-def _perfect_result(st):
+def _perfect_result(st, **changes):
     prog = st.program
     tr = prog.transfers()
-    reads = [[b.addr, b.beats] for b in tr if not b.write]
-    writes = [[b.addr, b.beats] for b in tr if b.write]
+    reads = tuple((b.addr, b.beats) for b in tr if not b.write)
+    writes = tuple((b.addr, b.beats) for b in tr if b.write)
     counters = {"CYCLES": 1000, "BUSY_CYCLES": 600, "STALL_CYCLES": 100,
                 "READ_BEATS": sum(n for _, n in reads), "WRITE_BEATS": sum(n for _, n in writes),
                 "READ_BURSTS": len(reads), "WRITE_BURSTS": len(writes)}
-    return {"time0_unresolved": [], "id": ID_VALUE, "done": True, "irq_at_done": 1,
-            "outputs": prog.expected_outputs().tolist(), "counters": counters,
-            "monitor": {"read_bursts": reads, "write_bursts": writes,
-                        "read_beats": counters["READ_BEATS"],
-                        "write_beats": counters["WRITE_BEATS"],
-                        "write_responses": len(writes), "outstanding_reads": 0,
-                        "errors": []}}
+    monitor = MonitorSummary(read_bursts=reads, write_bursts=writes,
+                             read_beats=counters["READ_BEATS"],
+                             write_beats=counters["WRITE_BEATS"], write_responses=len(writes),
+                             outstanding_reads=0, errors=())
+    obs = Observation(config=prog.cfg.name, seed=0, time0_unresolved=(),
+                      time0_unresolved_payload=(), id=ID_VALUE, reset_after_read_beats=None,
+                      reset_after_write_beats=None, status_after_reset=None, done=True,
+                      bench_cycles=1000, irq_at_done=1, counters=counters, status=2,
+                      monitor=monitor, outputs=prog.expected_outputs().tolist(),
+                      sim_time_ns=1e4)
+    return dataclasses.replace(obs, **changes)
+
+
+def _monitor(obs, **changes):
+    return dataclasses.replace(obs, monitor=dataclasses.replace(obs.monitor, **changes))
+
+
+def test_observation_round_trips_through_json():
+    obs = _perfect_result(make_stimulus(CONFIGS["tiny"], seed=1))
+    assert Observation.from_json(obs.to_json()) == obs
 
 
 def test_check_accepts_exact_result():
     st = make_stimulus(CONFIGS["tiny-3x5"], seed=1)
     rep = check_result(st, _perfect_result(st))
-    assert rep["passed"], rep["failures"]
-    assert rep["performance"]["utilisation"] == pytest.approx(0.6)
-    assert rep["traffic"]["traffic_counter"] == rep["traffic"]["observed"]
+    assert rep.passed, rep.failures
+    assert rep.performance.utilisation == pytest.approx(0.6)
+    assert rep.traffic.traffic_counter == rep.traffic.observed
 
 
 def test_check_compares_the_bus_with_the_traffic_counter():
     """One extra beat on the bus (and in the design's counters) contradicts the counter."""
     st = make_stimulus(CONFIGS["tiny"], seed=2)
     res = _perfect_result(st)
-    res["monitor"]["read_beats"] += 1
-    res["counters"]["READ_BEATS"] += 1
-    fails = check_result(st, res)["failures"]
+    res = _monitor(res, read_beats=res.monitor.read_beats + 1)
+    res.counters["READ_BEATS"] += 1
+    fails = check_result(st, res).failures
     assert any("DRAM-traffic counter's sliced dataflow predicts" in f for f in fails)
 
 
@@ -171,37 +199,43 @@ def test_check_names_first_mismatching_query_head_channel():
     st = make_stimulus(cfg, seed=1)
     res = _perfect_result(st)
     stored, ch = 7, cfg.workload.channels + 2           # head 1, channel 2
-    res["outputs"][stored][ch] += 1
-    res["outputs"][9][0] -= 1
+    res.outputs[stored][ch] += 1
+    res.outputs[9][0] -= 1
     rep = check_result(st, res)
-    assert not rep["passed"]
-    first = rep["outputs"]["first_mismatches"][0]
-    assert (first["stored_query"], first["head"], first["channel"]) == (stored, 1, 2)
-    assert first["query"] == st.workload_query(stored)
-    assert first["actual"] == first["expected"] + 1
-    assert rep["outputs"]["mismatches"] == 2
-    assert f"query {first['query']} (stored {stored}), head 1, channel 2" in rep["failures"][0]
+    assert not rep.passed
+    first = rep.outputs.first_mismatches[0]
+    assert (first.stored_query, first.head, first.channel) == (stored, 1, 2)
+    assert first.query == st.workload_query(stored)
+    assert first.actual == first.expected + 1
+    assert rep.outputs.mismatches == 2
+    assert f"query {first.query} (stored {stored}), head 1, channel 2" in rep.failures[0]
 
 
 def test_check_catches_traffic_counter_and_protocol_faults():
     st = make_stimulus(CONFIGS["tiny"], seed=1)
     res = _perfect_result(st)
-    dropped = res["monitor"]["read_bursts"].pop(3)
-    res["monitor"]["read_bursts"].append([dropped[0] + 8, dropped[1]])
+    reads = list(res.monitor.read_bursts)
+    dropped = reads.pop(3)
+    res = _monitor(res, read_bursts=(*reads, (dropped[0] + 8, dropped[1])))
     rep = check_result(st, res)
-    assert rep["traffic"]["missing_read_bursts"] == [[hex(dropped[0]), dropped[1]]]
-    assert any("AXI bursts differ" in f for f in rep["failures"])
+    assert rep.traffic.missing_read_bursts == ((hex(dropped[0]), dropped[1]),)
+    assert any("AXI bursts differ" in f for f in rep.failures)
 
     res = _perfect_result(st)
-    res["counters"]["WRITE_BEATS"] -= 1
-    assert any("counters" in f for f in check_result(st, res)["failures"])
+    res.counters["WRITE_BEATS"] -= 1
+    assert any("counters" in f for f in check_result(st, res).failures)
 
-    res = _perfect_result(st)
-    res["time0_unresolved"] = ["m_axi_arvalid"]
-    res["monitor"]["errors"] = ["RLAST=0 on beat 4 of a 4-beat read burst"]
-    fails = check_result(st, res)["failures"]
+    res = _monitor(_perfect_result(st, time0_unresolved=("m_axi_arvalid",)),
+                   errors=("RLAST=0 on beat 4 of a 4-beat read burst",))
+    fails = check_result(st, res).failures
     assert any("1629" in f for f in fails) and any("RLAST" in f for f in fails)
-    assert not check_result(st, None)["passed"]
+    assert not check_result(st, None).passed
+
+    res = _perfect_result(st, status_after_reset=1, reset_after_read_beats=5,
+                          reset_after_write_beats=0)
+    rep = check_result(st, res)
+    assert rep.reset.reset_after_read_beats == 5
+    assert any("right after reset" in f for f in rep.failures)
 
 
 # -- command line ----------------------------------------------------------------------------
@@ -211,11 +245,16 @@ def test_cli_writes_report(request, capsys):
                "--seed", "3", "--out", str(out)])
     text = capsys.readouterr().out
     assert rc == 0, text
-    rep = json.loads((out / "sim.json").read_text())
-    assert rep["passed"] and rep["queries"] == 12
-    sim = rep["simulators"]["icarus"]
-    for key in ("cycles", "busy_cycles", "stall_cycles"):
-        assert isinstance(sim["performance"][key], int)
-    assert sim["traffic"]["observed"] == sim["traffic"]["expected"]
-    assert sim["wall_seconds"]["run"] > 0
+    rep = SimReport.load(out / "sim.json")
+    assert rep.passed and rep.queries == 12
+    sim = rep.simulators["icarus"]
+    for value in (sim.performance.cycles, sim.performance.busy_cycles,
+                  sim.performance.stall_cycles):
+        assert isinstance(value, int)
+    assert sim.traffic.observed == sim.traffic.expected
+    assert sim.wall_seconds.run > 0
     assert "sim: icarus: PASS" in text
+    # The stage generated the design into OUT/rtl and recorded that file's hash.
+    assert rep.verilog == out / "rtl" / "defslice_top.v"
+    assert rep.verilog_sha256 == sha256_of(rep.verilog)
+    assert rep.verilog_sha256 in text

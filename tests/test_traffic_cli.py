@@ -9,6 +9,7 @@ from test_traffic import msda_ctx
 from defslice.cli import main
 from defslice.model.traffic import SamplingTrace, Sliced, TrafficContext
 from defslice.model.traffic.ramulator import write_ramulator_trace
+from defslice.paper import DRAM_FIG4
 
 
 def test_dat56_report_has_paper_figures_and_plain_names(tmp_path, capsys):
@@ -21,10 +22,32 @@ def test_dat56_report_has_paper_figures_and_plain_names(tmp_path, capsys):
     assert set(flows["sliced"]["normalized"]) >= {"bytes", "beats", "bursts", "accesses"}
     md = (tmp_path / "traffic.md").read_text()
     sliced = 100 * flows["sliced"]["normalized"]["beats"]
-    assert f"{sliced:.1f}%" in md and "18.0%" in md and "37.0%" in md
+    assert f"{sliced:.1f}%" in md
+    # the paper's figures quoted from their one home, beside the counted ones
+    for name in ("sliced", "defa"):
+        assert f"paper {DRAM_FIG4[name].text}" in md
+    for section in ("## The layer's tensors", "## Baselines and schedules",
+                    "## Storing versus recomputing q", "Layer engine, `layer_transfers()`"):
+        assert section in md
+    assert set(flows) == {"layer_by_layer", "layer_by_layer_ops", "defa", "dcn", "sliced",
+                          "halo_reuse", "compulsory"}
+    assert res["layer_graph"]["tensors"]["logits"]["shape"] == [2, 3136, 49]
+    assert set(res["schedules"]["layer_by_layer"]["q_variants"]) == {"store", "recompute"}
     sw = json.loads((tmp_path / "traffic_sweep.json").read_text())
     assert len(sw["overlaps"]) == 3 and sw["slice_h"] == list(range(8, 29))
     assert "traffic_dat56.json" in capsys.readouterr().out
+
+
+def test_dat56_b_counts_four_heads_in_two_groups(tmp_path):
+    assert main(["traffic", "--preset", "dat56-b", "--out", str(tmp_path), "--quiet",
+                 "--no-sweep"]) == 0
+    assert not (tmp_path / "traffic.json").exists()
+    res = json.loads((tmp_path / "traffic_dat56-b.json").read_text())
+    t = res["layer_graph"]["tensors"]
+    assert t["logits"]["shape"] == [4, 3136, 49]
+    assert t["offset_act"]["shape"] == [2, 64, 49]
+    assert t["sampled"]["shape"] == [49, 2, 64]
+    assert (tmp_path / "traffic_dat56-b.md").read_text().count("paper 18%") == 1
 
 
 def test_other_presets_do_not_overwrite_plain_names(tmp_path):

@@ -36,8 +36,9 @@ class Compulsory(Dataflow):
 
     Datapath scope: the point records once, every value unit (one head's channels of a
     pixel) that an in-map corner touches once, in maximal contiguous runs, the outputs
-    once. Layer scope (DAT): ``x`` once (``q`` needs every pixel), the weights once,
-    ``y`` once; everything else stays on chip.
+    once. Layer scope (DAT): ``x`` once (``q`` needs every pixel), every operator's
+    parameters once, ``y`` once; everything else stays on chip. (A sliced layer may read
+    less ``x``: a slice holding no key needs none.)
     """
 
     name = "compulsory"
@@ -50,7 +51,8 @@ class Compulsory(Dataflow):
         ctx.stream_outputs(c)
 
     def layer(self, ctx: TrafficContext, c: TrafficCount) -> None:
-        lay, ex, dat = ctx.layout, ctx.extra, ctx.extra.dat
+        ex, graph = ctx.extra, ctx.extra.graph
         ctx.stream_value(c)
-        ctx.stream(c, "weights", False, ex.weights_base, dat.weight_bytes)
-        ctx.stream(c, "output", True, ex.y_base, dat.map_pixels * lay.out_stride)
+        for op, nbytes in graph.weight_bytes.items():
+            ctx.stream(c, "weights", False, ex.weights_base[op], nbytes)
+        ctx.stream(c, "output", True, ex.base["y"], graph.tensors["y"].nbytes)

@@ -19,6 +19,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from defslice.errors import InputError
 from defslice.model.layout import PAGE, Burst
@@ -33,7 +34,7 @@ def _ceil_div(a: np.ndarray | int, b: int) -> np.ndarray | int:
     return -(-a // b)
 
 
-def region_bursts(addr, nbytes, bus_bytes: int, max_beats: int,
+def region_bursts(addr: ArrayLike, nbytes: ArrayLike, bus_bytes: int, max_beats: int,
                   boundary: int = PAGE) -> tuple[np.ndarray, np.ndarray]:
     """Bursts and beats of each byte region, as :func:`split_bursts` would issue them.
 
@@ -121,7 +122,8 @@ class TrafficCount:
             raise InputError(f"unknown tensor label {tensor!r}; one of {TENSORS}")
         return self.totals.setdefault((tensor, write), Totals())
 
-    def add_regions(self, tensor: str, write: bool, addr, nbytes) -> None:
+    def add_regions(self, tensor: str, write: bool, addr: ArrayLike,
+                    nbytes: ArrayLike) -> None:
         """Count byte regions (arrays of start address and length, any alignment)."""
         addr = np.atleast_1d(np.asarray(addr, dtype=np.int64))
         nbytes = np.broadcast_to(np.asarray(nbytes, dtype=np.int64), addr.shape)

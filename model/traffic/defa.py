@@ -4,16 +4,23 @@ from __future__ import annotations
 
 import numpy as np
 
-from defslice.model.traffic.base import Dataflow, TrafficContext
+from defslice.model.traffic.base import TrafficContext
 from defslice.model.traffic.counter import TrafficCount
 from defslice.model.traffic.fetch import count_corner_fetches
 from defslice.model.traffic.reuse_buffer import DirectMappedBuffer
+from defslice.model.traffic.schedule import Schedule, ScheduledDataflow
 from defslice.model.traffic.trace import CornerChunk
 
-__all__ = ["DefaStyle"]
+__all__ = ["DEFA_LAYERS", "DefaStyle"]
+
+#: Two passes over ``x``: offsets, keys, ``k`` and ``v``; then the attention.
+DEFA_LAYERS = Schedule(
+    (("q", "offset_conv", "layernorm", "gelu", "offset_proj", "sample", "k", "v"),
+     ("logits", "bias", "softmax", "pv", "proj_out")),
+    q="recompute", on_chip=frozenset({"positions", "k", "v"}), weights_once=True)
 
 
-class DefaStyle(Dataflow):
+class DefaStyle(ScheduledDataflow):
     """Fused layers, a bounded feature-map reuse buffer, pruning.
 
     What DEFA publishes: fine-grained fusion of sampling and aggregation, feature-map
@@ -32,19 +39,23 @@ class DefaStyle(Dataflow):
 
     Datapath scope: stream the point records once, fetch misses, write outputs once.
 
-    Layer scope (DAT): DEFA targets MSDA, so the DAT layer is fused as far as its data
-    dependences allow. Every query attends to keys sampled at offsets computed from the
-    whole map, so two passes are needed: pass 1 streams ``x`` (``q`` and the offset
-    network on chip) and samples the keys through the reuse buffer (keys stay on chip);
-    pass 2 streams ``x`` again, recomputes ``q`` rather than storing it, and writes ``y``.
-    Weights are read once. DAT's sampling has no attention weight (it is 1), so point
-    pruning removes nothing there.
+    Layer scope (DAT), :data:`DEFA_LAYERS`: DEFA targets MSDA, so the DAT layer is fused as
+    far as its data dependences allow. Every query attends to keys sampled at offsets
+    computed from the whole map, so two passes are needed: pass 1 streams ``x`` (``q`` and
+    the offset network on chip), samples the keys through the reuse buffer and projects
+    them to ``k`` and ``v`` (kept on chip with the key positions); pass 2 streams ``x``
+    again, recomputes ``q`` rather than storing it (:meth:`with_q` for the storing
+    variant), and runs the attention, writing ``y``. Weights are read once and kept.
+    DAT's sampling has no attention weight (it is 1), so point pruning removes nothing
+    there.
     """
 
     name = "defa"
     label = "DEFA-style"
+    schedule = DEFA_LAYERS
 
-    def _fetch(self, ctx: TrafficContext, c: TrafficCount) -> None:
+    def gather(self, ctx: TrafficContext, c: TrafficCount) -> None:
+        """Corner fetches through the reuse buffer, after pruning."""
         t, cfg = ctx.trace, ctx.cfg
         thr = cfg.traffic.defa_point_prune_threshold * 2.0 ** cfg.numerics.weight_frac
         m = cfg.workload.sample_heads
@@ -73,15 +84,5 @@ class DefaStyle(Dataflow):
 
     def datapath(self, ctx: TrafficContext, c: TrafficCount) -> None:
         ctx.stream_queries(c)
-        self._fetch(ctx, c)
+        self.gather(ctx, c)
         ctx.stream_outputs(c)
-
-    def layer(self, ctx: TrafficContext, c: TrafficCount) -> None:
-        lay, ex, dat = ctx.layout, ctx.extra, ctx.extra.dat
-        ctx.stream_value(c)
-        ctx.stream(c, "weights", False, ex.weights_base, dat.stage1_weight_bytes)
-        self._fetch(ctx, c)
-        ctx.stream_value(c)
-        ctx.stream(c, "weights", False, ex.weights_base + dat.stage1_weight_bytes,
-                   dat.stage2_weight_bytes)
-        ctx.stream(c, "output", True, ex.y_base, dat.map_pixels * lay.out_stride)

@@ -20,7 +20,7 @@ class DirectMappedBuffer:
         Number of slots (0: no buffer, every access misses).
     """
 
-    def __init__(self, lines: int):
+    def __init__(self, lines: int) -> None:
         self.lines = int(lines)
         self.tags = np.full(max(self.lines, 1), -1, dtype=np.int64)
 

@@ -2,78 +2,50 @@
 
 from __future__ import annotations
 
-import numpy as np
+from dataclasses import replace
 
+from defslice.model.layer_layout import SliceTask, layer_transfers
 from defslice.model.layout import Burst, SlicedProgram, split_bursts
+from defslice.model.slicing import SliceGrid
 from defslice.model.traffic.base import Dataflow, TrafficContext
 from defslice.model.traffic.counter import TrafficCount
 
-__all__ = ["HaloReuse", "Sliced", "halo_reuse_transfers"]
+__all__ = ["HaloReuse", "Sliced", "halo_reuse_tasks", "halo_reuse_transfers"]
 
-#: In the layer scope the RTL's query records are the offset network's output and its
-#: outputs are the sampled keys: both intermediates of the layer.
-_LAYER_NAMES = {"query": "intermediate", "output": "intermediate"}
-
-
-def _layer_extras(ctx: TrafficContext, c: TrafficCount) -> None:
-    """What the rest of the DAT layer adds around the RTL when fused slice by slice.
-
-    The window on chip already holds the slice's pixels, so ``q``, the offset network and
-    the slice's attention run on it (the paper: no attention across patches). Added: the
-    offset network hands its point records to the datapath through DRAM (the RTL reads
-    them there), the sampled keys come back, weights are read once and stay on chip, and
-    ``y`` is written as the slice's row segments of a row-major map. A slice without
-    sampled keys (the RTL skips it) still has queries: its pixels of ``x`` are read.
-    """
-    lay, ex, dat = ctx.layout, ctx.extra, ctx.extra.dat
-    lq = ctx.trace.num_queries
-    ctx.stream(c, "intermediate", True, lay.query_base, lq * lay.query_stride)
-    ctx.stream(c, "intermediate", False, lay.out_base, lq * lay.out_stride)
-    ctx.stream(c, "weights", False, ex.weights_base, dat.weight_bytes)
-    grid = ctx.program.grid
-    h0, w0 = ctx.cfg.workload.levels[0]
-    loaded = {d.slice_index for d in ctx.program.descriptors}
-    addr, nbytes, x_addr, x_bytes = [], [], [], []
-    for s in range(grid.num_slices):
-        i, j = divmod(s, grid.n_cols)
-        r0, c0 = i * grid.slice_h, j * grid.slice_w
-        r = np.arange(r0, min(r0 + grid.slice_h, h0))
-        cols = min(grid.slice_w, w0 - c0)
-        addr.append(ex.y_base + (r * w0 + c0) * lay.out_stride)
-        nbytes.append(np.full(r.size, cols * lay.out_stride))
-        if s not in loaded:
-            # A slice without sampled keys is skipped by the RTL, but its pixels are
-            # still queries of the layer: their x must be read for q.
-            x_addr.append(lay.value_base + (r * w0 + c0) * lay.pixel_stride)
-            x_bytes.append(np.full(r.size, cols * lay.pixel_stride))
-    if x_addr:
-        c.add_regions("value", False, np.concatenate(x_addr), np.concatenate(x_bytes))
-    c.add_regions("output", True, np.concatenate(addr), np.concatenate(nbytes))
 
 class Sliced(Dataflow):
-    """The sliced dataflow exactly as the RTL issues it.
+    """The sliced dataflow exactly as the hardware issues it.
 
-    Datapath scope: the bursts of :meth:`SlicedProgram.transfers` (layout contract, one
-    descriptor, the window with its halo row by row, the slice's query records, its
-    outputs, per non-empty slice), counted as they are. The count therefore equals the
-    RTL's AXI traffic by construction.
+    Datapath scope: the sampling engine's bursts, :meth:`SlicedProgram.transfers` (layout
+    contract: one descriptor, the window with its halo row by row, the slice's query
+    records, its outputs, per non-empty slice), counted as they are.
 
-    Layer scope (DAT): the same bursts, plus the rest of the layer fused around the window
-    buffer (:func:`_layer_extras`).
+    Layer scope (DAT): the layer engine's bursts (``docs/hw_layer.md``),
+    :func:`defslice.model.layer_layout.layer_transfers`: the parameters once, then per
+    slice its descriptor, its window row by row when it holds keys, and its own pixels
+    of ``y`` row by row. Everything else (``q`` over the window, the offset network, the
+    keys, the attention of the slice's pixels) stays on chip.
+
+    Either count equals the engine's AXI traffic by construction.
     """
 
     name = "sliced"
     label = "sliced (this design)"
 
     def bursts(self, ctx: TrafficContext) -> list[Burst]:
+        """The sampling engine's transfers."""
         return ctx.program.transfers()
+
+    def layer_bursts(self, ctx: TrafficContext) -> list[Burst]:
+        """The layer engine's transfers."""
+        layout, tasks = ctx.layer_engine
+        return layer_transfers(layout, tasks)
 
     def datapath(self, ctx: TrafficContext, c: TrafficCount) -> None:
         c.add_bursts(self.bursts(ctx))
 
     def layer(self, ctx: TrafficContext, c: TrafficCount) -> None:
-        c.add_bursts(self.bursts(ctx), rename=_LAYER_NAMES)
-        _layer_extras(ctx, c)
+        c.add_bursts(self.layer_bursts(ctx))
 
 
 def halo_reuse_transfers(program: SlicedProgram) -> list[Burst]:
@@ -115,13 +87,14 @@ def halo_reuse_transfers(program: SlicedProgram) -> list[Burst]:
 class HaloReuse(Sliced):
     """Sliced, keeping the overlap with the left neighbour's window on chip.
 
-    Not what the RTL does today. It would need: a window buffer addressed column-modulo
-    its width (a circular buffer, so retained columns need no copy), at least
-    ``max window cols + Ws`` columns wide so the next slice's new columns load while this
-    one computes (this replaces the two separate double buffers), a descriptor field with
-    the first new column per level, and slices visited row by row (the descriptor order
-    already is). Rows shared with the slice row above are not kept: that would need a
-    buffer of whole map rows.
+    Datapath scope: :func:`halo_reuse_transfers`; layer scope: the layer engine's
+    transfers of :func:`halo_reuse_tasks`. Not what either engine does today. It would
+    need: a window buffer addressed column-modulo its width (a circular buffer, so
+    retained columns need no copy), at least ``max window cols + Ws`` columns wide so the
+    next slice's new columns load while this one computes (this replaces the two
+    separate double buffers), a descriptor field with the first new column per level,
+    and slices visited row by row (the descriptor order already is). Rows shared with the
+    slice row above are not kept: that would need a buffer of whole map rows.
     """
 
     name = "halo_reuse"
@@ -129,3 +102,27 @@ class HaloReuse(Sliced):
 
     def bursts(self, ctx: TrafficContext) -> list[Burst]:
         return halo_reuse_transfers(ctx.program)
+
+    def layer_bursts(self, ctx: TrafficContext) -> list[Burst]:
+        layout, tasks = ctx.layer_engine
+        return layer_transfers(layout, halo_reuse_tasks(tasks, SliceGrid.from_config(ctx.cfg)))
+
+
+def halo_reuse_tasks(tasks: list[SliceTask], grid: SliceGrid) -> list[SliceTask]:
+    """The layer engine's slice tasks with the window columns already on chip left out.
+
+    When the previous slice that loaded a window (one holding keys) is the left
+    neighbour in the same slice row, the columns both windows share are not read again:
+    the window starts after the neighbour's last column.
+    """
+    out, prev = [], None
+    for t in tasks:
+        w = t.window
+        if t.num_keys and prev is not None and prev.index == t.index - 1 \
+                and t.index % grid.n_cols:
+            first = max(w.col0, prev.window.col0 + prev.window.cols)
+            t = replace(t, window=replace(w, col0=first, cols=w.col0 + w.cols - first))
+        out.append(t)
+        if t.num_keys:
+            prev = tasks[t.index]
+    return out

@@ -1,0 +1,149 @@
+"""The simulation stage: one configuration through a Verilog file, judged by the model.
+
+:func:`run` simulates the Verilog file it is given (the Verilog stage's
+``defslice_top.v`` in the flow) or, without one, generates the design into ``OUT/rtl/``
+(:func:`defslice.hw.generate_verilog`); it records the file's SHA-256, draws the
+stimulus, runs the cocotb bench on each simulator asked for, compares everything with the
+golden model (:mod:`defslice.sim.check`), and writes ``OUT/sim.json``
+(:class:`~defslice.sim.report.SimReport`). A failing run is re-run with waveforms, kept in
+``OUT/<simulator>/waves/`` (the report names the file).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from defslice import config as cfgmod
+from defslice.cliargs import option, require
+from defslice.config import Config
+from defslice.errors import ConfigError, ToolError
+from defslice.records import sha256_of
+from defslice.sim.check import check_result
+from defslice.sim.job import Job
+from defslice.sim.report import AxiTraffic, SimReport, SimulatorReport, WallSeconds
+from defslice.sim.runner import run_bench
+from defslice.sim.stimulus import Stimulus, make_stimulus
+from defslice.sim.tools import SIMULATORS, check_simulator, simulator_list
+
+__all__ = ["SimOptions", "generate_design", "run", "simulate_one", "timeout_cycles"]
+
+
+@dataclass(frozen=True)
+class SimOptions:
+    """How the simulation stage runs.
+
+    Members
+    -------
+    simulator : ``"icarus"``, ``"verilator"`` or ``"both"``
+    seed : int
+        Stimulus and back-pressure seed.
+    queries : int or None
+        Simulate a random sample of this many queries (``None``: all).
+    backpressure : float
+        Pause probability of every AXI / AXI4-Lite channel of the bench, in [0, 1).
+    reset_mid_run : bool
+        Reset the design in the middle of a first run, then judge a second, clean run.
+    verilog : Path or None
+        Simulate this file (as written by the Verilog stage) instead of generating one.
+    waves_on_failure : bool
+        Re-run a failing simulation with waveforms and keep them.
+    """
+
+    simulator: str = option("both", "simulator(s) to run", choices=(*SIMULATORS, "both"))
+    seed: int = option(0, "stimulus seed")
+    queries: int | None = option(None, "simulate a random sample of N queries (default: all)",
+                                 metavar="N")
+    backpressure: float = option(0.25, "pause probability of every bench AXI channel",
+                                 metavar="P")
+    reset_mid_run: bool = option(False, "reset the design in the middle of a first run, "
+                                        "then judge a second run")
+    verilog: Path | None = option(None, "simulate this Verilog file instead of generating "
+                                        "the design (default: generate into OUT/rtl)",
+                                  metavar="FILE")
+    waves_on_failure: bool = True
+
+    def __post_init__(self) -> None:
+        require(self.queries is None or self.queries >= 1, SimOptions, "queries",
+                self.queries, "an integer >= 1")
+        require(0 <= self.backpressure < 1, SimOptions, "backpressure", self.backpressure,
+                "a probability in [0, 1)")
+
+
+def generate_design(cfg: Config, out_dir: Path) -> Path:
+    """The generated ``defslice_top.v`` for ``cfg`` in ``out_dir``."""
+    try:
+        from defslice.hw import generate_verilog
+    except ImportError as exc:
+        raise ToolError(f"the hardware generator is not available ({exc}); "
+                        "defslice.hw.generate_verilog(cfg, out_dir) is needed") from None
+    path = Path(generate_verilog(cfg, Path(out_dir)))
+    if not path.is_file():
+        raise ToolError(f"defslice.hw.generate_verilog did not write {path}")
+    return path
+
+
+def timeout_cycles(stim: Stimulus) -> int:
+    """A generous bound on a run's cycles: 40 per beat and per sample step, plus slack."""
+    prog = stim.program
+    w = prog.cfg.workload
+    beats = sum(b.beats for b in prog.transfers())
+    steps = prog.layout.num_queries * w.sample_heads * w.num_levels * w.points * (
+        w.sample_channels // prog.cfg.hw.lanes)
+    return 40 * (beats + steps) + 20_000
+
+
+def simulate_one(cfg: Config, verilog: Path, build_dir: Path, simulator: str,
+                 stim: Stimulus, options: SimOptions) -> SimulatorReport:
+    """Run the bench once on ``simulator`` and judge it."""
+    job = Job(config_toml=cfgmod.dumps(cfg), seed=options.seed, queries=options.queries,
+              backpressure=options.backpressure, reset_mid_run=options.reset_mid_run,
+              timeout_cycles=timeout_cycles(stim), result_path="")
+    t0 = time.perf_counter()
+    run = run_bench(verilog, build_dir, simulator, job)
+    wall = time.perf_counter() - t0
+    judged = check_result(stim, run.result)
+    if not run.passed:
+        judged = dataclasses.replace(judged, passed=False,
+                                     failures=(*run.errors, *judged.failures))
+    waves = None
+    if not judged.passed and options.waves_on_failure:
+        waves = run_bench(verilog, build_dir, simulator, job, waves=True).waves
+    return SimulatorReport(
+        **{f.name: getattr(judged, f.name) for f in dataclasses.fields(judged)},
+        simulator=simulator, version=check_simulator(simulator),
+        wall_seconds=WallSeconds(round(run.build_seconds, 3), round(run.run_seconds, 3),
+                                 round(wall, 3)),
+        build_dir=run.build_dir, sim_log=run.sim_log, waves=waves)
+
+
+def run(cfg: Config, out: Path, options: SimOptions) -> SimReport:
+    """Simulate ``options.verilog`` (or ``cfg``'s generated design) and compare it with
+    the golden model; writes ``out/sim.json`` (and, when generating, ``out/rtl/``)."""
+    out = Path(out)
+    sims = simulator_list(options.simulator)
+    for sim in sims:
+        check_simulator(sim)
+    t0 = time.perf_counter()
+    design = options.verilog if options.verilog is not None else \
+        generate_design(cfg, out / "rtl")
+    t_gen = time.perf_counter() - t0 if options.verilog is None else 0.0
+    if not design.is_file():
+        raise ConfigError("--verilog", str(design), "an existing Verilog file")
+    sha = sha256_of(design)
+    stim = make_stimulus(cfg, options.seed, options.queries)
+    per_sim = {sim: simulate_one(cfg, design, out / sim, sim, stim, options)
+               for sim in sims}
+    if sha256_of(design) != sha:
+        raise ToolError(f"{design} changed while it was simulated")
+    report = SimReport(
+        config=cfg.name, seed=options.seed, queries=stim.program.layout.num_queries,
+        descriptors=len(stim.program.descriptors), backpressure=options.backpressure,
+        reset_mid_run=options.reset_mid_run, passed=all(r.passed for r in per_sim.values()),
+        verilog=design, verilog_sha256=sha, generate_seconds=round(t_gen, 3),
+        expected_traffic=AxiTraffic.of(stim.program.transfers()),
+        location_kinds=stim.kind_counts, simulators=per_sim)
+    report.save(out / "sim.json")
+    return report
