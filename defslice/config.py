@@ -677,28 +677,42 @@ class NasConfig:
         Crossover probability P.
     seed : int
         Seed; the search is reproducible from it.
-    evaluator : ``"digits"`` or ``"imagefolder"``
-        Accuracy objective: offline digits classifier or a DAT model on an image folder.
+    evaluator : ``"fashion"``, ``"digits"`` or ``"imagefolder"``
+        Accuracy objective: the DAT++-style Fashion-MNIST classifier (the default), the
+        digits proxy (fast, for tests: 8x8 digits blown up to the map) or a DAT model on
+        an image folder.
     finetune_epochs : int
         Epochs of alpha-divergence supernet fine-tuning.
-    resource : ``"eq3"`` or ``"bram18"``
-        Resource objective of the search: the paper's eq. 3 (bits) or the RAMB18 count
-        of the window buffers (``defslice.nas.resources.buffer_bram18``).
+    resource : ``"bram18"`` or ``"eq3"``
+        Resource objective of the search: the RAMB18 count of the window buffers
+        (``defslice.nas.resources.buffer_bram18``, calibrated against yosys) or the
+        paper's eq. 3 (bits); both are reported.
     max_accuracy_drop : float
-        The chosen point is the front's cheapest sub-net whose accuracy is at most this
-        below the unsliced model's (a fraction, 0.01 = one percentage point).
+        The chosen point is the front member with the fewest RAMB18 whose validation
+        accuracy is at most this below the unsliced model's (a fraction, 0.01 = one
+        percentage point); when none is, the report says so.
     alpha_min, alpha_max : float
         alpha- < 0 < alpha+ of the alpha-divergence of eq. 1 (AlphaNet: -1 and 1).
     finetune_students : int
         Sub-nets per fine-tuning step: the smallest one plus this many minus one random.
+    finetune_images : int
+        Training images drawn (seeded, anew each epoch) for one fine-tuning epoch; all of
+        them when the training set is smaller.
     finetune_lr : float
         Peak learning rate of the fine-tuning (AdamW; linear warm-up over the first 10%
         of the steps, then cosine decay to 0).
     finetune_teacher_weight : float
         Weight of the unsliced model's cross-entropy in the fine-tuning loss (each
         student's alpha-divergence has weight 1).
-    train_epochs : int
-        Epochs of the offline digits classifier's first training (then cached).
+    train_epochs : int or None
+        Epochs of the classifier's first training (then cached); ``None``: the
+        evaluator's own (``fashion``: 2, ``digits``: 16).
+    train_images : int or None
+        Images the Fashion-MNIST classifier trains on (a seeded draw from the training
+        part; ``None``: all of it). Fewer train faster and reach a lower accuracy.
+    val_images : int
+        Images of the seeded, stratified validation split of the Fashion-MNIST training
+        set (the rest trains); fine-tuning, search and choice are scored on them.
     digits_margin : int or None
         Background margin of the digits objective, pixels of the map on each side: the
         digit fills the map minus this margin and is moved by up to this many pixels in
@@ -720,14 +734,17 @@ class NasConfig:
     samples_per_generation: int = 8
     crossover_prob: float = 0.5
     seed: int = 0
-    evaluator: Literal["digits", "imagefolder"] = "digits"
+    evaluator: Literal["fashion", "digits", "imagefolder"] = "fashion"
     finetune_epochs: int = 2
-    resource: Literal["eq3", "bram18"] = "eq3"
+    resource: Literal["bram18", "eq3"] = "bram18"
     max_accuracy_drop: float = 0.01
     alpha_min: float = -1.0
     alpha_max: float = 1.0
     finetune_students: int = 2
-    train_epochs: int = 16
+    finetune_images: int = 2000
+    train_epochs: int | None = None
+    train_images: int | None = None
+    val_images: int = 2000
     finetune_lr: float = 3e-4
     finetune_teacher_weight: float = 3.0
     digits_margin: int | None = None
@@ -753,9 +770,9 @@ class NasConfig:
                  and 0 <= self.crossover_prob <= 1,
                  "nas.crossover_prob", self.crossover_prob, "a probability in [0, 1]")
         _require_int(self.seed, "nas.seed", 0)
-        _require_choice(self.evaluator, "nas.evaluator", ("digits", "imagefolder"))
+        _require_choice(self.evaluator, "nas.evaluator", ("fashion", "digits", "imagefolder"))
         _require_int(self.finetune_epochs, "nas.finetune_epochs", 0, 1000)
-        _require_choice(self.resource, "nas.resource", ("eq3", "bram18"))
+        _require_choice(self.resource, "nas.resource", ("bram18", "eq3"))
         _require(isinstance(self.max_accuracy_drop, (int, float))
                  and 0 <= self.max_accuracy_drop <= 1,
                  "nas.max_accuracy_drop", self.max_accuracy_drop, "a fraction in [0, 1]")
@@ -764,7 +781,12 @@ class NasConfig:
         _require(isinstance(self.alpha_max, (int, float)) and 0 < self.alpha_max <= 10,
                  "nas.alpha_max", self.alpha_max, "a number in (0, 10]")
         _require_int(self.finetune_students, "nas.finetune_students", 1, 64)
-        _require_int(self.train_epochs, "nas.train_epochs", 1, 1000)
+        _require_int(self.finetune_images, "nas.finetune_images", 1, 10**7)
+        if self.train_epochs is not None:
+            _require_int(self.train_epochs, "nas.train_epochs", 1, 1000)
+        _require_int(self.val_images, "nas.val_images", 10, 30000)
+        if self.train_images is not None:
+            _require_int(self.train_images, "nas.train_images", 10, 10**7)
         _require(isinstance(self.finetune_lr, (int, float)) and 0 < self.finetune_lr <= 1,
                  "nas.finetune_lr", self.finetune_lr, "a number in (0, 1]")
         _require(isinstance(self.finetune_teacher_weight, (int, float))

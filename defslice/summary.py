@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from defslice.flow import FlowReport
     from defslice.model.stage import ModelReport
     from defslice.model.traffic_stage import TrafficReport
-    from defslice.nas.stage import NasReport
+    from defslice.nas.stage import Measured, NasReport
     from defslice.sim.report import SimReport, SimulatorReport
 
 __all__ = ["DEVICE_CAPACITY", "write_summary"]
@@ -66,25 +66,53 @@ def _configuration(cfg: Config, searched: bool) -> list[str]:
             "(`defslice verilog --config chosen.toml` rebuilds it).", ""]
 
 
+def _pm(m: Measured) -> str:
+    """An accuracy (or a difference) with its standard error, in points."""
+    return f"{100 * m.value:.2f}% +- {100 * m.se:.2f}"
+
+
+def _search_rows(nas: NasReport) -> list[list]:
+    """Evaluations, hypervolume ratios and the seed study, per search."""
+    names = {"evolutionary": "Alg. 1", "nsga2": "NSGA-II", "random": "random search"}
+    rows: list[list] = [["evaluations (Alg. 1; NSGA-II and random search at the same "
+                         "budget)", nas.evaluations.get("evolutionary", "n/a"), "not stated"]]
+    hv = nas.hypervolume
+    if hv is None:
+        return rows
+    rows += [[f"hypervolume / exhaustive front, {label}", f"{hv.ratios[name]:.4f}",
+              "not stated"] for name, label in names.items() if name in hv.ratios]
+    for name, s in (hv.seed_study or {}).items():
+        rows.append([f"{names[name]}: evaluations to 0.99 of the exhaustive hypervolume, "
+                     f"median / 90th percentile of {s.seeds} seeds",
+                     s.evaluations_text(), "not stated"])
+    return rows
+
+
 def _nas_section(nas: NasReport) -> list[str]:
-    acc, ch = nas.accuracy, nas.chosen
-    drop = acc.unsliced_after_finetune - acc.chosen_after_finetune
+    acc, ch, hw = nas.accuracy, nas.chosen, nas.hardware
+    where = f"{acc.images} {acc.dataset} images"
     rows = [
-        ["unsliced model, after fine-tuning", _pct(acc.unsliced_after_finetune, 2),
+        ["unsliced model, before fine-tuning", _pm(acc.unsliced_before_finetune), ""],
+        ["unsliced model, after fine-tuning", _pm(acc.unsliced_after_finetune),
          paper.TOP1_UNSLICED.text],
-        ["chosen sub-net, after fine-tuning", _pct(acc.chosen_after_finetune, 2),
+        ["chosen sub-net, before fine-tuning", _pm(acc.chosen_before_finetune), ""],
+        ["chosen sub-net, after fine-tuning", _pm(acc.chosen_after_finetune),
          paper.TOP1_CHOSEN_FINETUNED.text],
-        ["accuracy drop of the chosen point", _pct(drop, 2), paper.ACCURACY_DROP.text],
-        ["evaluations (evolutionary search)", nas.evaluations.get("evolutionary", "n/a"),
-         "not stated"],
+        ["accuracy drop of the chosen point (paired)", _pm(acc.chosen_drop_vs_unsliced),
+         paper.ACCURACY_DROP.text],
     ]
-    if nas.hypervolume_ratio is not None:
-        rows.append(["hypervolume / exhaustive front", f"{nas.hypervolume_ratio:.4f}",
-                     "not stated"])
-    return ["## Slicing search", "",
+    if hw is not None:
+        rows += [[f"chosen sub-net, bit-exact fixed-point layer ({hw.images} images)",
+                  _pm(hw.fixed_point), ""],
+                 ["the same images, float layer; fixed point - float (paired)",
+                  f"{_pm(hw.float_layer)}; {_pm(hw.difference)}", ""]]
+    rows += _search_rows(nas)
+    warning = [] if ch.within_drop else [f"**{ch.note}**", ""]
+    return ["## Slicing search", "", *warning,
             f"Chosen: Hs={ch.slice_h}, Ws={ch.slice_w}, overlap {ch.overlap}, "
-            f"{ch.bram18} RAMB18 of window buffers. The paper's accuracies are DAT on "
-            f"ImageNet; these are the configured evaluator's (`{nas.evaluator}`), so "
+            f"{ch.bram18} RAMB18 of window buffers ({ch.eq3_bits:.0f} bits by eq. 3). "
+            f"Accuracies on {where}, with standard errors. The paper's accuracies are DAT "
+            f"on ImageNet; these are the configured evaluator's (`{nas.evaluator}`), so "
             "compare drops, not levels.", "",
             markdown_table(["quantity", "measured", "paper"], rows), "",
             "![Pareto front](nas/pareto.png)", "", "Details: [`nas/pareto.md`](nas/pareto.md).",

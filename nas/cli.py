@@ -1,6 +1,6 @@
 """``defslice nas``: the slicing-search stage (:mod:`defslice.nas.stage`) on the command
-line; writes ``OUT/pareto.json``, ``pareto.png``, ``pareto.md``, ``chosen.toml`` and
-``nas.json``."""
+line; writes ``OUT/pareto.json``, ``pareto.png``, ``hypervolume.png``, ``pareto.md``,
+``chosen.toml``, ``evaluations-<key>.jsonl`` and ``nas.json``."""
 
 from __future__ import annotations
 
@@ -25,7 +25,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=None, help="override nas.seed")
     evaluators = typing.get_args(typing.get_type_hints(NasConfig)["evaluator"])
     parser.add_argument("--evaluator", choices=evaluators, default=None,
-                        help="override nas.evaluator")
+                        help="override nas.evaluator (default fashion; digits is a fast "
+                        "proxy for tests)")
     add_options(parser, NasOptions)
 
 
@@ -44,4 +45,6 @@ def main(args: argparse.Namespace) -> int:
     options = options_from_args(NasOptions, args)
     report = run(config_of(args), args.out, options)
     print(f"{report.summary_line()}; wrote {report.pareto}")
+    if not report.chosen.within_drop:
+        print(f"nas: {report.chosen.note}")
     return 0

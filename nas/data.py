@@ -1,6 +1,6 @@
-"""Data of the accuracy objectives: scikit-learn's digits and ImageNet-layout folders.
+"""Data of the accuracy objectives: Fashion-MNIST, the digits proxy, image folders.
 
-Both return float32 tensors (N, C, H, W) and int64 labels (N,). Importing needs PyTorch.
+Each returns float32 tensors (N, C, H, W) and int64 labels (N,). Importing needs PyTorch.
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ from defslice.nas._torch import require_torch
 torch = require_torch()
 from torch.nn import functional as F  # noqa: E402
 
-__all__ = ["Dataset", "digits", "image_folder", "max_digits_margin", "random_shifter",
-           "shift_images"]
+__all__ = ["Dataset", "digits", "fashion_mnist", "image_folder", "max_digits_margin",
+           "random_flipper", "random_shifter", "shift_images"]
 
 #: ImageNet channel statistics (DAT's evaluation transform).
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -44,7 +44,7 @@ class Dataset:
         return int(self.labels.shape[0])
 
 
-def shift_images(images, shifts):
+def shift_images(images: Any, shifts: Any) -> Any:
     """``images`` (N, C, H, W) each moved by ``shifts`` (N, 2) int pixels (dy, dx).
 
     A cyclic roll: exact as a shift with background fill when every image has at least
@@ -56,12 +56,50 @@ def shift_images(images, shifts):
 
 def random_shifter(margin: int) -> Callable[[Any, Any], Any]:
     """Augmentation moving each image by a uniform random shift in [-margin, margin]^2."""
-    def augment(images, gen):
+    def augment(images: Any, gen: Any) -> Any:
         if margin == 0:
             return images
         shifts = torch.randint(-margin, margin + 1, (len(images), 2), generator=gen)
         return shift_images(images, shifts)
     return augment
+
+
+def random_flipper() -> Callable[[Any, Any], Any]:
+    """Augmentation mirroring each image left-right with probability 1/2."""
+    def augment(images: Any, gen: Any) -> Any:
+        flip = torch.rand(len(images), generator=gen) < 0.5
+        return torch.where(flip[:, None, None, None], images.flip(-1), images)
+    return augment
+
+
+def fashion_mnist(val_images: int, seed: int, root: str | Path | None = None
+                  ) -> tuple[Dataset, Dataset, Dataset]:
+    """Fashion-MNIST (:mod:`defslice.nas.fashion`) as ``(train, val, test)``.
+
+    ``val`` holds ``val_images`` images of the training set (seeded stratified split,
+    :func:`~defslice.nas.fashion.split_indices`), ``train`` the rest, with random
+    left-right flips as augmentation. Intensities 0..255 are scaled to [0, 1] and
+    standardised with the training part's mean and deviation; images stay 28 x 28 (the
+    classifier's stem resizes them to its map).
+    """
+    from defslice.nas.fashion import CLASSES, read_part, split_indices
+
+    x, y = read_part("train", root)
+    xt, yt = read_part("test", root)
+    tr, va = split_indices(y, val_images, seed)
+    train_u8 = x[tr]
+    mean, std = float(train_u8.mean()) / 255, float(train_u8.std()) / 255
+
+    def tensor(u8: np.ndarray) -> Any:
+        return ((torch.from_numpy(u8).float() / 255 - mean) / std)[:, None].contiguous()
+
+    def labels(a: np.ndarray) -> Any:
+        return torch.from_numpy(a.astype(np.int64))
+
+    names = list(CLASSES)
+    return (Dataset(tensor(train_u8), labels(y[tr]), names, random_flipper()),
+            Dataset(tensor(x[va]), labels(y[va]), names),
+            Dataset(tensor(xt), labels(yt), names))
 
 
 def max_digits_margin(size: tuple[int, int]) -> int:

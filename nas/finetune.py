@@ -15,6 +15,7 @@ dropped the digits classifier's unsliced accuracy from 74% to 46% after one epoc
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -44,7 +45,7 @@ def lr_factor(step: int, steps: int, warmup: float = WARMUP_FRACTION) -> float:
     return 0.5 * (1.0 + float(np.cos(np.pi * t)))
 
 
-def panel_accuracy(model: DatClassifier, images, labels,
+def panel_accuracy(model: DatClassifier, images: Any, labels: Any,
                    panel: Sequence[SubNet]) -> dict[str, float]:
     """Accuracy of the unsliced model and of each sub-net of ``panel``."""
     out = {"unsliced": accuracy(model, images, labels, None)}
@@ -54,11 +55,13 @@ def panel_accuracy(model: DatClassifier, images, labels,
     return out
 
 
-def finetune_supernet(model: DatClassifier, train, val, space: SearchSpace, nas: NasConfig,
+def finetune_supernet(model: DatClassifier, train: Any, val: Any, space: SearchSpace,
+                      nas: NasConfig,
                       panel: Sequence[SubNet], lr: float | None = None, batch: int = 64,
                       on_epoch: Callable[[dict], None] | None = None,
                       teacher_weight: float | None = None) -> list[dict]:
-    """Fine-tune ``model`` in place for ``nas.finetune_epochs`` epochs.
+    """Fine-tune ``model`` in place for ``nas.finetune_epochs`` epochs of
+    ``nas.finetune_images`` training images each (a new seeded draw every epoch).
 
     Returns one record per epoch, epoch 0 being before fine-tuning (the paper's
     Table I): ``{"epoch", "accuracy": {"unsliced": a, "<sub-net>": a, ...},
@@ -73,7 +76,7 @@ def finetune_supernet(model: DatClassifier, train, val, space: SearchSpace, nas:
     gen = torch.Generator().manual_seed(nas.seed)
     smallest = SubNet(space.h_range[0], space.w_range[0], space.overlaps[0])
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
-    steps = nas.finetune_epochs * -(-len(train) // batch)
+    steps = nas.finetune_epochs * -(-min(len(train), nas.finetune_images) // batch)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: lr_factor(step, steps))
 
     def record(epoch: int, loss: float | None, last_lr: float | None) -> dict:
@@ -87,11 +90,12 @@ def finetune_supernet(model: DatClassifier, train, val, space: SearchSpace, nas:
         return rec
 
     history = [record(0, None, None)]
+    per_epoch = min(len(train), nas.finetune_images)
     for ep in range(1, nas.finetune_epochs + 1):
         model.train()
-        perm = torch.randperm(len(train), generator=gen)
+        perm = torch.randperm(len(train), generator=gen)[:per_epoch]
         total, n = 0.0, 0
-        for i in range(0, len(train), batch):
+        for i in range(0, per_epoch, batch):
             idx = perm[i:i + batch]
             xb, yb = train.images[idx], train.labels[idx]
             if train.augment is not None:
@@ -101,10 +105,10 @@ def finetune_supernet(model: DatClassifier, train, val, space: SearchSpace, nas:
             if model.supports_cache():
                 cache = model.cache_inputs(xb, grad=True)
 
-                def run(layout, cache=cache):
+                def run(layout: Any, cache: dict = cache) -> Any:
                     return model.forward_cached(cache, layout)
             else:
-                def run(layout, xb=xb):
+                def run(layout: Any, xb: Any = xb) -> Any:
                     return model(xb, layout)
             teacher = run(None)
             loss = teacher_weight * F.cross_entropy(teacher, yb)

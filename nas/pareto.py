@@ -7,7 +7,8 @@ from dataclasses import dataclass
 
 from defslice.nas.space import SubNet
 
-__all__ = ["Point", "dominates", "hypervolume", "pareto_front", "update_front"]
+__all__ = ["Point", "dominates", "hypervolume", "hypervolume_trace", "pareto_front",
+           "update_front"]
 
 
 @dataclass(frozen=True)
@@ -75,3 +76,18 @@ def hypervolume(front: Iterable[Point], ref_accuracy: float, ref_resource: float
             area += (p.accuracy - best) * (ref_resource - p.resource)
             best = p.accuracy
     return area
+
+
+def hypervolume_trace(points: Sequence[Point], ref_accuracy: float, ref_resource: float,
+                      r_min: float | None = None, r_max: float | None = None) -> list[float]:
+    """Hypervolume of the front of ``points[:n]`` for ``n = 1 .. len(points)``: a
+    search's progress against its evaluations, ``points`` in the order evaluated."""
+    front: list[Point] = []
+    hv, out = 0.0, []
+    for p in points:
+        new = update_front(front, [p], r_min, r_max)
+        if p in new:
+            hv = hypervolume(new, ref_accuracy, ref_resource)
+        front = new
+        out.append(hv)
+    return out

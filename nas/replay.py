@@ -3,10 +3,9 @@
 Once the exhaustive search has scored every sub-net, the searches can be run again (other
 seeds, other ``T`` and ``k``) from that table without evaluating the network: the
 accuracy objective is deterministic, so a replayed search sees exactly what a fresh run
-with the same weights would see. :func:`seed_study` runs Algorithm 1 and NSGA-II (at
-Algorithm 1's budget) for several seeds; ``defslice nas`` calls it after the exhaustive
-search, and ``python -m defslice.nas.replay reports/nas/pareto.json`` does it from a
-finished run's ``pareto.json``.
+with the same weights would see. :func:`seed_study` runs Algorithm 1, NSGA-II and random
+search for several seeds; ``defslice nas`` calls it when the exhaustive table exists, and
+``python -m defslice.nas.replay reports/nas/pareto.json`` does it from a finished run.
 """
 
 from __future__ import annotations
@@ -16,16 +15,18 @@ import json
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from defslice.config import NasConfig
 from defslice.errors import InputError
-from defslice.nas.pareto import Point, hypervolume, pareto_front
-from defslice.nas.search import Objective, evolutionary_search, nsga2_search
+from defslice.nas.pareto import Point, hypervolume, hypervolume_trace, pareto_front
+from defslice.nas.search import Objective, evolutionary_search, nsga2_search, random_search
 from defslice.nas.space import SearchSpace, SubNet
 
-__all__ = ["TARGET_RATIO", "hv_reference", "seed_study", "table_objective"]
+__all__ = ["SEARCHES", "TARGET_RATIO", "hv_reference", "replay_run", "seed_study",
+           "study_lines", "table_objective"]
 
 #: Hypervolume ratio to the exhaustive front that counts as reaching it (the issue's 0.99).
 TARGET_RATIO = 0.99
@@ -53,55 +54,117 @@ def table_objective(points: Sequence[Point]) -> Objective:
     return obj
 
 
+#: Searches of the seed study and the names they carry in reports.
+SEARCHES = ("evolutionary", "nsga2", "random")
+#: The seed study follows every search until 0.99 or this fraction of the space.
+MAX_FRACTION = 0.5
+
+
+def _first_reaching(trace: Sequence[float], full: float) -> int | None:
+    """Evaluations (1-based) after which ``trace`` first reaches ``TARGET_RATIO`` of
+    ``full``; ``None`` if it never does."""
+    goal = TARGET_RATIO * full
+    return next((i + 1 for i, v in enumerate(trace) if v >= goal - 1e-15 * abs(goal)), None)
+
+
+def _percentile(values: Sequence[int | None], q: float) -> float | None:
+    """``q``-th percentile with ``None`` (not reached) counted as larger than any
+    number; ``None`` when the percentile falls on such a seed."""
+    v = np.sort([np.inf if x is None else float(x) for x in values])
+    r = float(np.percentile(v, q, method="inverted_cdf"))
+    return None if np.isinf(r) else r
+
+
+def replay_run(space: SearchSpace, points: Sequence[Point], nas: NasConfig,
+               cap: int) -> dict[str, list[Point]]:
+    """Alg. 1, NSGA-II and random search for ``nas.seed`` on the recorded ``points``,
+    each followed until ``cap`` distinct evaluations (Alg. 1: at least
+    ``nas.generations``): the sub-nets each evaluated, in order. The first ``n`` of a
+    list are what a run with a budget of ``n`` evaluates."""
+    k = nas.samples_per_generation
+    long = replace(nas, generations=max(nas.generations, -(-4 * cap // k)))
+    evo = evolutionary_search(space, table_objective(points), long)
+    budget = evo.history[nas.generations - 1][0]
+    out: dict[str, Any] = {"evolutionary": evo.evaluated[:max(cap, budget)]}
+    out["nsga2"] = nsga2_search(space, table_objective(points), nas, cap).evaluated
+    out["random"] = random_search(space, table_objective(points), nas, cap).evaluated
+    out["budget"] = budget  # Alg. 1's evaluations after nas.generations generations
+    return out
+
+
 def seed_study(space: SearchSpace, points: Sequence[Point], nas: NasConfig,
                seeds: Sequence[int], r_min: float | None = None,
-               r_max: float | None = None) -> dict:
-    """Algorithm 1 and NSGA-II (same budget) for each seed, on the recorded ``points``.
+               r_max: float | None = None, max_fraction: float = MAX_FRACTION) -> dict:
+    """Alg. 1, NSGA-II and random search for each seed, on the recorded ``points``.
 
-    ``points`` must hold every sub-net of ``space``. Returns ``{"seeds": [...],
-    "runs": [{"seed", "evolutionary": {"evaluations", "ratio"}, "nsga2": {...}}, ...],
-    "summary": {name: {"mean", "min", "max", "evaluations_mean"}}}``; ratios are
-    hypervolumes relative to the exhaustive front's, reference :func:`hv_reference`.
+    ``points`` must hold every sub-net of ``space``. Per seed and search: the HV ratio
+    (hypervolume over the exhaustive front's, reference :func:`hv_reference`) at Alg. 1's
+    budget (its distinct evaluations after ``nas.generations``) and the evaluations
+    after which the front first reaches :data:`TARGET_RATIO` (``None`` if not within
+    ``max_fraction`` of the space). Returns ``{"seeds", "runs": [{"seed", "budget",
+    name: {"evaluations", "ratio", "evaluations_to_0.99"}}], "summary": {name: {"mean",
+    "min", "max", "at_least_0.99", "evaluations_mean", "evaluations_to_0.99": {"reached",
+    "median", "p90", "max"}}}, "traces": {name: [[ratio after n evaluations] per seed]},
+    "cap"}``.
     """
     if len({p.subnet for p in points}) < space.size:
         raise InputError(f"the seed study needs all {space.size} sub-nets, "
                          f"{len(points)} were recorded")
     ref = hv_reference(points)
     full = hypervolume(pareto_front(points, r_min, r_max), *ref)
-
-    def ratio(front: Sequence[Point]) -> float:
-        return hypervolume(front, *ref) / full if full > 0 else 1.0
-
-    runs = []
+    cap = max(1, int(max_fraction * space.size))
+    runs, traces = [], {name: [] for name in SEARCHES}
     for seed in seeds:
-        n = replace(nas, seed=int(seed))
-        obj = table_objective(points)
-        evo = evolutionary_search(space, obj, n)
-        ns = nsga2_search(space, obj, n, budget=evo.evaluations)
-        run = {"seed": int(seed), **{r.name: {"evaluations": r.evaluations,
-                                              "ratio": ratio(r.front)} for r in (evo, ns)}}
-        # Distinct evaluations after the first generation whose front reaches 0.99.
-        run["evolutionary"]["evaluations_to_0.99"] = next(
-            (used for used, front in evo.history if ratio(front) >= TARGET_RATIO), None)
+        evaluated = replay_run(space, points, replace(nas, seed=int(seed)), cap)
+        budget = evaluated.pop("budget")
+        run: dict[str, Any] = {"seed": int(seed), "budget": budget}
+        for name in SEARCHES:
+            hv = hypervolume_trace(evaluated[name], *ref, r_min, r_max)
+            ratio = [v / full if full > 0 else 1.0 for v in hv]
+            n = min(budget, len(ratio))
+            run[name] = {"evaluations": n, "ratio": ratio[n - 1],
+                         "evaluations_to_0.99": _first_reaching(hv[:cap], full)}
+            traces[name].append([round(v, 6) for v in ratio[:cap]])
         runs.append(run)
-    summary = {}
-    for name in ("evolutionary", "nsga2"):
-        ratios = [r[name]["ratio"] for r in runs]
-        summary[name] = {"mean": float(np.mean(ratios)), "min": float(min(ratios)),
-                         "max": float(max(ratios)),
-                         "at_least_0.99": int(sum(v >= TARGET_RATIO for v in ratios)),
-                         "evaluations_mean": float(np.mean([r[name]["evaluations"]
-                                                            for r in runs]))}
-    reached = [r["evolutionary"]["evaluations_to_0.99"] for r in runs]
-    reached = [v for v in reached if v is not None]
-    summary["evolutionary"]["evaluations_to_0.99"] = {
-        "reached": len(reached),
-        "median": float(np.median(reached)) if reached else None,
-        "p90": float(np.percentile(reached, 90)) if reached else None,
-        "max": max(reached) if reached else None}
     return {"seeds": [int(s) for s in seeds], "generations": nas.generations,
-            "samples_per_generation": nas.samples_per_generation, "runs": runs,
-            "summary": summary}
+            "samples_per_generation": nas.samples_per_generation, "cap": cap,
+            "runs": runs, "summary": _summary(runs), "traces": traces}
+
+
+def _summary(runs: list[dict]) -> dict:
+    summary = {}
+    for name in SEARCHES:
+        ratios = [r[name]["ratio"] for r in runs]
+        reach = [r[name]["evaluations_to_0.99"] for r in runs]
+        got = [v for v in reach if v is not None]
+        summary[name] = {
+            "mean": float(np.mean(ratios)), "min": float(min(ratios)),
+            "max": float(max(ratios)),
+            "at_least_0.99": int(sum(v >= TARGET_RATIO for v in ratios)),
+            "evaluations_mean": float(np.mean([r[name]["evaluations"] for r in runs])),
+            "evaluations_to_0.99": {"reached": len(got), "median": _percentile(reach, 50),
+                                    "p90": _percentile(reach, 90),
+                                    "max": max(got) if got else None}}
+    return summary
+
+
+def _evals(v: float | None, cap: int) -> str:
+    return f"> {cap}" if v is None else f"{v:.0f}"
+
+
+def study_lines(study: dict) -> list[str]:
+    """One line per search of a :func:`seed_study`, for people."""
+    n, cap = len(study["runs"]), study["cap"]
+    lines = []
+    for name in SEARCHES:
+        v = study["summary"][name]
+        to = v["evaluations_to_0.99"]
+        lines.append(f"{name}: at Alg. 1's budget ({v['evaluations_mean']:.1f} evaluations on "
+                     f"average) HV ratio mean {v['mean']:.4f}, min {v['min']:.4f}, >= "
+                     f"{TARGET_RATIO} in {v['at_least_0.99']}/{n}; evaluations to "
+                     f"{TARGET_RATIO}: median {_evals(to['median'], cap)}, 90th percentile "
+                     f"{_evals(to['p90'], cap)} ({to['reached']}/{n} seeds within {cap})")
+    return lines
 
 
 def points_of_report(report: dict, resource: str | None = None) -> list[Point]:
@@ -135,21 +198,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                     crossover_prob=n["crossover_prob"], r_min=n["r_min"], r_max=n["r_max"])
     study = seed_study(space, points_of_report(rep, args.resource), nas, range(args.seeds),
                        nas.r_min, nas.r_max)
-    for r in study["runs"]:
-        to = r["evolutionary"]["evaluations_to_0.99"]
-        print(f"seed {r['seed']}: Alg. 1 {r['evolutionary']['evaluations']} evaluations, "
-              f"ratio {r['evolutionary']['ratio']:.4f}"
-              f"{'' if to is None else f' (0.99 after {to})'}; NSGA-II "
-              f"{r['nsga2']['evaluations']} evaluations, ratio {r['nsga2']['ratio']:.4f}")
-    for name, v in study["summary"].items():
-        print(f"{name}: mean {v['mean']:.4f}, min {v['min']:.4f}, max {v['max']:.4f}, "
-              f">= 0.99 in {v['at_least_0.99']}/{len(study['runs'])}, "
-              f"{v['evaluations_mean']:.1f} evaluations on average")
-    to = study["summary"]["evolutionary"]["evaluations_to_0.99"]
-    if to["reached"]:
-        print(f"evolutionary: reached 0.99 in {to['reached']}/{len(study['runs'])} seeds, "
-              f"after {to['median']:.0f} evaluations (median), {to['p90']:.0f} (90th "
-              f"percentile), {to['max']} at most")
+    for line in study_lines(study):
+        print(line)
     return 0
 
 

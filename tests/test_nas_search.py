@@ -1,5 +1,7 @@
 """NAS without PyTorch: search space, operators, resources, Pareto update, searches."""
 
+import itertools
+import json
 import subprocess
 import sys
 
@@ -10,8 +12,16 @@ from hypothesis import strategies as st
 
 from defslice import config as C
 from defslice.errors import ConfigError
-from defslice.nas.pareto import Point, dominates, hypervolume, pareto_front, update_front
-from defslice.nas.pipeline import choose
+from defslice.nas.choice import choose, front_table
+from defslice.nas.evaluation import EvaluationLog
+from defslice.nas.pareto import (
+    Point,
+    dominates,
+    hypervolume,
+    hypervolume_trace,
+    pareto_front,
+    update_front,
+)
 from defslice.nas.resources import (
     bram18_blocks,
     buffer_bram18,
@@ -24,8 +34,10 @@ from defslice.nas.search import (
     evolutionary_search,
     exhaustive_search,
     nsga2_search,
+    random_search,
 )
 from defslice.nas.space import SearchSpace, SubNet
+from defslice.nas.stats import pack_correct, paired, standard_error, unpack_correct
 
 DAT56 = C.preset("dat56")
 
@@ -191,10 +203,59 @@ def test_hypervolume_by_hand():
     assert hypervolume([], 0.0, 10.0) == 0.0
 
 
-def test_choose():
+def test_choose_ranks_the_front_by_ramb18():
     front = [pt(8, 8, 0, 0.80, 10), pt(9, 9, 0, 0.90, 20), pt(10, 10, 0, 0.95, 30)]
-    assert choose(front, 0.95, 0.06).subnet == SubNet(9, 9, 0)
-    assert choose(front, 0.99, 0.01).subnet == SubNet(10, 10, 0)
+    blocks = {SubNet(8, 8, 0): 16, SubNet(9, 9, 0): 48, SubNet(10, 10, 0): 32}.__getitem__
+    c = choose(front, 0.95, 0.06, blocks)
+    # 9,9,0 and 10,10,0 are within 6 points; 10,10,0 has fewer RAMB18 though more bits
+    assert c.point.subnet == SubNet(10, 10, 0) and c.within_drop
+    assert "fewest RAMB18" in c.note
+    c = choose(front, 0.95, 0.2, blocks)
+    assert c.point.subnet == SubNet(8, 8, 0) and c.within_drop
+
+
+def test_choose_says_when_no_point_is_within_the_drop():
+    front = [pt(8, 8, 0, 0.80, 10), pt(9, 9, 0, 0.90, 20), pt(10, 10, 0, 0.92, 30)]
+    c = choose(front, 0.99, 0.01, lambda x: 1.0)
+    assert not c.within_drop and c.point.subnet == SubNet(10, 10, 0)
+    assert c.note.startswith("No point of the front is within the allowed drop of 1.00")
+    assert c.as_dict()["within_drop"] is False
+    with pytest.raises(Exception, match="no front"):
+        choose([], 0.9, 0.01, lambda x: 1.0)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.tuples(st.integers(8, 28), st.integers(8, 28), st.sampled_from([0, 1, 2]),
+                          st.integers(0, 100), st.integers(1, 60)), min_size=1, max_size=30),
+       st.integers(50, 100), st.integers(0, 30))
+def test_the_choice_is_never_off_the_front(raw, unsliced, drop):
+    pts = [pt(h, w, o, a / 100, float(r)) for h, w, o, a, r in raw]
+    front = pareto_front(pts)
+    blocks = {p.subnet: (p.subnet.slice_h * 7 + p.subnet.slice_w) % 5 for p in pts}.get
+    c = choose(front, unsliced / 100, drop / 100, blocks)
+    assert c.point in front
+    ok = [p for p in front if p.accuracy >= unsliced / 100 - drop / 100 - 1e-12]
+    assert c.within_drop == bool(ok)
+    if ok:
+        assert blocks(c.point.subnet) == min(blocks(p.subnet) for p in ok)
+    else:
+        assert c.point.accuracy == max(p.accuracy for p in front)
+
+
+def test_front_table_pairs_each_member_with_the_cheaper_one_and_the_unsliced_model():
+    rng = np.random.default_rng(0)
+    unsliced = rng.random(400) < 0.9
+    a = unsliced.copy()
+    a[:40] = False                                       # 10 points below, clearly
+    b = a.copy()
+    b[:2] = True                                         # 0.5 points above a: a tie
+    front = [pt(8, 8, 0, a.mean(), 10), pt(9, 9, 0, b.mean(), 20)]
+    rows = front_table(front, {SubNet(8, 8, 0): a, SubNet(9, 9, 0): b}, unsliced)
+    assert rows[0]["gain"] is None and not rows[0]["drop"]["tie"]
+    assert rows[0]["drop"]["diff"] == pytest.approx(unsliced.mean() - a.mean())
+    assert rows[1]["gain"]["tie"] and rows[1]["gain"]["b_only"] == 0
+    assert rows[0]["se"] == pytest.approx((a.mean() * (1 - a.mean()) / 400) ** 0.5)
+    assert front_table(front, {}, None)[1]["se"] is None
 
 
 # -- searches on a synthetic objective --------------------------------------------------
@@ -254,38 +315,147 @@ def test_nas_imports_without_torch():
 
 
 def test_seed_study_replays_the_searches_on_the_table():
-    from defslice.nas.replay import hv_reference, seed_study, table_objective
+    from defslice.nas.replay import hv_reference, seed_study, study_lines, table_objective
 
     table = [objective()(x) for x in SPACE]
     nas = C.NasConfig(generations=30)
     study = seed_study(SPACE, table, nas, range(3))
     assert [r["seed"] for r in study["runs"]] == [0, 1, 2]
-    # the replay is the search itself: seed 0 gives what a direct run gives
+    # the replay is the search itself: seed 0 gives what direct runs give
     direct = evolutionary_search(SPACE, objective(), nas)
     ref = hv_reference(table)
     full = hypervolume(pareto_front(table), *ref)
-    assert study["runs"][0]["evolutionary"]["evaluations"] == direct.evaluations
-    assert study["runs"][0]["evolutionary"]["ratio"] == pytest.approx(
-        hypervolume(direct.front, *ref) / full)
-    for name in ("evolutionary", "nsga2"):
+    run = study["runs"][0]
+    assert run["budget"] == run["evolutionary"]["evaluations"] == direct.evaluations
+    assert run["evolutionary"]["ratio"] == pytest.approx(hypervolume(direct.front, *ref) / full)
+    for name, search in (("nsga2", nsga2_search), ("random", random_search)):
+        r = search(SPACE, objective(), nas, direct.evaluations)
+        assert run[name]["evaluations"] == r.evaluations == direct.evaluations
+        assert run[name]["ratio"] == pytest.approx(hypervolume(r.front, *ref) / full)
+    for name in ("evolutionary", "nsga2", "random"):
         s = study["summary"][name]
         assert 0 < s["min"] <= s["mean"] <= s["max"] <= 1 + 1e-12
+        # the trace is the hypervolume ratio after each evaluation, up to the cap
+        for r, trace in zip(study["runs"], study["traces"][name], strict=True):
+            assert len(trace) <= study["cap"] == SPACE.size // 2
+            assert all(a <= b + 1e-12 for a, b in itertools.pairwise(trace))
+            to = r[name]["evaluations_to_0.99"]
+            if to is None:
+                assert max(trace) <= 0.99
+            else:
+                # (the trace is rounded to 6 decimals)
+                assert trace[to - 1] >= 0.99 - 1e-6 and all(v <= 0.99 for v in trace[:to - 1])
     assert study["summary"]["evolutionary"]["min"] > 0.95
-    # evaluations until the front first reaches 0.99: a generation boundary of the run
-    used = [used for used, _ in direct.history]
-    assert used == sorted(used) and used[-1] == direct.evaluations
-    assert len(direct.history) == nas.generations
-    for r in study["runs"]:
-        to = r["evolutionary"]["evaluations_to_0.99"]
-        assert (to is None) == (r["evolutionary"]["ratio"] < 0.99)
-        if r["seed"] == 0 and to is not None:
-            assert to in used
-            first = used.index(to)
-            ratios = [hypervolume(f, *ref) / full for _, f in direct.history]
-            assert ratios[first] >= 0.99 and all(v < 0.99 for v in ratios[:first])
     to = study["summary"]["evolutionary"]["evaluations_to_0.99"]
-    assert to["reached"] == study["summary"]["evolutionary"]["at_least_0.99"]
+    reached = [r["evolutionary"]["evaluations_to_0.99"] for r in study["runs"]]
+    assert to["reached"] == sum(v is not None for v in reached)
+    assert len(study_lines(study)) == 3
     with pytest.raises(Exception, match="not in the recorded table"):
         table_objective(table[:5])(SubNet(28, 28, 2))
     with pytest.raises(Exception, match="needs all 1323"):
         seed_study(SPACE, table[:5], nas, [0])
+
+
+def test_random_search_draws_distinct_subnets_at_the_budget():
+    nas = C.NasConfig(seed=4)
+    r = random_search(SPACE, objective(), nas, 50)
+    assert r.evaluations == 50 == len({p.subnet for p in r.evaluated})
+    assert [p.subnet for p in r.evaluated] == \
+        [p.subnet for p in random_search(SPACE, objective(), nas, 50).evaluated]
+    assert r.front == pareto_front(r.evaluated)
+    assert random_search(SPACE, objective(), nas, 5000).evaluations == SPACE.size
+
+
+def test_nsga2_spends_exactly_the_budget_of_distinct_evaluations():
+    r = nsga2_search(SPACE, objective(), C.NasConfig(), 60)
+    assert r.evaluations == 60 == len({p.subnet for p in r.evaluated})
+
+
+def test_hypervolume_trace_follows_the_evaluation_order():
+    pts = [pt(8, 8, 0, 0.5, 2), pt(9, 9, 0, 0.4, 3), pt(10, 10, 0, 0.8, 6)]
+    assert hypervolume_trace(pts, 0.0, 10.0) == pytest.approx([4.0, 4.0, 4.0 + 0.3 * 4])
+
+
+# -- paired statistics and the evaluation log -------------------------------------------
+def test_paired_comparison_and_standard_error():
+    a = np.array([1, 1, 0, 0, 1, 1, 1, 1] * 50, bool)
+    b = a.copy()
+    b[::8] = False                                   # b misses 50 images a gets
+    d = paired(a, b)
+    assert (d.a_only, d.b_only, d.n) == (50, 0, 400)
+    assert d.diff == pytest.approx(50 / 400) and not d.tie
+    assert d.se == pytest.approx(np.std(a.astype(int) - b, ddof=1) / 20)
+    assert paired(a, a).tie and paired(a, a).se == 0
+    c = a.copy()
+    c[2], c[0] = True, False                        # one gained, one lost: a tie
+    assert paired(c, a).tie and paired(c, a).diff == 0
+    assert standard_error(a) == pytest.approx((0.75 * 0.25 / 400) ** 0.5)
+    for n in (1, 7, 8, 13):
+        x = np.random.default_rng(n).random(n) < 0.5
+        assert (unpack_correct(pack_correct(x), n) == x).all()
+    with pytest.raises(Exception, match="holds 8 bits for 13"):
+        unpack_correct(pack_correct(np.ones(8, bool)), 13)
+
+
+class _Counting:
+    """Per-image results of the synthetic objective, counting the calls."""
+
+    def __init__(self):
+        self.calls = []
+
+    def __call__(self, x):
+        self.calls.append(x)
+        rng = np.random.default_rng(x.slice_h * 1000 + x.slice_w * 10 + x.overlap)
+        return rng.random(64) < synthetic(x)
+
+
+def test_evaluations_are_logged_and_an_interrupted_run_resumes(tmp_path):
+    header = {"weights": "abc", "images": 64}
+    fn = _Counting()
+    log = EvaluationLog(tmp_path, header, 64)
+    obj = Objective(fn, lambda x: eq3_resource(DAT56, x), log=log)
+    first = evolutionary_search(SPACE, obj, C.NasConfig(generations=6))
+    assert len(fn.calls) == first.evaluations == obj.fresh
+    lines = log.path.read_text().splitlines()
+    assert len(lines) == 1 + first.evaluations and "header" in json.loads(lines[0])
+    # interrupted while writing the last record, and before some others were done
+    log.path.write_text("\n".join(lines[:-3]) + "\n" + lines[-3][:25])
+    fn2 = _Counting()
+    obj2 = Objective(fn2, lambda x: eq3_resource(DAT56, x),
+                     log=EvaluationLog(tmp_path, header, 64))
+    assert obj2.resumed == first.evaluations - 3
+    again = evolutionary_search(SPACE, obj2, C.NasConfig(generations=6))
+    assert [p.subnet for p in again.evaluated] == [p.subnet for p in first.evaluated]
+    assert again.front == first.front
+    assert len(fn2.calls) == 3 and obj2.fresh == 3
+    for x, c in obj.correct.items():
+        assert (obj2.correct[x] == c).all()
+    assert len(log.path.read_text().splitlines()) == 1 + first.evaluations
+    # other weights: another file, nothing resumed
+    other = EvaluationLog(tmp_path, {**header, "weights": "def"}, 64)
+    assert other.path != log.path and not other.records
+    # a damaged line that is not the last one is an error naming the file
+    bad = log.path.read_text().splitlines()
+    bad[2] = "{not json"
+    log.path.write_text("\n".join(bad) + "\n")
+    with pytest.raises(Exception, match="line 3: not an evaluation record"):
+        EvaluationLog(tmp_path, header, 64)
+
+
+def test_pool_runner_scores_in_worker_processes(tmp_path):
+    from defslice.nas.evaluation import PoolRunner
+
+    xs = [SubNet(8, 8, 0), SubNet(20, 9, 2), SubNet(28, 28, 1)]
+    with PoolRunner(_table_scorer, (), 2) as runner:
+        got = {x: (r, s) for x, r, s in runner.run(xs)}
+        obj = Objective(None, lambda x: 1.0, runner=runner,
+                        log=EvaluationLog(tmp_path, {"k": 1}, None))
+        pts = obj.many(xs + xs[:1])
+    assert set(got) == set(xs)
+    assert all(got[x][0] == synthetic(x) and got[x][1] >= 0 for x in xs)
+    assert [p.accuracy for p in pts] == [synthetic(x) for x in xs + xs[:1]]
+    assert obj.fresh == 3 and len(obj.log.records) == 3
+
+
+def _table_scorer():
+    return synthetic

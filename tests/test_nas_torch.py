@@ -1,6 +1,7 @@
 """NAS accuracy objective in PyTorch: the sliced DAT layer, the evaluators, fine-tuning,
 and the command line, on a 16x16 DAT map and generated data."""
 
+import dataclasses
 import itertools
 import json
 
@@ -34,7 +35,8 @@ TINY_DAT = C.Config(
     hw=C.HwConfig(lanes=2),
     nas=C.NasConfig(slice_h_range=(4, 6), slice_w_range=(4, 6), overlaps=(0, 2),
                     generations=3, samples_per_generation=4, train_epochs=12,
-                    finetune_epochs=1, digits_margin=2, digits_val_shifts=2),
+                    finetune_epochs=1, finetune_images=64, digits_margin=2,
+                    digits_val_shifts=2, evaluator="digits", resource="eq3"),
 )
 
 
@@ -166,16 +168,66 @@ def test_query_without_keys_gets_zero_attention():
     assert torch.isfinite(out).all()
 
 
+def _value(p, q, alpha, **kw):
+    return alpha_divergence(p, q, alpha, **kw)[0]
+
+
 def test_alpha_divergence():
     torch.manual_seed(0)
     p, q = torch.randn(6, 5), torch.randn(6, 5)
-    assert torch.allclose(alpha_divergence(p, p, -1.0), torch.zeros(6), atol=1e-6)
+    assert torch.allclose(_value(p, p, -1.0), torch.zeros(6), atol=1e-6)
     kl = (p.softmax(-1) * (p.log_softmax(-1) - q.log_softmax(-1))).sum(-1)
-    torch.testing.assert_close(alpha_divergence(p, q, 1.0), kl)
-    near = alpha_divergence(p, q, 0.999, iw_clip=1e9)
+    torch.testing.assert_close(_value(p, q, 1.0), kl)
+    near = _value(p, q, 0.999, iw_clip=1e9)
     torch.testing.assert_close(near, kl, atol=2e-3, rtol=2e-3)
-    assert (alpha_divergence(p, q, -1.0) >= 0).all()
+    rkl = (q.softmax(-1) * (q.log_softmax(-1) - p.log_softmax(-1))).sum(-1)
+    torch.testing.assert_close(_value(p, q, 0.0, iw_clip=1e9), rkl)
+    assert (_value(p, q, -1.0) >= 0).all()
     assert adaptive_alpha_divergence(p, q, -1.0, 1.0) >= kl.mean() - 1e-6
+
+
+def _exact_divergence(p, q, alpha):
+    """D_alpha with autograd through everything, no clip (the reference gradient)."""
+    log_p, log_q = p.log_softmax(-1), q.log_softmax(-1)
+    return (log_q.exp() * (torch.exp(alpha * (log_p - log_q)) - 1)).sum(-1) / (alpha * (alpha - 1))
+
+
+def test_alpha_divergence_gradient_is_alphanets():
+    torch.manual_seed(1)
+    p = torch.randn(8, 10) * 3
+    q0 = torch.randn(8, 10) * 3
+    for alpha in (-1.0, 0.5, 2.0):
+        # without a clip the surrogate's gradient is the divergence's exact gradient
+        q = q0.clone().requires_grad_(True)
+        value, sur = alpha_divergence(p, q, alpha, iw_clip=1e30)
+        (g,) = torch.autograd.grad(sur.sum(), q)
+        qe = q0.clone().requires_grad_(True)
+        exact = _exact_divergence(p, qe, alpha)
+        (ge,) = torch.autograd.grad(exact.sum(), qe)
+        torch.testing.assert_close(value, exact.detach(), rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(g, ge, rtol=1e-4, atol=1e-5)
+    # with the clip active (alpha = -1: w^-1 = q/p is clipped where the student's mass
+    # far exceeds the teacher's), the gradient w.r.t. the student logits z is
+    # -sum_i q_i rho_i d(log q_i)/dz_j = q_j (sum_i q_i rho_i - rho_j), rho from the
+    # clipped weight; a clamp inside autograd would drop the clipped entries' share
+    p = torch.tensor([[8.0, 0.0, 0.0]])
+    q = torch.tensor([[0.0, 8.0, 0.0]], requires_grad=True)
+    _, sur = alpha_divergence(p, q, -1.0, iw_clip=5.0)
+    (g,) = torch.autograd.grad(sur.sum(), q)
+    pp, qq = p.softmax(-1), q.detach().softmax(-1)
+    iw = (qq / pp).clamp(max=5.0)
+    assert iw[0, 1] == 5.0                                  # clipped
+    rho = iw / -1.0 + 0.5
+    torch.testing.assert_close(g, qq * ((qq * rho).sum(-1, keepdim=True) - rho))
+    q2 = q.detach().clone().requires_grad_(True)
+    log_q = q2.log_softmax(-1)
+    clamped = (log_q.exp() * (torch.exp(log_q - p.log_softmax(-1)).clamp(max=5.0) - 1)).sum(-1) / 2
+    (g_clamp,) = torch.autograd.grad(clamped.sum(), q2)
+    assert float(g[0, 1]) > 1.5 * float(g_clamp[0, 1]) > 0
+    loss = adaptive_alpha_divergence(p, q, -1.0, 1.0, iw_clip=5.0)
+    # the adaptive loss's value is the mean of the larger divergence per sample
+    vm, vp = _value(p, q, -1.0), _value(p, q, 1.0)
+    torch.testing.assert_close(loss.detach(), torch.maximum(vm, vp).mean())
 
 
 def _write_folder(root, n_per_class, seed):
@@ -227,24 +279,44 @@ def test_checkpoint_mismatch_is_reported():
         load_dat_checkpoint(tiny_model(), sd, strict=True)
 
 
+def _no_training(monkeypatch):
+    """Unit tests train nothing: the classifiers keep their seeded initial weights."""
+    calls = []
+
+    def fake(model, images, labels, epochs, seed, **kw):
+        calls.append((len(labels), epochs, seed))
+        return [0.0] * epochs
+
+    monkeypatch.setattr("defslice.nas.evaluators.train_classifier", fake)
+    return calls
+
+
 def test_digits_objective_is_cached_and_finetuning_reports_epochs(tmp_path, monkeypatch):
     monkeypatch.setenv("DEFSLICE_CACHE", str(tmp_path))
+    calls = _no_training(monkeypatch)
     acc, meta = digits_objective(TINY_DAT)
     assert not meta["cached"] and meta["val_images"] == 2 * 359 and meta["margin"] == 2
+    assert calls == [(1438, 12, 0)]
+    parts = meta["key_parts"]
+    assert parts["threads"] == torch.get_num_threads() and parts["cpu"] and parts["torch"]
     first = acc(None)
-    # four epochs of real digits at 16x16, spatial context through the attention only:
-    # far above chance (0.1)
-    assert first > 0.3
     acc2, meta2 = digits_objective(TINY_DAT)
-    assert meta2["cached"] and acc2(None) == first
+    assert meta2["cached"] and acc2(None) == first and len(calls) == 1
+    assert meta2["key"] == meta["key"]
+    torch.set_num_threads(2)
+    try:   # other threads, other arithmetic: another cache entry
+        assert digits_objective(TINY_DAT)[1]["key"] != meta["key"] and len(calls) == 2
+    finally:
+        torch.set_num_threads(1)
     space = SearchSpace.from_config(TINY_DAT)
     hist = finetune_supernet(acc2.model, acc2.train, acc2.val, space, TINY_DAT.nas,
                              [SubNet(4, 4, 0)])
     assert [h["epoch"] for h in hist] == [0, 1]
     assert hist[0]["accuracy"]["unsliced"] == first
     assert set(hist[1]["accuracy"]) == {"unsliced", "Hs=4 Ws=4 O=0"}
-    # the last step's learning rate is near the end of the cosine decay
-    assert hist[0]["lr"] is None and 0 < hist[1]["lr"] < 0.05 * TINY_DAT.nas.finetune_lr
+    # the last step's learning rate is near the end of the cosine decay (64 images a
+    # batch: one step, which is also the warm-up's)
+    assert hist[0]["lr"] is None and hist[1]["lr"] == pytest.approx(TINY_DAT.nas.finetune_lr)
 
 
 def test_finetune_lr_warms_up_then_decays_by_a_cosine():
@@ -257,14 +329,18 @@ def test_finetune_lr_warms_up_then_decays_by_a_cosine():
 
 def test_cli_writes_the_reports(tmp_path, monkeypatch):
     monkeypatch.setenv("DEFSLICE_CACHE", str(tmp_path / "cache"))
+    _no_training(monkeypatch)
     cfg_path = tmp_path / "tiny.toml"
     C.dump(TINY_DAT, cfg_path)
     out = tmp_path / "out"
-    assert main(["nas", "--config", str(cfg_path), "--out", str(out), "--quiet",
-                 "--threads", "1"]) == 0
+    argv = ["nas", "--config", str(cfg_path), "--out", str(out), "--quiet", "--threads", "1",
+            "--workers", "0", "--exhaustive"]
+    assert main(argv) == 0
     rep = json.loads((out / "pareto.json").read_text())
     assert rep["evaluations"]["exhaustive"] == 18
     assert rep["evaluations"]["evolutionary"] <= 12
+    assert rep["evaluations"]["nsga2"] == rep["evaluations"]["random"] == \
+        rep["evaluations"]["evolutionary"]
     assert 0 < rep["hypervolume"]["evolutionary_ratio"] <= 1 + 1e-9
     assert len(rep["evaluated"]) == 18
     chosen = C.load(out / "chosen.toml")
@@ -272,7 +348,17 @@ def test_cli_writes_the_reports(tmp_path, monkeypatch):
     assert (chosen.slicing.slice_h, chosen.slicing.slice_w, chosen.slicing.overlap) == \
         (c["slice_h"], c["slice_w"], c["overlap"])
     assert chosen.replace(slicing=TINY_DAT.slicing) == TINY_DAT
-    assert (out / "pareto.png").stat().st_size > 1000
+    # the choice is a member of Alg. 1's front, with its standard error and paired drop
+    front = {(p["slice_h"], p["slice_w"], p["overlap"]) for p in rep["fronts"]["evolutionary"]}
+    assert (c["slice_h"], c["slice_w"], c["overlap"]) in front
+    assert len(rep["front_table"]) == len(front) and rep["front_table"][0]["se"] > 0
+    fig = rep["figures"]["validation"]
+    assert fig["images"] == 2 * 359 and 0 < fig["unsliced_after"]["se"] < 0.05
+    assert fig["drop_after"]["diff"] == pytest.approx(
+        fig["unsliced_after"]["accuracy"] - fig["chosen_after"]["accuracy"])
+    assert fig["chosen_after"]["accuracy"] == pytest.approx(c["accuracy"])
+    for name in ("pareto.png", "hypervolume.png"):
+        assert (out / name).stat().st_size > 1000
     assert [f["epoch"] for f in rep["finetune"]] == [0, 1]
     study = rep["seed_study"]
     assert len(study["runs"]) == 100 and study["runs"][0]["seed"] == TINY_DAT.nas.seed
@@ -281,3 +367,25 @@ def test_cli_writes_the_reports(tmp_path, monkeypatch):
     md = (out / "pareto.md").read_text()
     n = study["summary"]["evolutionary"]["at_least_0.99"]
     assert "Seed study, 100 seeds" in md and f"| {n}/100 |" in md
+    assert "a proxy for tests" in md and "Alg. 1's front" in md
+    # a second run finds every evaluation in the log and computes none again
+    log = rep["evaluation_log"]
+    assert log["computed"] == 18 and log["resumed"] == 0
+    assert main(argv) == 0
+    rep2 = json.loads((out / "pareto.json").read_text())
+    assert rep2["evaluation_log"]["computed"] == 0
+    assert rep2["evaluation_log"]["resumed"] == 18
+    assert rep2["fronts"] == rep["fronts"] and rep2["chosen"] == rep["chosen"]
+    # the flow summary shows the choice's note when no point is within the drop
+    from defslice.nas.stage import NasReport
+    from defslice.summary import _nas_section
+
+    typed = NasReport.load(out / "nas.json")
+    assert typed.chosen.note == rep["choice"]["note"]
+    assert typed.accuracy.chosen_drop_vs_unsliced.se == fig["drop_after"]["se"]
+    assert typed.hypervolume_ratio == rep["hypervolume"]["evolutionary_ratio"]
+    assert typed.hypervolume.seed_study["evolutionary"].at_least_0_99 == n
+    text = "\n".join(_nas_section(typed))
+    assert "No point of the front" not in text and "hypervolume / exhaustive front" in text
+    off = dataclasses.replace(typed, chosen=dataclasses.replace(typed.chosen, within_drop=False))
+    assert f"**{typed.chosen.note}**" in "\n".join(_nas_section(off))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,7 +19,16 @@ from defslice.model.stage import ModelOptions, ModelReport
 from defslice.model.stage import run as model_run
 from defslice.model.traffic_stage import TrafficOptions, TrafficReport
 from defslice.model.traffic_stage import run as traffic_run
-from defslice.nas.stage import ChosenSlicing, NasAccuracy, NasOptions, NasReport
+from defslice.nas.stage import (
+    ChosenSlicing,
+    HardwareAccuracy,
+    Measured,
+    NasAccuracy,
+    NasHypervolume,
+    NasOptions,
+    NasReport,
+    SeedStudySummary,
+)
 from defslice.records import Record, RecordError, omitted, sha256_of
 from defslice.sim.stage import SimOptions
 
@@ -99,13 +109,22 @@ def test_verilog_stage_uses_the_parameters_it_is_given(tmp_path, monkeypatch):
 
 
 def test_nas_and_bench_reports_round_trip(tmp_path):
+    m = Measured(0.9, 0.003)
     nas = NasReport(config="dat56", evaluator="digits",
-                    chosen=ChosenSlicing(28, 26, 2, 0.9, 112.0, 112),
-                    accuracy=NasAccuracy(0.9, 0.95, 0.8, 0.87, 0.08),
-                    evaluations={"evolutionary": 318}, hypervolume_ratio=None,
+                    chosen=ChosenSlicing(28, 26, 2, 0.9, 112.0, 112, 983040.0, False, 0.01,
+                                         "No point of the front ..."),
+                    accuracy=NasAccuracy("test", 10000, m, m, m, m, Measured(0.08, 0.002)),
+                    evaluations={"evolutionary": 318},
                     pareto=tmp_path / "pareto.json", chosen_config=tmp_path / "chosen.toml",
                     seconds=1.5)
     assert NasReport.load(nas.save(tmp_path / "nas.json")) == nas
+    assert "hypervolume" not in nas.to_json() and nas.hypervolume_ratio is None
+    study = SeedStudySummary(100, 420.0, 0.995, 0.97, 88, 100, 318.0, None, 661)
+    full = dataclasses.replace(
+        nas, hypervolume=NasHypervolume({"evolutionary": 0.99}, {"evolutionary": study}),
+        hardware=HardwareAccuracy(10000, m, m, Measured(0.0, 0.0), 1.0))
+    assert NasReport.load(full.save(tmp_path / "nas.json")) == full
+    assert full.hypervolume_ratio == 0.99 and study.evaluations_text() == "318 / > 661"
     assert nas.apply(cfgmod.preset("dat56")).slicing.slice_w == 26
     bench = BenchReport(Machine("3.11", 2), {"hw": {"tiny_cycles": 100, "x_s": 0.5}})
     assert bench.to_json() == {"machine": {"python": "3.11", "cpus": 2},
@@ -120,7 +139,8 @@ def test_nas_and_bench_reports_round_trip(tmp_path):
                verilog=Path("a/b.v")),
     TrafficOptions(seed=1, trace=Path("t.npz"), sweep=False, alias=True,
                    ramulator=Path("r.trace"), ramulator_dataflow="defa", quiet=True),
-    NasOptions(data=Path("d"), checkpoint=Path("c.pth"), exhaustive=False, threads=1),
+    NasOptions(data=Path("d"), checkpoint=Path("c.pth"), exhaustive=True, threads=1,
+               workers=0, fixed_point_images=0),
 ], ids=lambda o: type(o).__name__)
 def test_options_survive_their_command_line(options):
     """Each flag is declared once, on the options: parsing the flags that
