@@ -3,7 +3,8 @@
 ``build_top(design)`` returns the top-level elaboratable, ``generate_verilog(design,
 out_dir)`` writes ``out_dir/defslice_top.v``; ``design`` is a :class:`~defslice.config.Config`
 or the :class:`~defslice.hw.params.HwParams` already derived from one (so a caller that
-checked a configuration does not derive it again).
+checked a configuration does not derive it again). ``hw.engine`` chooses the engine: the
+sampling engine (``hw/top.py``) or the layer engine (``hw/layer/top.py``).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ if TYPE_CHECKING:
     from amaranth.lib import wiring
 
     from defslice.config import Config
+    from defslice.hw.layer.top import LayerTop
     from defslice.hw.params import HwParams
     from defslice.hw.top import DefsliceTop
 
@@ -26,8 +28,9 @@ TOP_NAME = "defslice_top"
 BANKS_MODULE = f"{TOP_NAME}.loader.banks"
 
 
-def build_top(design: Config | HwParams) -> DefsliceTop:
-    """The accelerator for ``design`` as an Amaranth :class:`~amaranth.lib.wiring.Component`.
+def build_top(design: Config | HwParams) -> DefsliceTop | LayerTop:
+    """The accelerator for ``design`` as an Amaranth :class:`~amaranth.lib.wiring.Component`:
+    ``hw.engine = "sampling"`` the sampling engine, ``"layer"`` the layer engine.
 
     Raises :class:`~defslice.errors.ConfigError` (before elaboration) for configurations
     the generator cannot build.
@@ -35,6 +38,11 @@ def build_top(design: Config | HwParams) -> DefsliceTop:
     from defslice.hw.params import HwParams, derive
     from defslice.hw.top import DefsliceTop
 
+    cfg = design.cfg if isinstance(design, HwParams) else design
+    if cfg.hw.engine == "layer":
+        from defslice.hw.layer.top import LayerTop
+
+        return LayerTop(cfg)
     return DefsliceTop(design if isinstance(design, HwParams) else derive(design))
 
 

@@ -24,12 +24,15 @@ __all__ = ["Router", "slice_layout"]
 
 
 def slice_layout(p: HwParams) -> data.StructLayout:
-    """A loaded slice: buffer ``set``, query ``count``, windows ``win[l]``, and the DRAM
-    region of its outputs (``out_addr`` bytes, ``out_beats``)."""
+    """A loaded slice: buffer ``set``, query ``count``, windows ``win[l]``, the DRAM
+    region of its outputs (``out_addr`` bytes, ``out_beats``), and the descriptor's
+    ``desc_stride`` bytes as read (``desc``, first byte lowest; the layer engine's fields
+    follow the sampling descriptor)."""
     return data.StructLayout({
         "set": SET_BITS, "count": COUNT_BITS,
         "win": data.ArrayLayout(window_layout(), p.num_levels),
         "out_addr": p.addr_bits, "out_beats": COUNT_BITS,
+        "desc": p.desc_beats * p.bus_bits,
     })
 
 
@@ -123,7 +126,7 @@ class Router(wiring.Component):
         pay = self.slice.payload
         m.d.comb += [pay.set.eq(self.desc.load_set), pay.count.eq(self._count),
                      pay.win.eq(self.desc.win), pay.out_addr.eq(self._out_addr),
-                     pay.out_beats.eq(self._out_beats)]
+                     pay.out_beats.eq(self._out_beats), pay.desc.eq(self._desc_sr)]
         return m
 
     def _query_stream(self, m: Module, q_fifo: fifo.SyncFIFOBuffered) -> None:

@@ -25,6 +25,26 @@ def _is_pow2(n: int) -> bool:
     return n > 0 and n & (n - 1) == 0
 
 
+def _check_formats(cfg: Config) -> None:
+    """What the engine's words and windows are built for: 16-bit values and outputs in
+    DRAM and on chip, keys clamped into their window (``docs/slicing.md``)."""
+    d, n = cfg.dram, cfg.numerics
+    if cfg.slicing.clamp != "clamp":
+        raise ConfigError("slicing.clamp", cfg.slicing.clamp,
+                          "'clamp' for hw.engine = 'layer' (key positions are clamped into "
+                          "their window)")
+    for field_name, value in (("dram.element_bytes", d.element_bytes),
+                              ("dram.out_element_bytes", d.out_element_bytes)):
+        if value != 2:
+            raise ConfigError(field_name, value, "2 for hw.engine = 'layer' (16-bit words)")
+    if n.value_bits != 16:
+        raise ConfigError("numerics.value_bits", n.value_bits,
+                          "16 for hw.engine = 'layer' (the window words are 16-bit lanes)")
+    if n.out_bits > 16:
+        raise ConfigError("numerics.out_bits", n.out_bits,
+                          "at most 16 for hw.engine = 'layer' (16-bit y words)")
+
+
 @dataclass(frozen=True)
 class LayerPlan:
     """Everything the layer engine's generator, cycle model and resource estimate need.
@@ -75,6 +95,7 @@ class LayerPlan:
         if w.batch != 1:
             raise ConfigError("workload.batch", w.batch,
                               "1 for the accelerator (run batch elements one after another)")
+        _check_formats(cfg)
         return cls(LayerDims.from_config(cfg), SliceGrid.from_config(cfg), hw.lanes,
                    hw.array_cols, hw.bus_bytes, hw.max_burst_beats,
                    2 if hw.buffering == "double" else 1, cfg.dram.element_bytes,

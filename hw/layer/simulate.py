@@ -1,8 +1,11 @@
-"""The layer core on a whole layer in the Amaranth simulator: ``y``, cycles, array use."""
+"""The layer engine on a whole layer in the Amaranth simulator: the core alone (``y``,
+cycles, array use) and the whole top against a Python AXI memory (``y``, bursts,
+counters)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import random
+from dataclasses import dataclass, field
 
 import numpy as np
 from amaranth.hdl import Elaboratable, Module, Signal, unsigned
@@ -10,14 +13,17 @@ from amaranth.lib import memory
 from amaranth.sim import Simulator, SimulatorContext
 
 from defslice.config import Config
+from defslice.errors import DefsliceError
 from defslice.hw.layer.core import LayerCore
 from defslice.hw.layer.fetch import X_LATENCY
 from defslice.hw.layer.plan import LayerPlan
 from defslice.hw.params import derive
+from defslice.hw.regmap import LAYER_MAP
 from defslice.model.dat_layer_fixed import FixedLayerParams
-from defslice.model.layer_layout import SliceTask
+from defslice.model.layer_layout import LayerLayout, SliceTask
+from defslice.model.layout import Burst
 
-__all__ = ["CoreHarness", "CoreRun", "simulate_core", "slice_fields"]
+__all__ = ["CoreHarness", "CoreRun", "TopRun", "simulate_core", "simulate_top", "slice_fields"]
 
 
 class CoreHarness(Elaboratable):
@@ -182,3 +188,76 @@ def simulate_core(cfg: Config, x_q: np.ndarray, qp: FixedLayerParams,
     sim.add_testbench(b.sink)
     sim.run()
     return CoreRun(b.y, b.now - (b.start or 0), b.busy, b.params)
+
+
+@dataclass
+class TopRun:
+    """What a run of the layer top produced: ``y`` (C, H, W); every AXI burst in issue
+    order (``tensor`` from the layout's regions); the counters by register name; STATUS."""
+
+    y: np.ndarray
+    bursts: list[Burst] = field(default_factory=list)
+    counters: dict[str, int] = field(default_factory=dict)
+    status: int = 0
+
+
+def tensor_of(lay: LayerLayout, addr: int) -> str:
+    """The tensor of the layer layout that holds byte ``addr`` (``layer_transfers``'
+    names)."""
+    if addr >= lay.y_base:
+        return "output"
+    if addr >= lay.desc_base:
+        return "descriptor"
+    if addr >= lay.param_base:
+        return "weights"
+    return "value"
+
+
+def simulate_top(cfg: Config, x_q: np.ndarray, qp: FixedLayerParams, *,
+                 seed: int | None = None, max_cycles: int = 5_000_000) -> TopRun:
+    """One run of the layer top (``hw.engine = "layer"``) on the memory image of ``x_q``
+    and ``qp``, driven through its registers as host software would.
+
+    ``seed``: ``None``, the memory is always ready; otherwise random stalls on every AXI
+    channel, reproducible from the seed.
+    """
+    from defslice.hw.layer.top import LayerTop
+    from defslice.hw.simulate import AxiMemory, axil_read, axil_write
+
+    dut = LayerTop(cfg)
+    plan = dut.plan
+    lay, tasks, d = plan.layout, plan.tasks, plan.dims
+    mem = bytearray(lay.y_base + d.height * d.width * lay.out_stride)
+    for base, blob in lay.memory_image(x_q[0], qp, tasks).items():
+        mem[base:base + len(blob)] = blob
+    memory = AxiMemory(lambda ch, name: getattr(dut, f"m_axi_{ch}{name}"), mem,
+                       lay.bus_bytes, random.Random(seed) if seed is not None else None,
+                       tensor=lambda addr: tensor_of(lay, addr))
+    run = TopRun(y=np.zeros(0))
+
+    async def testbench(ctx: SimulatorContext) -> None:
+        await ctx.tick()
+        for name, value in (("VALUE_BASE", lay.x_base), ("WEIGHT_BASE", lay.param_base),
+                            ("DESC_BASE", lay.desc_base), ("OUT_BASE", lay.y_base),
+                            ("NUM_DESC", len(tasks))):
+            await axil_write(ctx, dut, LAYER_MAP.offset(name), value)
+        await axil_write(ctx, dut, LAYER_MAP.offset("CTRL"), 1)
+        for _ in range(max_cycles):
+            (irq,) = await memory.step(ctx, dut.irq)
+            if irq:
+                break
+        else:
+            raise DefsliceError(f"the run did not finish within {max_cycles} cycles")
+        ctx.set(dut.m_axi_rvalid, 0)
+        ctx.set(dut.m_axi_bvalid, 0)
+        run.status = await axil_read(ctx, dut, LAYER_MAP.offset("STATUS"))
+        for name in LAYER_MAP.counters:
+            run.counters[name] = await axil_read(ctx, dut, LAYER_MAP.offset(name))
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(testbench)
+    sim.run()
+    run.y = lay.unpack_y(bytes(mem[lay.y_base:]))
+    run.bursts = memory.bursts
+    return run
