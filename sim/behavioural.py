@@ -34,8 +34,11 @@ from defslice.model.slicing import SliceGrid
 
 __all__ = ["write_behavioural_verilog", "write_layer_replay_verilog"]
 
-_BODY = Path(__file__).with_name("hdl") / "defslice_behav_body.v"
-_LAYER_BODY = Path(__file__).with_name("hdl") / "defslice_layer_replay_body.v"
+_HDL = Path(__file__).with_name("hdl")
+#: Run state, AXI4-Lite and AXI4 handshakes and the clock task, shared by both models.
+_COMMON = _HDL / "defslice_behav_common.v"
+_BODY = _HDL / "defslice_behav_body.v"
+_LAYER_BODY = _HDL / "defslice_layer_replay_body.v"
 
 #: Burst kinds of the replay table: the tensor of a layer-engine burst -> (code, base
 #: register its address is relative to).
@@ -101,7 +104,7 @@ def write_behavioural_verilog(cfg: Config, out_dir: str | Path) -> Path:
     head.append(_case_function("level_offset", list(lay.level_offset)))
     head.append(_case_function("level_w", [wl for _, wl in w.levels]))
     path = out_dir / f"{TOP_NAME}.v"
-    path.write_text("\n".join(head) + "\n" + _BODY.read_text())
+    path.write_text("\n".join(head) + "\n" + _COMMON.read_text() + _BODY.read_text())
     return path
 
 
@@ -166,7 +169,7 @@ def write_layer_replay_verilog(cfg: Config, out_dir: str | Path, seed: int = 0) 
              for i, (c, s, o, n) in enumerate(table)]
     head += [f"    ydata[{i}] = {8 * bus}'h{w:0{2 * bus}x};" for i, w in enumerate(words)]
     head.append("  end")
-    body = _LAYER_BODY.read_text()
+    body = _COMMON.read_text() + _LAYER_BODY.read_text()
     for key, text in regs.items():
         body = body.replace(f"`{key}", text)
     path = Path(out_dir)

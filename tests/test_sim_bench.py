@@ -23,14 +23,19 @@ pytestmark = pytest.mark.sim
 CFG = CONFIGS["tiny"]
 
 
-def _behavioural(out, replace=None):
-    path = write_behavioural_verilog(CFG, out / "behav")
+def _with_fault(path, replace):
+    """``path`` with the text ``replace[0]`` (found exactly once) replaced by
+    ``replace[1]``; unchanged when ``replace`` is None."""
     if replace is not None:
         old, new = replace
         text = path.read_text()
         assert text.count(old) == 1, f"fault site {old!r} not found exactly once"
         path.write_text(text.replace(old, new))
     return path
+
+
+def _behavioural(out, replace=None):
+    return _with_fault(write_behavioural_verilog(CFG, out / "behav"), replace)
 
 
 def test_correct_model_passes_with_reset(request):
@@ -91,13 +96,7 @@ LAYER_CFG = LAYER_CONFIGS["ldat-a"]
 
 
 def _replay(out, seed, replace=None):
-    path = write_layer_replay_verilog(LAYER_CFG, out / "replay", seed)
-    if replace is not None:
-        old, new = replace
-        text = path.read_text()
-        assert text.count(old) == 1, f"fault site {old!r} not found exactly once"
-        path.write_text(text.replace(old, new))
-    return path
+    return _with_fault(write_layer_replay_verilog(LAYER_CFG, out / "replay", seed), replace)
 
 
 def test_layer_replay_passes_with_reset(request):
