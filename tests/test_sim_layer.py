@@ -29,9 +29,11 @@ from defslice.sim.testing import FULL, build_dir_for
 
 pytestmark = pytest.mark.sim
 
-#: (configuration, seed, back-pressure, reset in the middle of a first run) on Icarus.
+#: (configuration, seed, back-pressure, reset in the middle of a first run) on Icarus;
+#: ``dat56-layer`` (about 400,000 cycles with back-pressure) with one seed only.
 ICARUS_CASES = ([(name, seed, 0.3, seed == 2) for name in LAYER_FULL_CONFIGS
-                 for seed in (1, 2)] + [("ldat-a", 4, 0.0, False)] if FULL
+                 for seed in ((2,) if name == "dat56-layer" else (1, 2))]
+                + [("ldat-a", 4, 0.0, False)] if FULL
                 else [("ldat-g2-tanh", 1, 0.3, True)])
 VERILATOR_CASES = list(LAYER_FULL_CONFIGS) if FULL else ["ldat-a"]
 #: Deliberate faults that must fail (``design``: the requantizer truncates).
