@@ -168,3 +168,17 @@ def add_out_argument(parser: argparse.ArgumentParser, default: str) -> None:
     """Add ``--out DIR``, the folder a stage writes into."""
     parser.add_argument("--out", type=Path, default=Path(default),
                         help=f"output folder (default: {default})")
+
+
+def add_stage_arguments(parser: argparse.ArgumentParser, options: type, out_default: str,
+                        default_preset: str = DEFAULT_PRESET) -> None:
+    """The flags of one stage's command: ``--preset`` / ``--config``, ``--out`` and the
+    fields of its ``options`` dataclass."""
+    add_config_arguments(parser, default_preset)
+    add_out_argument(parser, out_default)
+    add_options(parser, options)
+
+
+def stage_inputs(args: argparse.Namespace, options: type) -> tuple[cfgmod.Config, Path, Any]:
+    """``(cfg, out, options)`` of a stage's ``run`` from its parsed command line."""
+    return config_from_args(args), args.out, options_from_args(options, args)

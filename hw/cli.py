@@ -11,13 +11,7 @@ from __future__ import annotations
 
 import argparse
 
-from defslice.cliargs import (
-    add_config_arguments,
-    add_options,
-    add_out_argument,
-    config_from_args,
-    options_from_args,
-)
+from defslice.cliargs import add_stage_arguments, stage_inputs
 from defslice.hw.stage import VerilogOptions
 
 __all__ = ["configure", "main"]
@@ -25,9 +19,7 @@ __all__ = ["configure", "main"]
 
 def configure(parser: argparse.ArgumentParser) -> None:
     """The flags of ``defslice verilog``."""
-    add_config_arguments(parser)
-    add_out_argument(parser, "out/verilog")
-    add_options(parser, VerilogOptions)
+    add_stage_arguments(parser, VerilogOptions, "out/verilog")
 
 
 def main(args: argparse.Namespace) -> int:
@@ -37,7 +29,7 @@ def main(args: argparse.Namespace) -> int:
     from defslice.hw.board import BoardMemoryError
     from defslice.hw.stage import run
 
-    report = run(config_from_args(args), args.out, options_from_args(VerilogOptions, args))
+    report = run(*stage_inputs(args, VerilogOptions))
     if report.board is not None and not report.board.fits:
         raise BoardMemoryError(report.board.refusal(report.config))
     return 0

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from amaranth.hdl import Module, Signal
+from amaranth.hdl import Module, Signal, Value
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from defslice.hw import regmap
 from defslice.hw.regmap import COUNTERS, SETTINGS
 
-__all__ = ["COUNTERS", "SETTINGS", "ControlRegs", "axil_members"]
+__all__ = ["COUNTERS", "SETTINGS", "ControlRegs", "axi_events", "axil_members", "connect_axil",
+           "performance_counters"]
 
 
 def axil_members(prefix: str = "s_axil") -> dict[str, wiring.Member]:
@@ -100,3 +101,44 @@ class ControlRegs(wiring.Component):
                 with m.Case(rmap.offset("ID") >> word):
                     m.d.sync += self.s_axil_rdata.eq(rmap.id_value)
         return m
+
+
+def connect_axil(m: Module, top: object, regs: ControlRegs) -> None:
+    """The flat AXI4-Lite ports of ``top`` (:func:`axil_members`) to the register file."""
+    for name, member in axil_members().items():
+        port, inner = getattr(top, name), getattr(regs, name)
+        m.d.comb += port.eq(inner) if member.flow == Out else inner.eq(port)
+
+
+def axi_events(top: object, prefix: str = "m_axi") -> dict[str, Value]:
+    """The AXI4 master handshakes of ``top`` by counter name: ``READ_BEATS`` (R),
+    ``WRITE_BEATS`` (W), ``READ_BURSTS`` (AR), ``WRITE_BURSTS`` (AW)."""
+    def hs(ch: str) -> Value:
+        return getattr(top, f"{prefix}_{ch}valid") & getattr(top, f"{prefix}_{ch}ready")
+
+    return {"READ_BEATS": hs("r"), "WRITE_BEATS": hs("w"), "READ_BURSTS": hs("ar"),
+            "WRITE_BURSTS": hs("aw")}
+
+
+def performance_counters(m: Module, regs: ControlRegs, run: Value,
+                         events: dict[str, Value]) -> None:
+    """The counters of ``regs.rmap``, cleared by ``regs.start``: ``CYCLES`` counts the
+    cycles of a run, every other counter the cycles of the run in which its event holds.
+
+    Events are registered before counting (off the handshake paths); the last event of a
+    run precedes done by more than a cycle, so none is lost.
+    """
+    start = regs.start
+    counters = {name: Signal(regmap.REG_BITS, name=name.lower())
+                for name in regs.rmap.counters}
+    for name, sig in counters.items():
+        m.d.comb += getattr(regs, name.lower()).eq(sig)
+    with m.If(start):
+        m.d.sync += [c.eq(0) for c in counters.values()]
+    with m.If(run & ~start):
+        m.d.sync += counters["CYCLES"].eq(counters["CYCLES"] + 1)
+    for name, event in events.items():
+        ev_q = Signal(name=f"ev_{name.lower()}")
+        m.d.sync += ev_q.eq(event & run & ~start)
+        with m.If(~start):
+            m.d.sync += counters[name].eq(counters[name] + ev_q)

@@ -21,7 +21,6 @@ from amaranth.sim import Simulator
 
 from defslice.errors import DefsliceError
 from defslice.hw import build_top, regmap
-from defslice.hw.regs import COUNTERS
 from defslice.model.layout import Burst, DramLayout, SlicedProgram
 
 if TYPE_CHECKING:
@@ -29,7 +28,8 @@ if TYPE_CHECKING:
 
     from defslice.config import Config
 
-__all__ = ["AxiMemory", "SimResult", "axil_read", "axil_write", "run_program"]
+__all__ = ["AxiMemory", "SimResult", "axil_read", "axil_write", "finish_run", "run_program",
+           "start_run"]
 
 #: Chance that a slave-driven VALID or READY is high in a cycle under back-pressure.
 ACTIVE_CHANCE = 0.8
@@ -234,6 +234,33 @@ async def axil_read(ctx: SimulatorContext, dut: object, addr: int) -> int:
     return rdata
 
 
+async def start_run(ctx: SimulatorContext, dut: object, rmap: regmap.RegisterMap,
+                    settings: dict[str, int]) -> None:
+    """Write ``settings`` (register name -> value) and ``CTRL.start`` through AXI4-Lite."""
+    for name, value in settings.items():
+        await axil_write(ctx, dut, rmap.offset(name), value)
+    await axil_write(ctx, dut, rmap.offset("CTRL"), 1)
+
+
+async def finish_run(ctx: SimulatorContext, dut: object, memory: AxiMemory,
+                     rmap: regmap.RegisterMap, max_cycles: int) -> tuple[int, dict[str, int]]:
+    """Serve ``memory`` until ``irq``; then ``STATUS`` and the counters of ``rmap``.
+
+    Raises :class:`DefsliceError` when the run does not finish within ``max_cycles``.
+    """
+    for _ in range(max_cycles):
+        (irq,) = await memory.step(ctx, dut.irq)
+        if irq:
+            break
+    else:
+        raise DefsliceError(f"the run did not finish within {max_cycles} cycles")
+    ctx.set(dut.m_axi_rvalid, 0)
+    ctx.set(dut.m_axi_bvalid, 0)
+    status = await axil_read(ctx, dut, rmap.offset("STATUS"))
+    return status, {name: await axil_read(ctx, dut, rmap.offset(name))
+                    for name in rmap.counters}
+
+
 def run_program(cfg: Config, prog: SlicedProgram, *, seed: int | None = None,
                 max_cycles: int = 2_000_000, vcd: str | None = None,
                 simulator: type[Simulator] = Simulator) -> SimResult:
@@ -261,22 +288,12 @@ def run_program(cfg: Config, prog: SlicedProgram, *, seed: int | None = None,
 
     async def testbench(ctx: SimulatorContext) -> None:
         await ctx.tick()
-        for name, value in (("VALUE_BASE", lay.value_base), ("QUERY_BASE", lay.query_base),
-                            ("DESC_BASE", lay.desc_base), ("OUT_BASE", lay.out_base),
-                            ("NUM_DESC", len(prog.descriptors))):
-            await axil_write(ctx, dut, regmap.offset(name), value)
-        await axil_write(ctx, dut, regmap.offset("CTRL"), 1)
-        for _ in range(max_cycles):
-            (irq,) = await memory.step(ctx, dut.irq)
-            if irq:
-                break
-        else:
-            raise DefsliceError(f"the run did not finish within {max_cycles} cycles")
-        ctx.set(dut.m_axi_rvalid, 0)
-        ctx.set(dut.m_axi_bvalid, 0)
-        result.status = await axil_read(ctx, dut, regmap.offset("STATUS"))
-        for name in COUNTERS:
-            result.counters[name] = await axil_read(ctx, dut, regmap.offset(name))
+        await start_run(ctx, dut, regmap.SAMPLING_MAP, {
+            "VALUE_BASE": lay.value_base, "QUERY_BASE": lay.query_base,
+            "DESC_BASE": lay.desc_base, "OUT_BASE": lay.out_base,
+            "NUM_DESC": len(prog.descriptors)})
+        result.status, result.counters = await finish_run(ctx, dut, memory,
+                                                          regmap.SAMPLING_MAP, max_cycles)
 
     sim = simulator(dut)
     sim.add_clock(1e-8)

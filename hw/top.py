@@ -19,8 +19,14 @@ from defslice.hw.compute import Compute
 from defslice.hw.loader import Loader
 from defslice.hw.params import HwParams, require_params
 from defslice.hw.records import COUNT_BITS
-from defslice.hw.regmap import REG_BITS
-from defslice.hw.regs import COUNTERS, SETTINGS, ControlRegs, axil_members
+from defslice.hw.regs import (
+    SETTINGS,
+    ControlRegs,
+    axi_events,
+    axil_members,
+    connect_axil,
+    performance_counters,
+)
 from defslice.hw.writer import Writer
 
 __all__ = ["DefsliceTop", "axi_members"]
@@ -73,9 +79,7 @@ class DefsliceTop(wiring.Component):
 
     def _ports(self, m: Module, regs: ControlRegs, loader: Loader, writer: Writer) -> None:
         """AXI4-Lite to the registers, the AXI4 channels to the loader and the writer."""
-        for name, member in axil_members().items():
-            port, inner = getattr(self, name), getattr(regs, name)
-            m.d.comb += port.eq(inner) if member.flow == Out else inner.eq(port)
+        connect_axil(m, self, regs)
         connect_flat(m, self, "m_axi_ar", loader.ar)
         connect_flat(m, self, "m_axi_r", loader.r)
         connect_flat(m, self, "m_axi_aw", writer.aw)
@@ -127,31 +131,11 @@ class DefsliceTop(wiring.Component):
     def _counters(self, m: Module, regs: ControlRegs, loader: Loader, compute: Compute,
                   run: Signal, slices_done: Signal) -> None:
         """The performance counters of ``hw/regmap.py``, cleared by start."""
-        start = regs.start
-        counters = {name: Signal(REG_BITS, name=name.lower()) for name in COUNTERS}
-        for name in COUNTERS:
-            m.d.comb += getattr(regs, name.lower()).eq(counters[name])
         stall = Signal()
         m.d.comb += stall.eq(
             (compute.wait_slice & (slices_done != regs.num_desc) & ~loader.error_window)
             | compute.wait_query)
         m.d.comb += [self.computing.eq(compute.computing), self.sampling.eq(compute.issue),
                      self.stalling.eq(run & stall)]
-        # Events are registered before counting (off the handshake paths); the last
-        # event of a run precedes done by more than a cycle, so none is lost.
-        events = {
-            "BUSY_CYCLES": compute.issue, "STALL_CYCLES": stall,
-            "READ_BEATS": self.m_axi_rvalid & self.m_axi_rready,
-            "WRITE_BEATS": self.m_axi_wvalid & self.m_axi_wready,
-            "READ_BURSTS": self.m_axi_arvalid & self.m_axi_arready,
-            "WRITE_BURSTS": self.m_axi_awvalid & self.m_axi_awready,
-        }
-        with m.If(start):
-            m.d.sync += [c.eq(0) for c in counters.values()]
-        with m.If(run & ~start):
-            m.d.sync += counters["CYCLES"].eq(counters["CYCLES"] + 1)
-        for name, event in events.items():
-            ev_q = Signal(name=f"ev_{name.lower()}")
-            m.d.sync += ev_q.eq(event & run & ~start)
-            with m.If(~start):
-                m.d.sync += counters[name].eq(counters[name] + ev_q)
+        performance_counters(m, regs, run, {"BUSY_CYCLES": compute.issue,
+                                            "STALL_CYCLES": stall, **axi_events(self)})

@@ -5,28 +5,20 @@ from __future__ import annotations
 
 import argparse
 
-from defslice.cliargs import (
-    add_config_arguments,
-    add_options,
-    add_out_argument,
-    config_from_args,
-    options_from_args,
-)
+from defslice.cliargs import add_stage_arguments, stage_inputs
 from defslice.model.stage import ModelOptions
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
     """The flags of ``defslice model``."""
-    add_config_arguments(parser)
-    add_out_argument(parser, "reports/model")
-    add_options(parser, ModelOptions)
+    add_stage_arguments(parser, ModelOptions, "reports/model")
 
 
 def main(args: argparse.Namespace) -> int:
     """Run the stage on the parsed arguments; exit status 0."""
     from defslice.model.stage import run
 
-    report = run(config_from_args(args), args.out, options_from_args(ModelOptions, args))
+    report = run(*stage_inputs(args, ModelOptions))
     print(f"{report.summary_line()}; wrote {args.out}/model.json")
     if report.layer is not None:
         print(report.layer.summary_line())

@@ -5,28 +5,20 @@ from __future__ import annotations
 
 import argparse
 
-from defslice.cliargs import (
-    add_config_arguments,
-    add_options,
-    add_out_argument,
-    config_from_args,
-    options_from_args,
-)
+from defslice.cliargs import add_stage_arguments, stage_inputs
 from defslice.model.traffic_stage import TrafficOptions
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
     """The flags of ``defslice traffic``."""
-    add_config_arguments(parser)
-    add_out_argument(parser, "reports")
-    add_options(parser, TrafficOptions)
+    add_stage_arguments(parser, TrafficOptions, "reports")
 
 
 def main(args: argparse.Namespace) -> int:
     """Run the stage on the parsed arguments; exit status 0."""
     from defslice.model.traffic_stage import run
 
-    report = run(config_from_args(args), args.out, options_from_args(TrafficOptions, args))
+    report = run(*stage_inputs(args, TrafficOptions))
     print(f"{report.summary_line()}; wrote {args.out / f'traffic_{report.config.name}.json'}"
           f" and its .md, .png" + (" and the sweep" if report.sweep_file else ""))
     return 0

@@ -13,22 +13,14 @@ from __future__ import annotations
 
 import argparse
 
-from defslice.cliargs import (
-    add_config_arguments,
-    add_options,
-    add_out_argument,
-    config_from_args,
-    options_from_args,
-)
+from defslice.cliargs import add_stage_arguments, stage_inputs
 from defslice.sim.report import SimulatorReport
 from defslice.sim.stage import SimOptions
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
     """The flags of ``defslice sim``."""
-    add_config_arguments(parser, default_preset="tiny")
-    add_out_argument(parser, "reports/sim")
-    add_options(parser, SimOptions)
+    add_stage_arguments(parser, SimOptions, "reports/sim", default_preset="tiny")
 
 
 def summary_line(sim: str, rep: SimulatorReport) -> str:
@@ -50,8 +42,8 @@ def main(args: argparse.Namespace) -> int:
     """Run the stage on the parsed arguments; exit status 0 when it passed, else 1."""
     from defslice.sim.stage import run
 
-    cfg = config_from_args(args)
-    report = run(cfg, args.out, options_from_args(SimOptions, args))
+    cfg, out, options = stage_inputs(args, SimOptions)
+    report = run(cfg, out, options)
     for sim, rep in report.simulators.items():
         print(summary_line(sim, rep))
         for failure in rep.failures[:5]:

@@ -22,9 +22,9 @@ from defslice.sim.testing import FULL
 TOP_CASES = CONFIGS if FULL else [c for c in CONFIGS if c.name == "ldat-sparse"]
 
 
-def _check_run(cfg, seed):
+def _check_run(cfg, seed, reset_after=None):
     plan, _, qp, x_q, y_want, _ = traced(cfg, seed)
-    run = simulate_top(cfg, x_q, qp, seed=seed)
+    run = simulate_top(cfg, x_q, qp, seed=seed, reset_after=reset_after)
     assert run.status & 0b1110 == 0b0010            # done, no error
     assert np.array_equal(run.y, y_want[0])
     want = layer_transfers(plan.layout, plan.tasks)
@@ -47,6 +47,33 @@ def _check_run(cfg, seed):
 @pytest.mark.parametrize("cfg", TOP_CASES, ids=lambda c: c.name)
 def test_top_equals_fixed_layer_with_back_pressure(cfg):
     _check_run(cfg, seed=1)
+
+
+def test_top_after_a_mid_run_reset():
+    # ldat-sparse takes about 3,700 cycles with back-pressure: reset while slices are in
+    # flight (y partly written), then a whole clean run.
+    cfg = next(c for c in CONFIGS if c.name == "ldat-sparse")
+    run = _check_run(cfg, seed=2, reset_after=1800)
+    assert run.status_after_reset & 0b11 == 0       # neither busy nor done
+    assert any(b.write for b in run.bursts_before_reset)
+
+
+def test_a_fault_in_the_requantizer_is_caught(monkeypatch):
+    """The requantizer rounding down instead of half up (every phase's results): the bus
+    traffic is unchanged, y is not."""
+    from amaranth.hdl import Value
+
+    from defslice.hw.layer import requantizer
+
+    monkeypatch.setattr(requantizer, "round_half_up", lambda v, shift: Value.cast(v) >> shift)
+    cfg = next(c for c in CONFIGS if c.name == "ldat-sparse")
+    plan, _, qp, x_q, y_want, _ = traced(cfg, 1)
+    run = simulate_top(cfg, x_q, qp)
+    want = layer_transfers(plan.layout, plan.tasks)
+    for write in (False, True):
+        assert [b for b in run.bursts if b.write == write] == \
+            [b for b in want if b.write == write]
+    assert (run.y != y_want[0]).sum() > 0.1 * run.y.size
 
 
 def test_build_top_chooses_the_engine():

@@ -8,12 +8,11 @@ import random
 from dataclasses import dataclass, field
 
 import numpy as np
-from amaranth.hdl import Elaboratable, Module, Signal, unsigned
+from amaranth.hdl import Elaboratable, Module, ResetInserter, Signal, unsigned
 from amaranth.lib import memory
 from amaranth.sim import Simulator, SimulatorContext
 
 from defslice.config import Config
-from defslice.errors import DefsliceError
 from defslice.hw.layer.core import LayerCore
 from defslice.hw.layer.fetch import X_LATENCY
 from defslice.hw.layer.plan import LayerPlan
@@ -193,12 +192,15 @@ def simulate_core(cfg: Config, x_q: np.ndarray, qp: FixedLayerParams,
 @dataclass
 class TopRun:
     """What a run of the layer top produced: ``y`` (C, H, W); every AXI burst in issue
-    order (``tensor`` from the layout's regions); the counters by register name; STATUS."""
+    order (``tensor`` from the layout's regions); the counters by register name; STATUS
+    at the end and right after a mid-run reset, and the bursts before that reset."""
 
     y: np.ndarray
     bursts: list[Burst] = field(default_factory=list)
     counters: dict[str, int] = field(default_factory=dict)
     status: int = 0
+    status_after_reset: int | None = None
+    bursts_before_reset: list[Burst] = field(default_factory=list)
 
 
 def tensor_of(lay: LayerLayout, addr: int) -> str:
@@ -214,47 +216,59 @@ def tensor_of(lay: LayerLayout, addr: int) -> str:
 
 
 def simulate_top(cfg: Config, x_q: np.ndarray, qp: FixedLayerParams, *,
-                 seed: int | None = None, max_cycles: int = 5_000_000) -> TopRun:
+                 seed: int | None = None, reset_after: int | None = None,
+                 max_cycles: int = 5_000_000) -> TopRun:
     """One run of the layer top (``hw.engine = "layer"``) on the memory image of ``x_q``
     and ``qp``, driven through its registers as host software would.
 
     ``seed``: ``None``, the memory is always ready; otherwise random stalls on every AXI
-    channel, reproducible from the seed.
+    channel, reproducible from the seed. ``reset_after``: first start a run and reset the
+    design (and the memory model, ``y`` cleared) that many cycles after its start, then
+    run again; the result is the second run's.
     """
     from defslice.hw.layer.top import LayerTop
-    from defslice.hw.simulate import AxiMemory, axil_read, axil_write
+    from defslice.hw.simulate import AxiMemory, axil_read, finish_run, start_run
 
     dut = LayerTop(cfg)
+    rst = Signal()
     plan = dut.plan
     lay, tasks, d = plan.layout, plan.tasks, plan.dims
-    mem = bytearray(lay.y_base + d.height * d.width * lay.out_stride)
+    y_bytes = d.height * d.width * lay.out_stride
+    mem = bytearray(lay.y_base + y_bytes)
     for base, blob in lay.memory_image(x_q[0], qp, tasks).items():
         mem[base:base + len(blob)] = blob
-    memory = AxiMemory(lambda ch, name: getattr(dut, f"m_axi_{ch}{name}"), mem,
-                       lay.bus_bytes, random.Random(seed) if seed is not None else None,
-                       tensor=lambda addr: tensor_of(lay, addr))
+    rng = random.Random(seed) if seed is not None else None
+
+    def new_memory() -> AxiMemory:
+        return AxiMemory(lambda ch, name: getattr(dut, f"m_axi_{ch}{name}"), mem,
+                         lay.bus_bytes, rng, tensor=lambda addr: tensor_of(lay, addr))
+
+    memory = new_memory()
     run = TopRun(y=np.zeros(0))
 
-    async def testbench(ctx: SimulatorContext) -> None:
-        await ctx.tick()
-        for name, value in (("VALUE_BASE", lay.x_base), ("WEIGHT_BASE", lay.param_base),
-                            ("DESC_BASE", lay.desc_base), ("OUT_BASE", lay.y_base),
-                            ("NUM_DESC", len(tasks))):
-            await axil_write(ctx, dut, LAYER_MAP.offset(name), value)
-        await axil_write(ctx, dut, LAYER_MAP.offset("CTRL"), 1)
-        for _ in range(max_cycles):
-            (irq,) = await memory.step(ctx, dut.irq)
-            if irq:
-                break
-        else:
-            raise DefsliceError(f"the run did not finish within {max_cycles} cycles")
-        ctx.set(dut.m_axi_rvalid, 0)
-        ctx.set(dut.m_axi_bvalid, 0)
-        run.status = await axil_read(ctx, dut, LAYER_MAP.offset("STATUS"))
-        for name in LAYER_MAP.counters:
-            run.counters[name] = await axil_read(ctx, dut, LAYER_MAP.offset(name))
+    settings = {"VALUE_BASE": lay.x_base, "WEIGHT_BASE": lay.param_base,
+                "DESC_BASE": lay.desc_base, "OUT_BASE": lay.y_base, "NUM_DESC": len(tasks)}
 
-    sim = Simulator(dut)
+    async def testbench(ctx: SimulatorContext) -> None:
+        nonlocal memory
+        await ctx.tick()
+        if reset_after is not None:
+            await start_run(ctx, dut, LAYER_MAP, settings)
+            for _ in range(reset_after):
+                await memory.step(ctx)
+            ctx.set(rst, 1)
+            ctx.set(dut.m_axi_rvalid, 0)
+            ctx.set(dut.m_axi_bvalid, 0)
+            await ctx.tick().repeat(4)
+            ctx.set(rst, 0)
+            mem[lay.y_base:] = bytes(y_bytes)
+            run.bursts_before_reset = memory.bursts
+            memory = new_memory()
+            run.status_after_reset = await axil_read(ctx, dut, LAYER_MAP.offset("STATUS"))
+        await start_run(ctx, dut, LAYER_MAP, settings)
+        run.status, run.counters = await finish_run(ctx, dut, memory, LAYER_MAP, max_cycles)
+
+    sim = Simulator(ResetInserter(rst)(dut))
     sim.add_clock(1e-8)
     sim.add_testbench(testbench)
     sim.run()

@@ -28,8 +28,14 @@ from defslice.hw.layer.y_writer import YWriter
 from defslice.hw.loader import Loader
 from defslice.hw.params import HwParams, derive
 from defslice.hw.records import COUNT_BITS
-from defslice.hw.regmap import LAYER_MAP, REG_BITS
-from defslice.hw.regs import ControlRegs, axil_members
+from defslice.hw.regmap import LAYER_MAP
+from defslice.hw.regs import (
+    ControlRegs,
+    axi_events,
+    axil_members,
+    connect_axil,
+    performance_counters,
+)
 from defslice.model.layer_layout import DESC_FIELDS
 
 __all__ = ["LayerTop", "descriptor_fields", "layer_params"]
@@ -130,9 +136,7 @@ class LayerTop(wiring.Component):
     def _ports(self, m: Module, regs: ControlRegs, pr: ParamReader, yw: YWriter) -> None:
         """AXI4-Lite to the registers; AR and R through the parameter reader; AW, W and B
         from the y writer."""
-        for name, member in axil_members().items():
-            port, inner = getattr(self, name), getattr(regs, name)
-            m.d.comb += port.eq(inner) if member.flow == Out else inner.eq(port)
+        connect_axil(m, self, regs)
         connect_flat(m, self, "m_axi_ar", pr.ar)
         connect_flat(m, self, "m_axi_r", pr.r)
         connect_flat(m, self, "m_axi_aw", yw.aw)
@@ -195,29 +199,10 @@ class LayerTop(wiring.Component):
                   run: Signal, taken: Signal) -> None:
         """The counters of :data:`~defslice.hw.regmap.LAYER_MAP`, cleared by start; every
         cycle of a run is one of array-busy, stall and load."""
-        start = regs.start
-        counters = {name: Signal(REG_BITS, name=name.lower()) for name in LAYER_MAP.counters}
-        for name, sig in counters.items():
-            m.d.comb += getattr(regs, name.lower()).eq(sig)
         busy, load = core.busy_array, Signal()
         waiting = core.slice.ready & ~(loader.slice.valid & core.params_done)
         m.d.comb += load.eq(~busy & waiting & (taken != regs.num_desc)
                             & ~loader.error_window)
-        # Events are registered before counting (off the handshake paths); the last
-        # event of a run precedes done by more than a cycle, so none is lost.
-        events = {
+        performance_counters(m, regs, run, {
             "ARRAY_BUSY": busy, "STALL_CYCLES": ~busy & ~load, "LOAD_CYCLES": load,
-            "READ_BEATS": self.m_axi_rvalid & self.m_axi_rready,
-            "WRITE_BEATS": self.m_axi_wvalid & self.m_axi_wready,
-            "READ_BURSTS": self.m_axi_arvalid & self.m_axi_arready,
-            "WRITE_BURSTS": self.m_axi_awvalid & self.m_axi_awready,
-        }
-        with m.If(start):
-            m.d.sync += [c.eq(0) for c in counters.values()]
-        with m.If(run & ~start):
-            m.d.sync += counters["CYCLES"].eq(counters["CYCLES"] + 1)
-        for name, event in events.items():
-            ev_q = Signal(name=f"ev_{name.lower()}")
-            m.d.sync += ev_q.eq(event & run & ~start)
-            with m.If(~start):
-                m.d.sync += counters[name].eq(counters[name] + ev_q)
+            **axi_events(self)})
