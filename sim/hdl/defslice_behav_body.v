@@ -233,13 +233,7 @@
   end
 
   always begin : engine
-    abort = 0;
-    @(posedge clk);
-    while (!start_pulse || rst) begin
-      if (rst) done <= 1'b0;
-      @(posedge clk);
-    end
-    busy <= 1'b1; done <= 1'b0;
+    wait_start;
     for (d = 0; d < num_desc && !abort; d = d + 1) begin
       read_region(desc_base + d * DESC_STRIDE, DESC_STRIDE, 0, 0);
       qstart = u32(0); qcount = u32(4);
@@ -307,13 +301,7 @@
       end
       write_region(out_base + qstart * OUT_STRIDE, qcount * OUT_STRIDE);
     end
-    if (!abort) begin
-      tick;
-      busy <= 1'b0; done <= 1'b1;
-    end else begin
-      busy <= 1'b0; done <= 1'b0; busy_tick <= 1'b0;
-      arvalid_r <= 0; rready_r <= 0; awvalid_r <= 0; wvalid_r <= 0; wlast_r <= 0;
-      bready_r <= 0;
-    end
+    if (abort) busy_tick <= 1'b0;
+    finish_run;
   end
 endmodule

@@ -37,6 +37,33 @@
     end
   endtask
 
+  // Wait for CTRL.start outside reset, then run.
+  task wait_start;
+    begin
+      abort = 0;
+      @(posedge clk);
+      while (!start_pulse || rst) begin
+        if (rst) done <= 1'b0;
+        @(posedge clk);
+      end
+      busy <= 1'b1; done <= 1'b0;
+    end
+  endtask
+
+  // End the run: done, or after a reset every handshake dropped.
+  task finish_run;
+    begin
+      if (!abort) begin
+        tick;
+        busy <= 1'b0; done <= 1'b1;
+      end else begin
+        busy <= 1'b0; done <= 1'b0;
+        arvalid_r <= 0; rready_r <= 0; awvalid_r <= 0; wvalid_r <= 0; wlast_r <= 0;
+        bready_r <= 0;
+      end
+    end
+  endtask
+
   initial begin
     busy = 1'b0; done = 1'b0; abort = 0; start_pulse = 0;
     arvalid_r = 0; rready_r = 0; awvalid_r = 0; wvalid_r = 0; wlast_r = 0; bready_r = 0;

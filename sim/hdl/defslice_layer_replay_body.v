@@ -93,13 +93,7 @@
   end
 
   always begin : engine
-    abort = 0;
-    @(posedge clk);
-    while (!start_pulse || rst) begin
-      if (rst) done <= 1'b0;
-      @(posedge clk);
-    end
-    busy <= 1'b1; done <= 1'b0;
+    wait_start;
     wbeat = 0;
     for (i = 0; i < NBURSTS && !abort; i = i + 1) begin
       case (bkind[i])
@@ -115,13 +109,6 @@
       else
         read_burst(base + boff[i], bbeats[i]);
     end
-    if (!abort) begin
-      tick;
-      busy <= 1'b0; done <= 1'b1;
-    end else begin
-      busy <= 1'b0; done <= 1'b0;
-      arvalid_r <= 0; rready_r <= 0; awvalid_r <= 0; wvalid_r <= 0; wlast_r <= 0;
-      bready_r <= 0;
-    end
+    finish_run;
   end
 endmodule
