@@ -101,6 +101,19 @@ def test_refused_configurations_name_the_field(change, field):
         build_top(CONFIGS[0].replace(**change))
 
 
+def test_verilog_lints_clean(tmp_path):
+    """The layer top's Verilog passes ``verilator --lint-only -Wall`` with the waivers, with
+    the sampling top's port names."""
+    from defslice.hw import generate_verilog, top_signature
+    from defslice.hw.lint import lint_verilog
+
+    cfg = next(c for c in CONFIGS if c.name == "ldat-g2-tanh")
+    path = generate_verilog(cfg, tmp_path)
+    lint_verilog(path)
+    sampling = top_signature(cfg.replace(hw={"engine": "sampling"})).members
+    assert set(top_signature(cfg).members) == set(sampling)
+
+
 def test_dat56_top_builds():
     top = build_top(C.preset("dat56").replace(hw={"engine": "layer"}))
     top._MustUse__silence = True

@@ -123,7 +123,9 @@ class ParamMemories(wiring.Component):
         ports = {id(wmem): wmem.write_port(granularity=1),
                  id(dwmem): dwmem.write_port(granularity=1)}
         for name, first, count in param_load_steps(plan):
-            here = fire & (beat >= first) & (beat < first + count)
+            here = fire & (beat < first + count)
+            if first:                       # (beat >= 0 always holds: no comparison)
+                here = here & (beat >= first)
             k = Signal(range(max(count, 1)), name=f"beat_{name}")
             m.d.comb += k.eq(beat - first)
             if name in WORD_SECTIONS:
