@@ -206,10 +206,111 @@ def bench_nas() -> dict:
     }
 
 
+#: Layer-engine configurations of :func:`bench_layer` (``defslice.sim.configs``, Amaranth
+#: simulator) and the preset of :func:`bench_layer_dat56` (Verilator).
+LAYER_BENCH_CONFIGS = ("ldat-a", "ldat-g2-tanh", "ldat-o0", "ldat-whole", "ldat-sparse")
+
+
+def layer_figures(cfg: cfgmod.Config, counters: dict[str, int]) -> dict:
+    """The layer engine's figures of one run from its counters (register names) beside
+    the cycle model's (:func:`defslice.hw.layer.cycles.estimate`, always-ready memory).
+
+    ``compute_bound``: multiply-accumulates of the engine / multipliers (cycles);
+    ``unit_bound``: the busiest unit beside the array alone (cycles); utilisations are
+    fractions of ``cycles``; ``load_cycles`` are the cycles the array waited for data
+    (loads not hidden behind compute).
+    """
+    from defslice.hw.layer.cycles import estimate
+    from defslice.hw.layer.plan import LayerPlan
+
+    plan = LayerPlan.from_config(cfg)
+    est = estimate(plan)
+    cycles, busy = counters["CYCLES"], counters["ARRAY_BUSY"]
+    return {
+        "multipliers": plan.multipliers, "cycles": cycles, "array_busy": busy,
+        "stall_cycles": counters["STALL_CYCLES"], "load_cycles": counters["LOAD_CYCLES"],
+        "compute_bound": round(est.compute_bound), "unit_bound": est.unit_bound,
+        "cycles_over_compute_bound": round(cycles / est.compute_bound, 3),
+        "array_utilisation": round(busy / cycles, 4),
+        "read_port_utilisation": round(counters["READ_BEATS"] / cycles, 4),
+        "read_beats": counters["READ_BEATS"], "write_beats": counters["WRITE_BEATS"],
+        "model_cycles": est.total, "model_array_busy": est.array_busy,
+        "model_utilisation": round(est.utilisation, 4),
+        "model_load_cycles": est.first_load + est.exposed_load,
+        "rtl_over_model": round(cycles / est.total, 3),
+    }
+
+
+def _flat(rows: dict[str, dict]) -> dict:
+    """``{config: {figure: value}}`` as one flat ``{config_figure: value}``."""
+    return {f"{name}_{k}": v for name, row in rows.items() for k, v in row.items()}
+
+
+def bench_layer() -> dict:
+    """The layer engine per configuration: RTL cycles per layer against the compute bound,
+    array and read-port utilisation, loads not hidden, the cycle model beside them.
+
+    Amaranth simulation of the engine top (``hw.engine = "layer"``) with an always-ready
+    memory on the small layers of ``defslice.sim.configs``, seed 1 of their stimulus; ``y``
+    is checked bit for bit against the fixed-point layer and the bursts on the bus against
+    ``layer_transfers`` in the same run (a difference raises).
+    """
+    from defslice.hw.layer.simulate import simulate_top
+    from defslice.sim.configs import sim_config
+    from defslice.sim.layer_stimulus import make_layer_stimulus
+
+    rows: dict[str, dict] = {}
+    for name in LAYER_BENCH_CONFIGS:
+        cfg = sim_config(name)
+        stim = make_layer_stimulus(cfg, seed=1)
+        t0 = time.perf_counter()
+        run = simulate_top(cfg, stim.x_q, stim.params)
+        seconds = time.perf_counter() - t0
+        want = stim.transfers()
+        if run.status & 0b1110 != 0b0010 or not np.array_equal(run.y, stim.forward[0][0]):
+            raise ToolError(f"bench: the layer engine's y on {name} differs from the "
+                            f"fixed-point layer (STATUS {run.status:#x})")
+        if any([b for b in run.bursts if b.write == w] != [b for b in want if b.write == w]
+               for w in (False, True)):
+            raise ToolError(f"bench: the layer engine's bursts on {name} differ from "
+                            f"layer_transfers")
+        rows[name] = {**layer_figures(cfg, run.counters), "bit_exact": True,
+                      "bursts_exact": True, "amaranth_sim_s": round(seconds, 1)}
+    return _flat(rows)
+
+
+def bench_layer_dat56() -> dict:
+    """:func:`bench_layer`'s figures for ``dat56`` on the layer engine, through the cocotb
+    bench on Verilator (``defslice sim``: its checks of ``y``, bursts and counters must
+    pass) with an always-ready memory (no back-pressure), seed 1."""
+    import tempfile
+
+    from defslice.sim.stage import SimOptions
+    from defslice.sim.stage import run as simulate
+
+    cfg = cfgmod.preset("dat56").replace(hw={"engine": "layer"})
+    with tempfile.TemporaryDirectory() as tmp:
+        rep = simulate(cfg, Path(tmp), SimOptions(simulator="verilator", seed=1,
+                                                  backpressure=0.0))
+    one = rep.simulators["verilator"]
+    perf, traffic = one.performance, one.traffic
+    if not one.passed or perf is None or traffic is None:
+        raise ToolError(f"bench: the Verilator run of the dat56 layer failed: "
+                        f"{one.failures[:1]}")
+    counters = {"CYCLES": perf.cycles, "ARRAY_BUSY": perf.busy_cycles,
+                "STALL_CYCLES": perf.stall_cycles, "LOAD_CYCLES": perf.load_cycles,
+                "READ_BEATS": traffic.rtl_counters.read_beats,
+                "WRITE_BEATS": traffic.rtl_counters.write_beats}
+    return _flat({"dat56": {**layer_figures(cfg, counters), "bit_exact": True,
+                            "bursts_exact": True, "verilator_build_s": one.wall_seconds.build,
+                            "verilator_run_s": one.wall_seconds.run}})
+
+
 #: name -> benchmark function returning a flat dict of figures
 BENCHES: dict[str, Callable[[], dict]] = {"model": bench_model, "hw": bench_hw,
                                           "verilog": bench_verilog, "sim": bench_sim,
-                                          "nas": bench_nas}
+                                          "nas": bench_nas, "layer": bench_layer,
+                                          "layer-dat56": bench_layer_dat56}
 
 
 @dataclass(frozen=True)

@@ -1,15 +1,19 @@
 """Judge one bench run against the golden model: outputs, AXI traffic, counters.
 
-Everything is compared exactly:
+Everything is compared exactly, for either engine through its
+:class:`~defslice.sim.program.BenchProgram`:
 
-* outputs, bit for bit, against :meth:`SlicedProgram.expected_outputs` (the first
-  mismatching query / head / channel is reported with expected and actual values);
+* outputs, bit for bit, against :meth:`BenchProgram.expected_outputs` (the first
+  mismatching output is reported with expected and actual values: query / head /
+  channel for the sampling engine, pixel / channel for the layer engine);
 * the multiset of observed read and write bursts ``(address, beats)`` against
-  :meth:`SlicedProgram.transfers`, and the burst and beat totals;
+  :meth:`BenchProgram.transfers` (:meth:`SlicedProgram.transfers`,
+  :func:`~defslice.model.layer_layout.layer_transfers`), and the burst and beat totals
+  against those and the DRAM-traffic counter's prediction;
 * the design's own counters ``READ_BEATS``, ``WRITE_BEATS``, ``READ_BURSTS``,
   ``WRITE_BURSTS`` against what the monitor saw;
 * protocol: no AXI error seen by the monitor, no X on a handshake output at time 0, ``done`` and
-  ``irq`` set at the end, the ``ID`` register.
+  ``irq`` set at the end, the engine's ``ID`` register.
 """
 
 from __future__ import annotations
@@ -18,19 +22,16 @@ from collections import Counter
 
 import numpy as np
 
-from defslice.hw.regmap import ID_VALUE
-from defslice.model.layout import SlicedProgram
 from defslice.sim.job import Observation
+from defslice.sim.program import BenchProgram
 from defslice.sim.report import (
     AxiTraffic,
     Judgement,
-    Mismatch,
     OutputCheck,
-    Performance,
     ResetCheck,
     TrafficCheck,
 )
-from defslice.sim.stimulus import Stimulus
+from defslice.sim.stimulus import traffic_counter_prediction
 
 __all__ = ["MAX_REPORTED", "check_result", "traffic_counter_prediction"]
 
@@ -38,23 +39,6 @@ __all__ = ["MAX_REPORTED", "check_result", "traffic_counter_prediction"]
 MAX_REPORTED = 10
 
 BurstList = tuple[tuple[str, int], ...]
-
-
-def traffic_counter_prediction(prog: SlicedProgram) -> AxiTraffic:
-    """Bursts and beats the DRAM-traffic counter's sliced dataflow predicts for ``prog``.
-
-    Counted by :class:`defslice.model.traffic.Sliced` on a trace of the very inputs the
-    bench ran (``defslice traffic`` uses the same class), so every bench configuration
-    checks the counter against the bus.
-    """
-    from defslice.model.traffic.base import TrafficContext
-    from defslice.model.traffic.sliced import Sliced
-    from defslice.model.traffic.trace import SamplingTrace
-
-    trace = SamplingTrace(prog.cfg, prog.inputs, prog.reference_points)
-    count = Sliced().count(TrafficContext(prog.cfg, trace))
-    read, write = count.direction(False), count.direction(True)
-    return AxiTraffic(read.bursts, read.beats, write.bursts, write.beats)
 
 
 def _multiset_diff(observed: list[tuple[int, int]],
@@ -66,13 +50,14 @@ def _multiset_diff(observed: list[tuple[int, int]],
             tuple((hex(a), n) for a, n in extra[:MAX_REPORTED]))
 
 
-def _check_protocol(obs: Observation) -> list[str]:
+def _check_protocol(prog: BenchProgram, obs: Observation) -> list[str]:
     failures = []
+    id_value = prog.regmap.id_value
     if obs.time0_unresolved:
         failures.append("handshake outputs X before the first clock edge (amaranth issue "
                         f"1629 not handled): {', '.join(obs.time0_unresolved)}")
-    if obs.id != ID_VALUE and (obs.id & ~0xF) != ID_VALUE:
-        failures.append(f"ID register {obs.id!r}, expected {ID_VALUE:#x}")
+    if obs.id != id_value and (obs.id & ~0xF) != id_value:
+        failures.append(f"ID register {obs.id!r}, expected {id_value:#x}")
     if not obs.done:
         failures.append("STATUS.done never set")
     if obs.irq_at_done != 1:
@@ -80,29 +65,25 @@ def _check_protocol(obs: Observation) -> list[str]:
     return failures
 
 
-def _check_outputs(stim: Stimulus, obs: Observation) -> tuple[OutputCheck, list[str]]:
-    expected = stim.program.expected_outputs()
+def _check_outputs(prog: BenchProgram, obs: Observation) -> tuple[OutputCheck, list[str]]:
+    expected = prog.expected_outputs()
     actual = np.asarray(obs.outputs, dtype=np.int64)
     if actual.shape != expected.shape:
         return (OutputCheck(int(expected.size), int(expected.size), ()),
                 [f"outputs have shape {actual.shape}, expected {expected.shape}"])
     bad = np.argwhere(actual != expected)
-    d = stim.program.cfg.workload.sample_channels
-    mism = tuple(Mismatch(stored_query=int(k), query=stim.workload_query(int(k)),
-                          head=int(ch) // d, channel=int(ch) % d,
-                          expected=int(expected[k, ch]), actual=int(actual[k, ch]))
+    mism = tuple(prog.mismatch(int(k), int(ch), int(expected[k, ch]), int(actual[k, ch]))
                  for k, ch in bad[:MAX_REPORTED])
     failures = []
     if len(bad):
         m = mism[0]
         failures.append(
             f"{len(bad)} of {expected.size} outputs differ from the fixed-point model; "
-            f"first: query {m.query} (stored {m.stored_query}), head {m.head}, channel "
-            f"{m.channel}: expected {m.expected}, got {m.actual}")
+            f"first: {prog.describe(m)}: expected {m.expected}, got {m.actual}")
     return OutputCheck(int(expected.size), len(bad), mism), failures
 
 
-def _check_traffic(prog: SlicedProgram, obs: Observation) -> tuple[TrafficCheck, list[str]]:
+def _check_traffic(prog: BenchProgram, obs: Observation) -> tuple[TrafficCheck, list[str]]:
     """The bus against the model's transfers (as multisets), the design's counters and
     the DRAM-traffic counter."""
     transfers = prog.transfers()
@@ -117,12 +98,12 @@ def _check_traffic(prog: SlicedProgram, obs: Observation) -> tuple[TrafficCheck,
     c = obs.counters
     rtl_t = AxiTraffic(c.get("READ_BURSTS"), c.get("READ_BEATS"), c.get("WRITE_BURSTS"),
                        c.get("WRITE_BEATS"))
-    counted = traffic_counter_prediction(prog)
+    counted = prog.traffic_counter()
     check = TrafficCheck(exp_t, obs_t, rtl_t, counted, missing_r, extra_r, missing_w,
                          extra_w, mon.write_responses)
     failures = []
     if missing_r or extra_r or missing_w or extra_w:
-        failures.append(f"AXI bursts differ from SlicedProgram.transfers(): missing "
+        failures.append(f"AXI bursts differ from {prog.transfers_name}: missing "
                         f"reads {_lists(missing_r)}, extra reads {_lists(extra_r)}, missing "
                         f"writes {_lists(missing_w)}, extra writes {_lists(extra_w)}")
     if obs_t != exp_t:
@@ -146,18 +127,6 @@ def _lists(bursts: BurstList) -> list[list[str | int]]:
     return [list(b) for b in bursts]
 
 
-def _performance(stim: Stimulus, obs: Observation) -> Performance:
-    cfg = stim.program.cfg
-    w = cfg.workload
-    samples = stim.program.layout.num_queries * w.sample_heads * w.num_levels * w.points
-    cycles, busy = obs.counters.get("CYCLES"), obs.counters.get("BUSY_CYCLES")
-    return Performance(
-        cycles=cycles, busy_cycles=busy, stall_cycles=obs.counters.get("STALL_CYCLES"),
-        bench_cycles=obs.bench_cycles, bilinear_samples=samples,
-        ideal_busy_cycles=samples * (w.sample_channels // cfg.hw.lanes),
-        utilisation=(busy / cycles) if cycles and busy is not None else None)
-
-
 def _check_reset(obs: Observation) -> tuple[ResetCheck | None, list[str]]:
     if obs.status_after_reset is None:
         return None, []
@@ -169,15 +138,18 @@ def _check_reset(obs: Observation) -> tuple[ResetCheck | None, list[str]]:
     return reset, []
 
 
-def check_result(stim: Stimulus, obs: Observation | None) -> Judgement:
+def check_result(prog: BenchProgram, obs: Observation | None) -> Judgement:
     """Compare ``obs`` (the bench's observations, ``None`` when it wrote none) with the
-    model."""
+    model, through the run's program (a :class:`~defslice.sim.stimulus.Stimulus` or a
+    :class:`~defslice.sim.layer_stimulus.LayerStimulus`)."""
     if obs is None:
         return Judgement(False, ("no observations: the simulation did not finish",))
-    outputs, out_failures = _check_outputs(stim, obs)
-    traffic, traffic_failures = _check_traffic(stim.program, obs)
+    outputs, out_failures = _check_outputs(prog, obs)
+    traffic, traffic_failures = _check_traffic(prog, obs)
     reset, reset_failures = _check_reset(obs)
-    failures = _check_protocol(obs) + out_failures + traffic_failures + reset_failures
+    failures = _check_protocol(prog, obs) + out_failures + traffic_failures + reset_failures
     return Judgement(passed=not failures, failures=tuple(failures),
                      time0_x_payloads=obs.time0_unresolved_payload, outputs=outputs,
-                     traffic=traffic, performance=_performance(stim, obs), reset=reset)
+                     traffic=traffic, performance=prog.performance(obs.counters,
+                                                                   obs.bench_cycles),
+                     reset=reset)

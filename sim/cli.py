@@ -1,10 +1,11 @@
 """``defslice sim``: the simulation stage (:mod:`defslice.sim.stage`) on the command line.
 
-Writes ``OUT/sim.json``: pass/fail, mismatches (first query / head / channel with
-expected and actual values), cycles, busy and stall cycles, AXI bursts and beats observed
-against expected, wall time per simulator, and the SHA-256 of the Verilog simulated
-(``--verilog FILE``, or the design generated into ``OUT/rtl/``). A failing run is re-run
-with waveforms; the report and the last line printed name the file.
+Either engine, as the configuration's ``hw.engine`` says. Writes ``OUT/sim.json``:
+pass/fail, mismatches (first query / head / channel, or pixel / channel for the layer
+engine, with expected and actual values), cycles, busy and stall cycles, AXI bursts and
+beats observed against expected, wall time per simulator, and the SHA-256 of the Verilog
+simulated (``--verilog FILE``, or the design generated into ``OUT/rtl/``). A failing run
+is re-run with waveforms; the report and the last line printed name the file.
 """
 
 from __future__ import annotations

@@ -18,9 +18,16 @@ from pathlib import Path
 from defslice import config as cfgmod
 from defslice.records import Record
 
-__all__ = ["JOB_ENV", "Job", "MonitorSummary", "Observation"]
+__all__ = ["FAULTS", "JOB_ENV", "Job", "MonitorSummary", "Observation"]
 
 JOB_ENV = "DEFSLICE_SIM_JOB"
+
+#: Deliberate faults the bench can inject to show that the checks catch them:
+#: ``input-bit`` flips one bit of one input word in the DRAM image after the model's
+#: expectation was computed (:meth:`BenchProgram.fault_site`: a weight of the layer
+#: engine's ``proj_out``, a value of the sampling engine's map), so the design computes
+#: from a corrupted input.
+FAULTS = ("input-bit",)
 
 
 @dataclass(frozen=True)
@@ -44,6 +51,8 @@ class Job:
         A run that has not set ``STATUS.done`` after this many cycles fails.
     result_path : str
         Where the bench writes its observations.
+    fault : str or None
+        A deliberate fault to inject (:data:`FAULTS`); ``None``: none.
     """
 
     config_toml: str
@@ -53,6 +62,7 @@ class Job:
     reset_mid_run: bool
     timeout_cycles: int
     result_path: str
+    fault: str | None = None
 
     @property
     def config(self) -> cfgmod.Config:

@@ -33,14 +33,28 @@ class AxiTraffic(Record):
 
 @dataclass(frozen=True)
 class Mismatch(Record):
-    """One output that differs from the fixed-point model."""
+    """One output that differs from the fixed-point model.
+
+    Sampling engine: stored (slice-sorted) and workload query index, head, channel of the
+    head. Layer engine: the pixel's flat index (``row * W + col``, stored and workload
+    order alike), no head (``y`` mixes the heads), the output channel, and ``row``,
+    ``col``.
+    """
 
     stored_query: int
     query: int
-    head: int
+    head: int | None
     channel: int
     expected: int
     actual: int
+    row: int | None = omitted()
+    col: int | None = omitted()
+
+    def where(self) -> str:
+        """``query Q head H channel C`` or ``pixel (R, C) channel C``."""
+        if self.row is not None:
+            return f"pixel ({self.row}, {self.col}) channel {self.channel}"
+        return f"query {self.query} head {self.head} channel {self.channel}"
 
 
 @dataclass(frozen=True)
@@ -73,9 +87,13 @@ class TrafficCheck(Record):
 class Performance(Record):
     """Cycle counts of the judged run.
 
-    ``cycles``, ``busy_cycles`` (a sample issued), ``stall_cycles``: the design's
-    counters; ``bench_cycles``: start to done as the bench saw it; ``ideal_busy_cycles``:
-    one sample of ``lanes`` channels per cycle; ``utilisation`` = busy / cycles.
+    ``cycles``, ``busy_cycles``, ``stall_cycles``: the design's counters (sampling
+    engine: ``BUSY_CYCLES``, a sample issued; layer engine: ``ARRAY_BUSY``, an array
+    step, and ``load_cycles``, ``LOAD_CYCLES``); ``bench_cycles``: start to done as the
+    bench saw it; ``bilinear_samples``: samples of the run (layer engine: keys times
+    groups); ``ideal_busy_cycles``: sampling engine, one sample of ``lanes`` channels
+    per cycle; layer engine, the array steps of the schedule
+    (:func:`defslice.hw.layer.cycles.estimate`); ``utilisation`` = busy / cycles.
     """
 
     cycles: int | None
@@ -85,6 +103,7 @@ class Performance(Record):
     bilinear_samples: int
     ideal_busy_cycles: int
     utilisation: float | None
+    load_cycles: int | None = omitted()
 
 
 @dataclass(frozen=True)
@@ -183,7 +202,6 @@ class SimReport(Record):
             lines.append(f"[{sim}]")
             lines += [f"  {f}" for f in rep.failures[:8]]
             for m in rep.outputs.first_mismatches[:3] if rep.outputs else ():
-                lines.append(f"  query {m.query} head {m.head} channel {m.channel}: "
-                             f"expected {m.expected}, actual {m.actual}")
+                lines.append(f"  {m.where()}: expected {m.expected}, actual {m.actual}")
             lines.append(f"  waveform: {rep.waves or 'not kept'}; log: {rep.sim_log}")
         return "\n".join(lines)

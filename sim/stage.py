@@ -3,8 +3,9 @@
 :func:`run` simulates the Verilog file it is given (the Verilog stage's
 ``defslice_top.v`` in the flow) or, without one, generates the design into ``OUT/rtl/``
 (:func:`defslice.hw.generate_verilog`); it records the file's SHA-256, draws the
-stimulus, runs the cocotb bench on each simulator asked for, compares everything with the
-golden model (:mod:`defslice.sim.check`), and writes ``OUT/sim.json``
+stimulus of the configuration's engine (:func:`defslice.sim.program.make_program`),
+runs the cocotb bench on each simulator asked for, compares everything with the golden
+model (:mod:`defslice.sim.check`), and writes ``OUT/sim.json``
 (:class:`~defslice.sim.report.SimReport`). A failing run is re-run with waveforms, kept in
 ``OUT/<simulator>/waves/`` (the report names the file).
 """
@@ -22,10 +23,10 @@ from defslice.config import Config
 from defslice.errors import ConfigError, ToolError
 from defslice.records import sha256_of
 from defslice.sim.check import check_result
-from defslice.sim.job import Job
+from defslice.sim.job import FAULTS, Job
+from defslice.sim.program import BenchProgram, make_program
 from defslice.sim.report import AxiTraffic, SimReport, SimulatorReport, WallSeconds
 from defslice.sim.runner import run_bench
-from defslice.sim.stimulus import Stimulus, make_stimulus
 from defslice.sim.tools import SIMULATORS, check_simulator, simulator_list
 
 __all__ = ["SimOptions", "generate_design", "run", "simulate_one", "timeout_cycles"]
@@ -50,6 +51,9 @@ class SimOptions:
         Simulate this file (as written by the Verilog stage) instead of generating one.
     waves_on_failure : bool
         Re-run a failing simulation with waveforms and keep them.
+    fault : str or None
+        A deliberate fault the bench injects (:data:`defslice.sim.job.FAULTS`), to show
+        the checks catch it; ``None``: none.
     """
 
     simulator: str = option("both", "simulator(s) to run", choices=(*SIMULATORS, "both"))
@@ -64,12 +68,15 @@ class SimOptions:
                                         "the design (default: generate into OUT/rtl)",
                                   metavar="FILE")
     waves_on_failure: bool = True
+    fault: str | None = None
 
     def __post_init__(self) -> None:
         require(self.queries is None or self.queries >= 1, SimOptions, "queries",
                 self.queries, "an integer >= 1")
         require(0 <= self.backpressure < 1, SimOptions, "backpressure", self.backpressure,
                 "a probability in [0, 1)")
+        require(self.fault is None or self.fault in FAULTS, SimOptions, "fault", self.fault,
+                f"one of {', '.join(FAULTS)}")
 
 
 def generate_design(cfg: Config, out_dir: Path) -> Path:
@@ -85,22 +92,18 @@ def generate_design(cfg: Config, out_dir: Path) -> Path:
     return path
 
 
-def timeout_cycles(stim: Stimulus) -> int:
-    """A generous bound on a run's cycles: 40 per beat and per sample step, plus slack."""
-    prog = stim.program
-    w = prog.cfg.workload
-    beats = sum(b.beats for b in prog.transfers())
-    steps = prog.layout.num_queries * w.sample_heads * w.num_levels * w.points * (
-        w.sample_channels // prog.cfg.hw.lanes)
-    return 40 * (beats + steps) + 20_000
+def timeout_cycles(prog: BenchProgram) -> int:
+    """A generous bound on a run's cycles (:meth:`BenchProgram.timeout_cycles`)."""
+    return prog.timeout_cycles()
 
 
 def simulate_one(cfg: Config, verilog: Path, build_dir: Path, simulator: str,
-                 stim: Stimulus, options: SimOptions) -> SimulatorReport:
+                 stim: BenchProgram, options: SimOptions) -> SimulatorReport:
     """Run the bench once on ``simulator`` and judge it."""
     job = Job(config_toml=cfgmod.dumps(cfg), seed=options.seed, queries=options.queries,
               backpressure=options.backpressure, reset_mid_run=options.reset_mid_run,
-              timeout_cycles=timeout_cycles(stim), result_path="")
+              timeout_cycles=timeout_cycles(stim), result_path="",
+              fault=options.fault)
     t0 = time.perf_counter()
     run = run_bench(verilog, build_dir, simulator, job)
     wall = time.perf_counter() - t0
@@ -133,17 +136,17 @@ def run(cfg: Config, out: Path, options: SimOptions) -> SimReport:
     if not design.is_file():
         raise ConfigError("--verilog", str(design), "an existing Verilog file")
     sha = sha256_of(design)
-    stim = make_stimulus(cfg, options.seed, options.queries)
+    stim = make_program(cfg, options.seed, options.queries)
     per_sim = {sim: simulate_one(cfg, design, out / sim, sim, stim, options)
                for sim in sims}
     if sha256_of(design) != sha:
         raise ToolError(f"{design} changed while it was simulated")
     report = SimReport(
-        config=cfg.name, seed=options.seed, queries=stim.program.layout.num_queries,
-        descriptors=len(stim.program.descriptors), backpressure=options.backpressure,
+        config=cfg.name, seed=options.seed, queries=stim.items,
+        descriptors=stim.descriptors, backpressure=options.backpressure,
         reset_mid_run=options.reset_mid_run, passed=all(r.passed for r in per_sim.values()),
         verilog=design, verilog_sha256=sha, generate_seconds=round(t_gen, 3),
-        expected_traffic=AxiTraffic.of(stim.program.transfers()),
+        expected_traffic=AxiTraffic.of(stim.transfers()),
         location_kinds=stim.kind_counts, simulators=per_sim)
     report.save(out / "sim.json")
     return report

@@ -27,24 +27,46 @@ for mismatch reports.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 
 from defslice.config import Config
 from defslice.errors import ConfigError
+from defslice.hw.regmap import SAMPLING_MAP, RegisterMap
 from defslice.model.fixed import quantize_inputs
-from defslice.model.layout import SlicedProgram
+from defslice.model.layout import Burst, SlicedProgram
 from defslice.model.workload import make_workload
+from defslice.sim.program import BenchProgram
+from defslice.sim.report import AxiTraffic, Mismatch, Performance
 
-__all__ = ["LOCATION_KINDS", "Stimulus", "make_stimulus"]
+__all__ = ["LOCATION_KINDS", "Stimulus", "make_stimulus", "traffic_counter_prediction"]
 
 LOCATION_KINDS = ("workload", "inside", "outside", "border", "integer", "beyond")
 _KIND_PROB = (0.40, 0.15, 0.10, 0.12, 0.10, 0.13)
 
 
+def traffic_counter_prediction(prog: SlicedProgram) -> AxiTraffic:
+    """Bursts and beats the DRAM-traffic counter's sliced dataflow predicts for ``prog``.
+
+    Counted by :class:`defslice.model.traffic.Sliced` on a trace of the very inputs the
+    bench ran (``defslice traffic`` uses the same class), so every bench configuration
+    checks the counter against the bus.
+    """
+    from defslice.model.traffic.base import TrafficContext
+    from defslice.model.traffic.sliced import Sliced
+    from defslice.model.traffic.trace import SamplingTrace
+
+    trace = SamplingTrace(prog.cfg, prog.inputs, prog.reference_points)
+    count = Sliced().count(TrafficContext(prog.cfg, trace))
+    read, write = count.direction(False), count.direction(True)
+    return AxiTraffic(read.bursts, read.beats, write.bursts, write.beats)
+
+
 @dataclass(frozen=True)
-class Stimulus:
-    """One randomized run: the host program and where its queries came from.
+class Stimulus(BenchProgram):
+    """One randomized run of the sampling engine: the host program and where its queries
+    came from (the sampling engine's :class:`~defslice.sim.program.BenchProgram`).
 
     Members
     -------
@@ -59,10 +81,97 @@ class Stimulus:
     program: SlicedProgram
     query_index: np.ndarray
     kind_counts: dict[str, int]
+    transfers_name: ClassVar[str] = "SlicedProgram.transfers()"
 
     def workload_query(self, stored: int) -> int:
         """Workload query index of stored (slice-sorted) query ``stored``."""
         return int(self.query_index[self.program.order[stored]])
+
+    # -- BenchProgram ---------------------------------------------------------------------
+    @property
+    def cfg(self) -> Config:  # type: ignore[override]
+        return self.program.cfg
+
+    @property
+    def regmap(self) -> RegisterMap:
+        return SAMPLING_MAP
+
+    @property
+    def bus_bytes(self) -> int:
+        return self.program.layout.bus_bytes
+
+    @property
+    def dram_bytes(self) -> int:
+        return self.program.layout.total_bytes
+
+    def memory_image(self) -> dict[int, bytes]:
+        return self.program.memory_image()
+
+    def registers(self) -> dict[str, int]:
+        lay = self.program.layout
+        return {"VALUE_BASE": lay.value_base, "QUERY_BASE": lay.query_base,
+                "DESC_BASE": lay.desc_base, "OUT_BASE": lay.out_base,
+                "NUM_DESC": len(self.program.descriptors)}
+
+    @property
+    def output_region(self) -> tuple[int, int]:
+        lay = self.program.layout
+        return lay.out_base, lay.num_queries * lay.out_stride
+
+    def unpack_outputs(self, data: bytes) -> np.ndarray:
+        return self.program.layout.unpack_outputs(data, self.program.layout.num_queries)
+
+    def expected_outputs(self) -> np.ndarray:
+        return self.program.expected_outputs()
+
+    def transfers(self) -> list[Burst]:
+        return self.program.transfers()
+
+    def traffic_counter(self) -> AxiTraffic:
+        return traffic_counter_prediction(self.program)
+
+    def mismatch(self, item: int, channel: int, expected: int, actual: int) -> Mismatch:
+        d = self.cfg.workload.sample_channels
+        return Mismatch(stored_query=item, query=self.workload_query(item),
+                        head=channel // d, channel=channel % d, expected=expected,
+                        actual=actual)
+
+    def describe(self, m: Mismatch) -> str:
+        return (f"query {m.query} (stored {m.stored_query}), head {m.head}, channel "
+                f"{m.channel}")
+
+    def performance(self, counters: dict[str, int], bench_cycles: int) -> Performance:
+        """``busy_cycles``: a bilinear sample issued; ideal: one sample of ``lanes``
+        channels per cycle."""
+        cfg = self.cfg
+        w = cfg.workload
+        samples = self.items * w.sample_heads * w.num_levels * w.points
+        cycles, busy = counters.get("CYCLES"), counters.get("BUSY_CYCLES")
+        return Performance(
+            cycles=cycles, busy_cycles=busy, stall_cycles=counters.get("STALL_CYCLES"),
+            bench_cycles=bench_cycles, bilinear_samples=samples,
+            ideal_busy_cycles=samples * (w.sample_channels // cfg.hw.lanes),
+            utilisation=(busy / cycles) if cycles and busy is not None else None)
+
+    def fault_site(self) -> int:
+        """The high byte of the first channel of the map's first pixel."""
+        return self.program.layout.value_base + 1
+
+    def timeout_cycles(self) -> int:
+        """40 cycles per beat and per sample step, plus slack."""
+        w = self.cfg.workload
+        beats = sum(b.beats for b in self.transfers())
+        steps = self.items * w.sample_heads * w.num_levels * w.points * (
+            w.sample_channels // self.cfg.hw.lanes)
+        return 40 * (beats + steps) + 20_000
+
+    @property
+    def items(self) -> int:
+        return self.program.layout.num_queries
+
+    @property
+    def descriptors(self) -> int:
+        return len(self.program.descriptors)
 
 
 def _border_coords(rng: np.random.Generator, size: np.ndarray,

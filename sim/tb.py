@@ -1,18 +1,20 @@
 """cocotb bench of ``defslice_top``: a host on AXI4-Lite and a DRAM on AXI4.
 
 Run through :mod:`defslice.sim.runner`, which hands over a :class:`~defslice.sim.job.Job`.
-The bench
+Everything engine specific comes from the run's program
+(:func:`defslice.sim.program.make_program`, by ``hw.engine``). The bench
 
 1. checks, before the first clock edge, that no handshake output (valid, ready, irq) of
    the design is X (the Icarus time-0 trap of Amaranth's Verilog, amaranth issue 1629, is
    handled by the runner; this check proves it stays handled). Payloads (addresses, data)
    may legally be X while their valid is low; they are only recorded;
-2. loads a cocotbext-axi ``AxiRam`` from :meth:`SlicedProgram.memory_image`, fills the
+2. loads a cocotbext-axi ``AxiRam`` from :meth:`BenchProgram.memory_image`, fills the
    output region with a marker so unwritten outputs show up, and attaches random pause
    generators to every channel of the RAM and of the ``AxiLiteMaster`` when asked;
 3. optionally starts a run and resets the design in the middle of it;
-4. programs the registers (:mod:`defslice.hw.regmap`), sets ``CTRL.start``, polls
-   ``STATUS.done``, reads the performance counters and the outputs;
+4. programs the registers (:meth:`BenchProgram.registers`, offsets from the engine's
+   map in :mod:`defslice.hw.regmap`), sets ``CTRL.start``, polls ``STATUS.done``, reads
+   the engine's performance counters and the outputs;
 5. writes every observation to ``job.result_path``; the comparison with the model is
    done by the runner (:mod:`defslice.sim.check`).
 """
@@ -32,14 +34,15 @@ from cocotb.triggers import ClockCycles, RisingEdge, Timer
 from cocotb.utils import get_sim_time
 from cocotbext.axi import AxiBus, AxiLiteBus, AxiLiteMaster, AxiRam
 
-from defslice.hw.regmap import COUNTERS, offset
 from defslice.sim.job import Job, Observation
 from defslice.sim.monitor import AxiMonitor
-from defslice.sim.stimulus import make_stimulus
+from defslice.sim.program import make_program
 
 CLOCK_NS = 10
 OUT_MARKER = 0xA5
 STATUS_BUSY, STATUS_DONE = 1, 2
+#: The bit the ``input-bit`` fault flips in its byte (bit 14 of a 16-bit word).
+FAULT_MASK = 0x40
 #: Output ports that must never be X: handshakes and the interrupt.
 _CONTROL_SUFFIXES = ("valid", "ready", "irq")
 
@@ -69,16 +72,15 @@ class Bench:
     def __init__(self, dut: SimHandleBase, job: Job) -> None:
         self.dut, self.job = dut, job
         self.cfg = job.config
-        self.stim = make_stimulus(self.cfg, job.seed, job.queries)
-        self.program = self.stim.program
-        self.layout = self.program.layout
+        self.program = make_program(self.cfg, job.seed, job.queries)
+        self.regmap = self.program.regmap
         self.ram = AxiRam(AxiBus.from_prefix(dut, "m_axi"), dut.clk, dut.rst,
-                          size=self.layout.total_bytes)
+                          size=self.program.dram_bytes)
         self.axil = AxiLiteMaster(AxiLiteBus.from_prefix(dut, "s_axil"), dut.clk, dut.rst)
         for log in (self.ram.write_if.log, self.ram.read_if.log, self.axil.write_if.log,
                     self.axil.read_if.log):
             log.setLevel(logging.WARNING)
-        self.monitor = AxiMonitor(dut, dut.clk, dut.rst, self.layout.bus_bytes)
+        self.monitor = AxiMonitor(dut, dut.clk, dut.rst, self.program.bus_bytes)
         if job.backpressure > 0:
             rng = random.Random(job.seed * 7919 + 17)
             p = job.backpressure
@@ -108,11 +110,14 @@ class Bench:
     def load_memory(self) -> None:
         for base, data in self.program.memory_image().items():
             self.ram.write(base, data)
+        if self.job.fault == "input-bit":
+            site = self.program.fault_site()
+            self.ram.write(site, bytes([self.ram.read(site, 1)[0] ^ FAULT_MASK]))
         self.clear_outputs()
 
     def clear_outputs(self) -> None:
-        lay = self.layout
-        self.ram.write(lay.out_base, bytes([OUT_MARKER]) * (lay.num_queries * lay.out_stride))
+        base, nbytes = self.program.output_region
+        self.ram.write(base, bytes([OUT_MARKER]) * nbytes)
 
     async def reset(self, cycles: int = 4) -> None:
         self.dut.rst.value = 1
@@ -121,18 +126,14 @@ class Bench:
         await RisingEdge(self.dut.clk)
 
     async def write_reg(self, name: str, value: int) -> None:
-        await self.axil.write_dword(offset(name), value & 0xFFFFFFFF)
+        await self.axil.write_dword(self.regmap.offset(name), value & 0xFFFFFFFF)
 
     async def read_reg(self, name: str) -> int:
-        return await self.axil.read_dword(offset(name))
+        return await self.axil.read_dword(self.regmap.offset(name))
 
     async def start(self) -> None:
-        lay = self.layout
-        await self.write_reg("VALUE_BASE", lay.value_base)
-        await self.write_reg("QUERY_BASE", lay.query_base)
-        await self.write_reg("DESC_BASE", lay.desc_base)
-        await self.write_reg("OUT_BASE", lay.out_base)
-        await self.write_reg("NUM_DESC", len(self.program.descriptors))
+        for name, value in self.program.registers().items():
+            await self.write_reg(name, value)
         await self.write_reg("CTRL", 1)
 
     async def wait_done(self) -> tuple[bool, int]:
@@ -149,16 +150,14 @@ class Bench:
             await ClockCycles(self.dut.clk, 8)
 
     def read_outputs(self) -> list[list[int]]:
-        lay = self.layout
-        raw = self.ram.read(lay.out_base, lay.num_queries * lay.out_stride)
-        return lay.unpack_outputs(raw, lay.num_queries).tolist()
-
+        base, nbytes = self.program.output_region
+        return self.program.unpack_outputs(self.ram.read(base, nbytes)).tolist()
 
     async def reset_mid_run(self) -> dict[str, Any]:
         """Start a run, reset the design half way through its reads, clear what was seen;
         returns the beats seen before the reset and ``STATUS`` right after it."""
         await self.start()
-        expected_reads = sum(b.beats for b in self.program.transfers() if not b.write)
+        expected_reads = self.program.read_beats()
         cycles = 0
         while self.monitor.read_beats < expected_reads // 2 \
                 and cycles < self.job.timeout_cycles:
@@ -204,7 +203,7 @@ async def run_program(dut: SimHandleBase) -> None:
     irq = int(dut.irq.value) if dut.irq.value.is_resolvable else None
     # Let write responses in flight settle before reading the counters.
     await ClockCycles(dut.clk, 4)
-    counters = {name: await bench.read_reg(name) for name in COUNTERS}
+    counters = {name: await bench.read_reg(name) for name in bench.regmap.counters}
     obs = Observation(
         config=bench.cfg.name, seed=job.seed, time0_unresolved=time0,
         time0_unresolved_payload=time0_payload, id=ident, **reset, done=done,

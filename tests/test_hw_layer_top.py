@@ -49,6 +49,14 @@ def test_top_equals_fixed_layer_with_back_pressure(cfg):
     _check_run(cfg, seed=1)
 
 
+def test_top_single_buffered():
+    # One window set (the ECP5 report's configuration): the next window loads only after
+    # the slice before releases the set.
+    cfg = next(c for c in CONFIGS if c.name == "ldat-sparse").replace(
+        hw={"buffering": "single"})
+    _check_run(cfg, seed=1)
+
+
 def test_top_after_a_mid_run_reset():
     # ldat-sparse takes about 3,700 cycles with back-pressure: reset while slices are in
     # flight (y partly written), then a whole clean run.

@@ -1,20 +1,6 @@
   // ---- registers (AXI4-Lite slave) -------------------------------------------------
   reg [31:0] value_base, query_base, desc_base, out_base, num_desc;
-  reg start_pulse;
-  reg busy, done;
   reg [31:0] cnt_cycles, cnt_busy, cnt_stall, cnt_rbeats, cnt_wbeats, cnt_rbursts, cnt_wbursts;
-  reg axil_bvalid, axil_rvalid;
-  reg [31:0] axil_rdata;
-
-  assign s_axil_awready = !axil_bvalid && s_axil_awvalid && s_axil_wvalid;
-  assign s_axil_wready = !axil_bvalid && s_axil_awvalid && s_axil_wvalid;
-  assign s_axil_bvalid = axil_bvalid;
-  assign s_axil_bresp = 2'b00;
-  assign s_axil_arready = !axil_rvalid;
-  assign s_axil_rvalid = axil_rvalid;
-  assign s_axil_rdata = axil_rdata;
-  assign s_axil_rresp = 2'b00;
-  assign irq = done;
 
   always @(posedge clk) begin
     start_pulse <= 1'b0;
@@ -77,21 +63,6 @@
     end
   end
 
-  // ---- AXI4 master signals ------------------------------------------------------------
-  reg [ADDR_BITS-1:0] araddr_r, awaddr_r;
-  reg [7:0] arlen_r, awlen_r;
-  reg arvalid_r, rready_r, awvalid_r, wvalid_r, wlast_r, bready_r;
-  reg [BUS_BITS-1:0] wdata_r;
-  assign m_axi_araddr = araddr_r; assign m_axi_arlen = arlen_r; assign m_axi_arvalid = arvalid_r;
-  assign m_axi_arsize = SIZE_CODE; assign m_axi_arburst = 2'b01; assign m_axi_arid = 0;
-  assign m_axi_arlock = 1'b0; assign m_axi_arcache = 4'd3; assign m_axi_arprot = 3'd0;
-  assign m_axi_rready = rready_r;
-  assign m_axi_awaddr = awaddr_r; assign m_axi_awlen = awlen_r; assign m_axi_awvalid = awvalid_r;
-  assign m_axi_awsize = SIZE_CODE; assign m_axi_awburst = 2'b01; assign m_axi_awid = 0;
-  assign m_axi_awlock = 1'b0; assign m_axi_awcache = 4'd3; assign m_axi_awprot = 3'd0;
-  assign m_axi_wdata = wdata_r; assign m_axi_wstrb = {BUS_BYTES{1'b1}};
-  assign m_axi_wlast = wlast_r; assign m_axi_wvalid = wvalid_r; assign m_axi_bready = bready_r;
-
   // ---- buffers --------------------------------------------------------------------------
   reg [7:0] dbuf [0:DESC_STRIDE-1];
   reg [7:0] wbuf [0:WIN_BYTES-1];
@@ -99,7 +70,6 @@
   reg [7:0] obuf [0:OBUF_BYTES-1];
 
   // ---- the engine: a behavioural program, one descriptor after the other ----------------
-  reg abort;
   integer i, k, n, beats, d, q, lv, m, p, c, r, ch;
   reg [63:0] a_addr, a_end;
   integer qstart, qcount;
@@ -117,13 +87,6 @@
   reg signed [63:0] wc [0:3];
   reg [63:0] rec;
   integer cr, cc, kk;
-
-  task tick;
-    begin
-      @(posedge clk);
-      if (rst) abort = 1;
-    end
-  endtask
 
   task store_beat(input integer sel, input integer off, input [BUS_BITS-1:0] data);
     integer b;
@@ -263,23 +226,14 @@
   endfunction
 
   initial begin
-    busy = 1'b0; done = 1'b0; abort = 0; busy_tick = 0; start_pulse = 0;
-    arvalid_r = 0; rready_r = 0; awvalid_r = 0; wvalid_r = 0; wlast_r = 0; bready_r = 0;
-    araddr_r = 0; awaddr_r = 0; arlen_r = 0; awlen_r = 0; wdata_r = 0;
-    axil_bvalid = 0; axil_rvalid = 0; axil_rdata = 0;
+    busy_tick = 0;
     value_base = 0; query_base = 0; desc_base = 0; out_base = 0; num_desc = 0;
     cnt_cycles = 0; cnt_busy = 0; cnt_stall = 0; cnt_rbeats = 0; cnt_wbeats = 0;
     cnt_rbursts = 0; cnt_wbursts = 0;
   end
 
   always begin : engine
-    abort = 0;
-    @(posedge clk);
-    while (!start_pulse || rst) begin
-      if (rst) done <= 1'b0;
-      @(posedge clk);
-    end
-    busy <= 1'b1; done <= 1'b0;
+    wait_start;
     for (d = 0; d < num_desc && !abort; d = d + 1) begin
       read_region(desc_base + d * DESC_STRIDE, DESC_STRIDE, 0, 0);
       qstart = u32(0); qcount = u32(4);
@@ -347,13 +301,7 @@
       end
       write_region(out_base + qstart * OUT_STRIDE, qcount * OUT_STRIDE);
     end
-    if (!abort) begin
-      tick;
-      busy <= 1'b0; done <= 1'b1;
-    end else begin
-      busy <= 1'b0; done <= 1'b0; busy_tick <= 1'b0;
-      arvalid_r <= 0; rready_r <= 0; awvalid_r <= 0; wvalid_r <= 0; wlast_r <= 0;
-      bready_r <= 0;
-    end
+    if (abort) busy_tick <= 1'b0;
+    finish_run;
   end
 endmodule

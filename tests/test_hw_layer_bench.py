@@ -1,0 +1,44 @@
+"""The layer engine's benchmark figures (``defslice bench --only layer``) from a run's
+counters, against the cycle model they are put beside."""
+
+import pytest
+
+from defslice import config as C
+from defslice.bench import BENCHES, LAYER_BENCH_CONFIGS, layer_figures
+from defslice.hw.layer.cycles import estimate
+from defslice.hw.layer.plan import LayerPlan
+from defslice.sim.configs import sim_config
+
+
+def test_layer_benches_are_registered():
+    assert {"layer", "layer-dat56"} <= set(BENCHES)
+    for name in LAYER_BENCH_CONFIGS:
+        assert sim_config(name).hw.engine == "layer"
+
+
+def test_layer_figures_of_a_run_as_the_model_predicts():
+    cfg = C.preset("dat56").replace(hw={"engine": "layer"})
+    est = estimate(LayerPlan.from_config(cfg))
+    load = est.first_load + est.exposed_load
+    counters = {"CYCLES": est.total, "ARRAY_BUSY": est.array_busy,
+                "STALL_CYCLES": est.total - est.array_busy - load, "LOAD_CYCLES": load,
+                "READ_BEATS": est.read_beats, "WRITE_BEATS": est.write_beats}
+    f = layer_figures(cfg, counters)
+    assert f["multipliers"] == 128
+    assert f["rtl_over_model"] == 1.0
+    assert f["array_utilisation"] == pytest.approx(est.utilisation, abs=1e-4)
+    assert f["model_load_cycles"] == f["load_cycles"]
+    assert f["cycles_over_compute_bound"] == pytest.approx(est.total / est.compute_bound,
+                                                           abs=1e-3)
+    assert f["read_port_utilisation"] == pytest.approx(est.read_beats / est.total, abs=1e-4)
+
+
+def test_layer_figures_of_a_slower_run():
+    cfg = sim_config("ldat-a")
+    est = estimate(LayerPlan.from_config(cfg))
+    counters = {"CYCLES": 2 * est.total, "ARRAY_BUSY": est.array_busy, "STALL_CYCLES": 0,
+                "LOAD_CYCLES": 0, "READ_BEATS": est.total, "WRITE_BEATS": 0}
+    f = layer_figures(cfg, counters)
+    assert f["rtl_over_model"] == 2.0
+    assert f["read_port_utilisation"] == 0.5
+    assert f["array_utilisation"] == pytest.approx(est.utilisation / 2, abs=1e-4)
