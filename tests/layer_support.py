@@ -2,7 +2,6 @@
 
 import numpy as np
 
-from defslice import config as C
 from defslice.hw.layer.plan import LayerPlan
 from defslice.model.dat_layer import init_params
 from defslice.model.dat_layer_fixed import (
@@ -11,30 +10,12 @@ from defslice.model.dat_layer_fixed import (
     quantize_layer_input,
     quantize_layer_params,
 )
+from defslice.sim.configs import LAYER_FULL_CONFIGS
 
-
-def layer_config(name, H, W, heads, channels, groups, stride, kernel, factor, hs, ws, overlap,
-                 lanes, cols, bus=64):
-    """A DAT layer configuration for the layer engine, from the ``dat56`` preset."""
-    return C.preset("dat56").replace(
-        name=name,
-        workload={"levels": ((H, W),), "heads": heads, "channels": channels, "groups": groups,
-                  "stride": stride, "offset_kernel": kernel, "offset_range_factor": factor},
-        slicing={"slice_h": hs, "slice_w": ws, "overlap": overlap},
-        hw={"lanes": lanes, "array_cols": cols, "axi_data_bits": bus, "engine": "layer"})
-
-
-CONFIGS = [
-    layer_config("ldat-a", 12, 12, 2, 8, 1, 3, 5, -1.0, 5, 6, 1, 4, 2),
-    # two groups, tanh offsets, slices that do not divide the map, overlap 3
-    layer_config("ldat-g2-tanh", 16, 14, 4, 4, 2, 4, 5, 2.0, 7, 5, 3, 4, 4),
-    # non-square map, overlap 0, stride 2 and a 3x3 kernel, wide bus
-    layer_config("ldat-o0", 10, 13, 2, 8, 1, 2, 3, -1.0, 4, 5, 0, 8, 2, bus=128),
-    # one slice over the whole map: the unsliced layer
-    layer_config("ldat-whole", 9, 11, 2, 4, 1, 3, 3, -1.0, 9, 11, 0, 4, 2),
-    # two keys per side (kernel = stride, no padding): slices without keys
-    layer_config("ldat-sparse", 12, 12, 2, 4, 1, 6, 6, -1.0, 4, 4, 1, 4, 2),
-]
+#: The small layers of the engine's system tests (:data:`defslice.sim.configs.LAYER_CONFIGS`
+#: and the other ``ldat-*`` of ``LAYER_FULL_CONFIGS``: non-dividing slices, overlap 0 and
+#: 3, two groups, tanh offsets, a non-square map, one slice over the map, keyless slices).
+CONFIGS = [cfg for name, cfg in LAYER_FULL_CONFIGS.items() if name.startswith("ldat-")]
 
 
 def inputs(cfg, seed=0):
