@@ -4,16 +4,15 @@ import copy
 
 import numpy as np
 import pytest
+import torch
 
-torch = pytest.importorskip("torch")
-
-from defslice import config as C  # noqa: E402
-from defslice.errors import InputError  # noqa: E402
-from defslice.model.dat_layer import dat_layer_forward  # noqa: E402
-from defslice.model.dat_layer_fixed import LayerFormats  # noqa: E402
-from defslice.model.slicing import SliceGrid  # noqa: E402
-from defslice.nas.dat_torch import DatClassifier, DatSpec  # noqa: E402
-from defslice.nas.fixed_point import (  # noqa: E402
+from defslice import config as C
+from defslice.errors import InputError
+from defslice.model.dat_layer import dat_layer_forward
+from defslice.model.dat_layer_fixed import LayerFormats
+from defslice.model.slicing import SliceGrid
+from defslice.nas.dat_torch import DatClassifier, DatSpec
+from defslice.nas.fixed_point import (
     FixedPointAttention,
     attention_inputs,
     attention_params,
