@@ -21,7 +21,7 @@ from amaranth.sim import Simulator
 
 from defslice.errors import DefsliceError
 from defslice.hw import build_top, regmap
-from defslice.model.layout import Burst, DramLayout, SlicedProgram
+from defslice.model.layout import Burst, SlicedProgram
 
 if TYPE_CHECKING:
     from amaranth.sim import SimulatorContext
@@ -49,17 +49,6 @@ class SimResult:
     counters: dict[str, int] = field(default_factory=dict)
     status: int = 0
     memory: bytearray = field(default_factory=bytearray)
-
-
-def tensor_of(lay: DramLayout, addr: int) -> str:
-    """The tensor of ``lay`` that holds byte ``addr``."""
-    if addr >= lay.out_base:
-        return "output"
-    if addr >= lay.desc_base:
-        return "descriptor"
-    if addr >= lay.query_base:
-        return "query"
-    return "value"
 
 
 class AxiMemory:
@@ -284,7 +273,7 @@ def run_program(cfg: Config, prog: SlicedProgram, *, seed: int | None = None,
     result = SimResult(outputs=np.zeros((0,)), memory=mem)
     memory = AxiMemory(lambda ch, name: getattr(dut, f"m_axi_{ch}{name}"), mem,
                        lay.bus_bytes, random.Random(seed) if seed is not None else None,
-                       tensor=lambda addr: tensor_of(lay, addr))
+                       tensor=lay.tensor_at)
 
     async def testbench(ctx: SimulatorContext) -> None:
         await ctx.tick()

@@ -416,6 +416,16 @@ class LayerLayout:
         return self.y_base + (row * self.dims.width + col) * self.out_stride
 
     # -- host packing ---------------------------------------------------------------------
+    def tensor_at(self, addr: int) -> str:
+        """The tensor (``layer_transfers``' name) holding byte ``addr``."""
+        if addr >= self.y_base:
+            return "output"
+        if addr >= self.desc_base:
+            return "descriptor"
+        if addr >= self.param_base:
+            return "weights"
+        return "value"
+
     def pack_x(self, x_q: np.ndarray) -> bytes:
         """The map ``(C, H, W)`` in Q(value_frac) -> ``x`` bytes (pixel-major)."""
         x = np.asarray(x_q, dtype=np.int64)

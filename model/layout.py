@@ -274,6 +274,16 @@ class DramLayout:
             rows.append((head.tobytes() + body.tobytes()).ljust(self.desc_stride, b"\0"))
         return b"".join(rows)
 
+    def tensor_at(self, addr: int) -> str:
+        """The tensor (the traffic counter's name) holding byte ``addr``."""
+        if addr >= self.out_base:
+            return "output"
+        if addr >= self.desc_base:
+            return "descriptor"
+        if addr >= self.query_base:
+            return "query"
+        return "value"
+
     def unpack_outputs(self, data: bytes, count: int) -> np.ndarray:
         """Output bytes of ``count`` queries -> int64 (count, M*D), sign-extended."""
         eb = self.cfg.dram.out_element_bytes

@@ -11,7 +11,7 @@ from defslice import config as C
 from defslice.hw.banks import BANKS, READ_LATENCY
 from defslice.hw.loader import Loader
 from defslice.hw.params import derive
-from defslice.hw.simulate import AxiMemory, tensor_of
+from defslice.hw.simulate import AxiMemory
 from defslice.model.layout import WINDOW_FIELDS
 
 VARIANTS = {
@@ -29,7 +29,7 @@ def run_loader(cfg, prog, seed, max_cycles=60_000):
     lay = prog.layout
     rng = random.Random(seed)
     memory = AxiMemory(lambda ch, name: getattr(getattr(dut, ch), name), memory_of(prog),
-                       lay.bus_bytes, rng, writes=False, tensor=lambda a: tensor_of(lay, a))
+                       lay.bus_bytes, rng, writes=False, tensor=lay.tensor_at)
     res = {"slices": [], "queries": [], "mismatches": 0, "checked": 0, "done": False}
 
     async def tb(ctx):

@@ -175,6 +175,9 @@ def test_transfers_cover_exactly(dims, grid, bus, max_beats):
     assert s["descriptor"]["beats"] * bus == len(tasks) * lay.desc_stride
     written = sorted(b.addr + k * bus for b in bursts if b.write for k in range(b.beats))
     assert len(written) == len(set(written))
+    # each burst's first and last byte lie in the tensor it is counted under
+    assert all(lay.tensor_at(b.addr) == lay.tensor_at(b.addr + b.beats * bus - 1) == b.tensor
+               for b in bursts)
 
 
 def test_layout_refuses_small_address_space():

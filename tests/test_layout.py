@@ -73,6 +73,9 @@ def test_transfers_count_windows_queries_and_outputs():
     assert summary["value"]["beats"] == pixels * lay.pixel_stride // lay.bus_bytes
     assert summary["query"]["beats"] == 80 * lay.query_stride // lay.bus_bytes
     assert summary["output"]["beats"] == 80 * lay.out_stride // lay.bus_bytes
+    bus = lay.bus_bytes
+    assert all(lay.tensor_at(b.addr) == lay.tensor_at(b.addr + b.beats * bus - 1) == b.tensor
+               for b in prog.transfers())
     assert summary["descriptor"]["bursts"] == len(prog.descriptors) == 4
     assert summary["write"]["beats"] == summary["output"]["beats"]
     # the host image holds exactly what the RTL reads

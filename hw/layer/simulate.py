@@ -19,7 +19,7 @@ from defslice.hw.layer.plan import LayerPlan
 from defslice.hw.params import derive
 from defslice.hw.regmap import LAYER_MAP
 from defslice.model.dat_layer_fixed import FixedLayerParams
-from defslice.model.layer_layout import LayerLayout, SliceTask
+from defslice.model.layer_layout import SliceTask
 from defslice.model.layout import Burst
 
 __all__ = ["CoreHarness", "CoreRun", "TopRun", "simulate_core", "simulate_top", "slice_fields"]
@@ -203,18 +203,6 @@ class TopRun:
     bursts_before_reset: list[Burst] = field(default_factory=list)
 
 
-def tensor_of(lay: LayerLayout, addr: int) -> str:
-    """The tensor of the layer layout that holds byte ``addr`` (``layer_transfers``'
-    names)."""
-    if addr >= lay.y_base:
-        return "output"
-    if addr >= lay.desc_base:
-        return "descriptor"
-    if addr >= lay.param_base:
-        return "weights"
-    return "value"
-
-
 def simulate_top(cfg: Config, x_q: np.ndarray, qp: FixedLayerParams, *,
                  seed: int | None = None, reset_after: int | None = None,
                  max_cycles: int = 5_000_000) -> TopRun:
@@ -241,7 +229,7 @@ def simulate_top(cfg: Config, x_q: np.ndarray, qp: FixedLayerParams, *,
 
     def new_memory() -> AxiMemory:
         return AxiMemory(lambda ch, name: getattr(dut, f"m_axi_{ch}{name}"), mem,
-                         lay.bus_bytes, rng, tensor=lambda addr: tensor_of(lay, addr))
+                         lay.bus_bytes, rng, tensor=lay.tensor_at)
 
     memory = new_memory()
     run = TopRun(y=np.zeros(0))
