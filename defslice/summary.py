@@ -254,14 +254,15 @@ def _model_section(model: ModelReport) -> list[str]:
     return lines
 
 
-def _reproduce(argv: list[str], verilog: str) -> list[str]:
+def _reproduce(argv: list[str], verilog: str, simulators: list[str]) -> list[str]:
+    simulator = simulators[0] if len(simulators) == 1 else "both"
     lines = ["## Reproduce", "", "```sh"]
     if argv:
         lines.append("defslice " + " ".join(shlex.quote(a) for a in argv))
     lines += ["# or stage by stage, from the chosen configuration:",
               "defslice verilog --config chosen.toml --out verilog",
               f"defslice sim     --config chosen.toml --out sim --verilog {verilog} "
-              "--simulator both",
+              f"--simulator {simulator}",
               "defslice traffic --config chosen.toml --out traffic",
               "defslice model   --config chosen.toml --out model", "```", ""]
     return lines
@@ -299,7 +300,7 @@ def write_summary(cfg: Config, out: Path, report: FlowReport) -> Path:
     lines += ["## Stage times", "",
               markdown_table(["stage", "seconds"],
                              [[k, f"{v:.1f}"] for k, v in report.seconds.items()]), ""]
-    lines += _reproduce(report.argv, link)
+    lines += _reproduce(report.argv, link, list(sim.simulators))
     path = out / "summary.md"
     path.write_text("\n".join(lines))
     return path

@@ -161,6 +161,7 @@ def test_layer_flow_summary(sparse_flow):
         assert f"| {d.label} | {d.total.bursts:,} | {d.total.beats:,} | {d.total.bytes:,} | " \
                f"{beats / d.total.beats:.2f} |" in text
     assert "ECP5 estimate of this configuration: 70 MULT18X18D" in text
+    assert "--verilog verilog/defslice_top.v --simulator icarus" in text   # what ran
     traffic_md = (out / "traffic" / "traffic_ldat-sparse.md").read_text()
     assert "The sliced layer figure is what the layer engine's RTL moves" in traffic_md
 
