@@ -132,8 +132,8 @@ def _time_section(cfg: Config, sim: SimReport, verilog: VerilogReport,
         lines.append("No Vivado run on the Xilinx part is part of the flow, so the "
                      f"`{cfg.hw.part}` design has no Fmax of its own here.")
     else:
-        why = verilog.ecp5_note or "`--no-reports`"
-        lines.append(f"No Fmax was measured (ECP5 place and route: {why}). At the "
+        why = verilog.ecp5_note or "skipped (`--no-reports`)"
+        lines.append(f"No Fmax was measured: ECP5 place and route {why}. At the "
                      "**target** clock "
                      f"`hw.clock_mhz` (not a measured Fmax):"
                      + (f" this run, {_times(cycles, cfg.hw.clock_mhz)};" if cycles else "")

@@ -215,7 +215,7 @@ def run(cfg: Config, out: Path, options: VerilogOptions,
     util = timing = note = None
     if options.reports:
         util = _utilization(cfg, params, vpath, out / "reports")
-        result = _timing(cfg, vpath, out) if options.ecp5 else "skipped (--no-ecp5)"
+        result = _timing(cfg, vpath, out) if options.ecp5 else "skipped (`--no-ecp5`)"
         timing, note = (None, result) if isinstance(result, str) else (result, None)
         fmax = f"{timing.fmax_mhz} MHz ({timing.config})" if timing else note
         print(f"defslice verilog: LUT {util.LUT}  FF {util.FF}  RAMB18 {util.RAMB18}  "

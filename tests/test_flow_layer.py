@@ -117,7 +117,7 @@ def test_verilog_stage_places_the_variant_and_names_it(tmp_path, monkeypatch):
     calls.clear()
     report = verilog_run(wide, tmp_path / "skip", dataclasses.replace(opts, ecp5=False))
     assert [c[0] for c in calls] == ["xilinx"]
-    assert report.timing is None and report.ecp5_note == "skipped (--no-ecp5)"
+    assert report.timing is None and report.ecp5_note == "skipped (`--no-ecp5`)"
 
 
 def _row(text: str, first: str) -> list[str]:
@@ -148,7 +148,7 @@ def test_layer_flow_summary(sparse_flow):
     assert f"**{est.total:,}** cycles" in text
     assert f"= **{est.compute_bound:,.0f}** cycles" in text
     # time per layer: no Fmax without reports, stated at the target clock
-    assert "No Fmax was measured (ECP5 place and route: `--no-reports`)" in text
+    assert "No Fmax was measured: ECP5 place and route skipped (`--no-reports`)." in text
     assert f"{perf.cycles:,} cycles at 100 MHz = **{perf.cycles / 1e5:.3f} ms**" in text
     # DRAM: the RTL's bus traffic against every layer-scope dataflow of the counter
     bursts, beats = obs.read_bursts + obs.write_bursts, obs.read_beats + obs.write_beats
