@@ -30,7 +30,7 @@ from defslice.cliargs import (
     options_argv,
     options_from_args,
 )
-from defslice.errors import DefsliceError
+from defslice.errors import ConfigError, DefsliceError
 from defslice.hw.stage import VerilogOptions, VerilogReport
 from defslice.model.stage import ModelOptions, ModelReport
 from defslice.model.traffic_stage import TrafficOptions, TrafficReport
@@ -96,8 +96,10 @@ class FlowReport(Record):
 def preflight(cfg: cfgmod.Config, options: FlowOptions) -> HwParams | None:
     """Refuse, before any stage runs, what would fail minutes later.
 
-    An impossible hardware configuration (:func:`defslice.hw.params.derive`), a workload
-    the search cannot model and a missing simulator all end here with their fix, so
+    An impossible hardware configuration (:func:`defslice.hw.params.derive`, and
+    :class:`~defslice.hw.layer.plan.LayerPlan` for the layer engine), ``--queries`` for the
+    layer engine (it computes the whole map), a workload the search cannot model and a
+    missing simulator all end here with their fix, so
     nothing is synthesized or trained in vain. Returns the derived hardware parameters
     (``None`` with ``--search``: the slicing is not known yet; the Verilog stage derives
     the chosen one).
@@ -115,10 +117,14 @@ def preflight(cfg: cfgmod.Config, options: FlowOptions) -> HwParams | None:
         from defslice.hw.params import derive
 
         params = derive(cfg)
-    if params is not None and cfg.hw.engine == "layer":
+    if cfg.hw.engine == "layer":
         from defslice.hw.layer.plan import LayerPlan
 
-        LayerPlan.from_config(cfg)
+        if options.sim.queries is not None:
+            raise ConfigError("--queries", options.sim.queries, "unset for hw.engine = "
+                              "'layer' (the layer engine computes every pixel of the map)")
+        if params is not None:
+            LayerPlan.from_config(cfg)
     for simulator in choose_simulators(cfg, options.sim.simulator)[0]:
         check_simulator(simulator)
     return params

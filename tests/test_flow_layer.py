@@ -54,6 +54,15 @@ def test_auto_simulator_by_engine_and_size():
     assert choose_simulators(DAT56, "both")[0] == ["icarus", "verilator"]
 
 
+def test_flow_refuses_queries_on_the_layer_engine_before_any_stage(tmp_path, capsys):
+    from defslice.cli import main
+
+    out = tmp_path / "flow"
+    assert main(["flow", "--preset", "dat56", "--out", str(out), "--queries", "8"]) == 2
+    assert "--queries = 8 is invalid" in capsys.readouterr().err
+    assert not out.exists()
+
+
 def test_ecp5_variant_of_dat56():
     """dat56 needs 128 + 38 MULT18X18D (> 156); with 2 array columns the block RAM still
     does not fit (double-buffered); single-buffered it does: the known fitting variant."""
