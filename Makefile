@@ -30,9 +30,11 @@ sim: install
 model: install
 	defslice model --preset $(PRESET) --out reports/model
 
-# Verilog of PRESET, Vivado build tree, yosys Xilinx utilization, ECP5 timing.
+# Verilog of PRESET, Vivado build tree, yosys Xilinx utilization, ECP5 timing (ECP5=0
+# skips the place and route).
 verilog: install
-	defslice verilog --preset $(PRESET) --out $(OUT)/$(PRESET)/verilog
+	defslice verilog --preset $(PRESET) --out $(OUT)/$(PRESET)/verilog \
+		$(if $(filter 0,$(ECP5)),--no-ecp5,)
 
 # DRAM traffic of every dataflow on the paper's case and the MSDA encoder case.
 report: install
