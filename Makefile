@@ -11,10 +11,13 @@ install:
 
 # The main job: the whole flow on PRESET (SEARCH=1 runs the slicing search first):
 # golden model, Verilog + Xilinx/ECP5 reports, cocotb simulation, DRAM traffic,
-# $(OUT)/$(PRESET)/summary.md.
+# $(OUT)/$(PRESET)/summary.md. dat56 builds the layer engine; its ECP5 place and route
+# (of the variant that fits the LFE5U-85F) takes over 30 min: ECP5=0 skips it.
 SEARCH ?=
+ECP5 ?= 1
 all: install
-	defslice flow --preset $(PRESET) --out $(OUT)/$(PRESET) $(if $(SEARCH),--search,)
+	defslice flow --preset $(PRESET) --out $(OUT)/$(PRESET) $(if $(SEARCH),--search,) \
+		$(if $(filter 0,$(ECP5)),--no-ecp5,)
 
 # Every test: model, hardware blocks, cocotb system simulations on Icarus and Verilator.
 test: install
@@ -27,9 +30,11 @@ sim: install
 model: install
 	defslice model --preset $(PRESET) --out reports/model
 
-# Verilog of PRESET, Vivado build tree, yosys Xilinx utilization, ECP5 timing.
+# Verilog of PRESET, Vivado build tree, yosys Xilinx utilization, ECP5 timing (ECP5=0
+# skips the place and route).
 verilog: install
-	defslice verilog --preset $(PRESET) --out $(OUT)/$(PRESET)/verilog
+	defslice verilog --preset $(PRESET) --out $(OUT)/$(PRESET)/verilog \
+		$(if $(filter 0,$(ECP5)),--no-ecp5,)
 
 # DRAM traffic of every dataflow on the paper's case and the MSDA encoder case.
 report: install

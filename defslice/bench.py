@@ -85,8 +85,15 @@ def bench_model(repeats: int = 2) -> dict:
     }
 
 
+def _sampling(name: str, **hw: object) -> cfgmod.Config:
+    """Preset ``name`` on the sampling engine (``dat56``'s own engine is the layer
+    engine), with ``hw`` changes."""
+    return cfgmod.preset(name).replace(hw={"engine": "sampling", **hw})
+
+
 def bench_hw() -> dict:
-    """RTL cycles per bilinear sample against the one-sample-per-cycle ideal.
+    """RTL cycles per bilinear sample against the one-sample-per-cycle ideal, sampling
+    engine.
 
     Amaranth simulation of ``defslice_top`` with an always-ready memory (the design's own
     throughput, not a DRAM's), outputs checked bit for bit (:func:`defslice.hw.bench.measure`).
@@ -98,9 +105,7 @@ def bench_hw() -> dict:
     figs: dict = {}
     cases = [("tiny", {}), ("tiny", {"buffering": "single"}), ("dat56", {})]
     for name, hw in cases:
-        cfg = cfgmod.preset(name)
-        if hw:
-            cfg = cfg.replace(hw=hw)
+        cfg = _sampling(name, **hw)
         m = measure(cfg)
         key = f"{name}_{cfg.hw.buffering}"
         figs[f"{key}_cycles"] = m["cycles"]
@@ -116,7 +121,8 @@ def bench_hw() -> dict:
 
 
 def bench_verilog() -> dict:
-    """Wall time of Verilog generation (Amaranth elaboration + Verilog) per preset."""
+    """Wall time of Verilog generation (Amaranth elaboration + Verilog) of the sampling
+    engine per preset."""
     import tempfile
 
     from defslice.hw import TOP_NAME, generate_verilog
@@ -124,7 +130,7 @@ def bench_verilog() -> dict:
     figs: dict = {}
     with tempfile.TemporaryDirectory() as tmp:
         for name in ("tiny", "dat56"):
-            cfg = cfgmod.preset(name)
+            cfg = _sampling(name)
             path = Path(tmp) / name
             figs[f"{name}_generate_s"] = _best_of(
                 lambda cfg=cfg, path=path: generate_verilog(cfg, path), 2)
@@ -134,7 +140,8 @@ def bench_verilog() -> dict:
 
 
 def bench_sim() -> dict:
-    """cocotb simulation speed per simulator: whole ``tiny`` and ``dat56`` workloads.
+    """cocotb simulation speed per simulator: whole ``tiny`` and ``dat56`` workloads on the
+    sampling engine (the layer engine's: :func:`bench_layer_dat56`).
 
     ``build_s`` is compiling the Verilog (Verilator: C++), ``run_s`` the bench itself
     (its Python side included); ``cycles_per_s`` is simulated design cycles per wall
@@ -149,7 +156,7 @@ def bench_sim() -> dict:
     figs: dict = {}
     with tempfile.TemporaryDirectory() as tmp:
         for name in ("tiny", "dat56"):
-            cfg = cfgmod.preset(name)
+            cfg = _sampling(name)
             for sim in SIMULATORS:
                 rep = simulate(cfg, Path(tmp) / name / sim, SimOptions(simulator=sim))
                 one = rep.simulators[sim]

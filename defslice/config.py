@@ -9,8 +9,8 @@ divide the channels, coordinates too narrow for the map) are checked by
 
 Configurations load from and save to TOML (:func:`load`, :func:`dump`), and four
 named presets exist (:data:`PRESETS`): ``tiny`` (fast tests), ``dat56`` (the slicing
-paper's 56x56 layer, DAT++-T stage 1), ``dat56-b`` (DAT++-B stage 1) and ``msda-xmsda``
-(the xMSDA paper's 5-level workload).
+paper's 56x56 layer, DAT++-T stage 1), ``dat56-b`` (DAT++-B stage 1), both on the layer
+engine, and ``msda-xmsda`` (the xMSDA paper's 5-level workload, sampling engine).
 """
 
 from __future__ import annotations
@@ -1004,17 +1004,20 @@ def _make_presets() -> dict[str, Config]:
     # a 56x56 map, C = 64 in 2 heads of 32 and one offset group, sampling stride 8 and a
     # 9x9 offset kernel (7x7 keys), offset_range_factor -1 (clamp mode), the position-bias
     # table. The paper's best strategy: Ws = 14, Hs = 28, overlap 2 (its largest).
-    # Random offsets: one key-grid cell (8 pixels) of standard deviation.
+    # Random offsets: one key-grid cell (8 pixels) of standard deviation. The whole layer
+    # runs on the layer engine (``hw.engine = "layer"``); the sampling engine builds the
+    # same workload with ``hw={"engine": "sampling"}``.
     dat56 = Config(
         name="dat56",
         workload=WorkloadConfig(kind="dat", levels=((56, 56),), heads=2, channels=32,
                                 groups=1, points=1, stride=8, offset_kernel=9,
                                 offset_range_factor=-1.0, use_pe=True, offset_std_px=8.0),
         slicing=SlicingConfig(slice_h=28, slice_w=14, overlap=2),
-        hw=HwConfig(lanes=8, axi_data_bits=128),
+        hw=HwConfig(lanes=8, axi_data_bits=128, engine="layer"),
     )
     # DAT++-B stage 1, the model of the paper's 84.9% baseline: C = 128 in 4 heads of 32,
-    # 2 offset groups; otherwise as dat56.
+    # 2 offset groups; otherwise as dat56 (its layer engine needs about 380 RAMB18: more
+    # than the xc7a100t has, which summary.md's resource table shows).
     dat56_b = dat56.replace(name="dat56-b", workload={"heads": 4, "groups": 2})
     # xMSDA's reference workload: 5 levels of a 1024x1024 image, M=8, D=32, P=4.
     xmsda = Config(

@@ -30,7 +30,7 @@ from defslice.cliargs import (
     options_argv,
     options_from_args,
 )
-from defslice.errors import DefsliceError
+from defslice.errors import ConfigError, DefsliceError
 from defslice.hw.stage import VerilogOptions, VerilogReport
 from defslice.model.stage import ModelOptions, ModelReport
 from defslice.model.traffic_stage import TrafficOptions, TrafficReport
@@ -53,9 +53,13 @@ STAGES = {"nas": "slicing search", "model": "golden model",
           "traffic": "DRAM traffic of the dataflows"}
 
 #: The simulation flags ``defslice flow`` takes, and its defaults where they differ from
-#: ``defslice sim``'s (one simulator: the flow's simulation is a sample run).
+#: ``defslice sim``'s (one simulator, chosen by engine and size: the sampling engine's
+#: run is a sample of queries on Icarus, the layer engine's a whole layer, on Verilator
+#: when it is long; :func:`defslice.sim.stage.choose_simulators`).
 _SIM_FLAGS = ("simulator", "queries")
-_SIM_DEFAULTS = {"simulator": "icarus"}
+_SIM_DEFAULTS = {"simulator": "auto"}
+#: The Verilog stage's flags ``defslice flow`` takes.
+_VERILOG_FLAGS = ("reports", "ecp5")
 
 
 @dataclass(frozen=True)
@@ -92,13 +96,16 @@ class FlowReport(Record):
 def preflight(cfg: cfgmod.Config, options: FlowOptions) -> HwParams | None:
     """Refuse, before any stage runs, what would fail minutes later.
 
-    An impossible hardware configuration (:func:`defslice.hw.params.derive`), a workload
-    the search cannot model and a missing simulator all end here with their fix, so
+    An impossible hardware configuration (:func:`defslice.hw.params.derive`, and
+    :class:`~defslice.hw.layer.plan.LayerPlan` for the layer engine), ``--queries`` for the
+    layer engine (it computes the whole map), a workload the search cannot model and a
+    missing simulator all end here with their fix, so
     nothing is synthesized or trained in vain. Returns the derived hardware parameters
     (``None`` with ``--search``: the slicing is not known yet; the Verilog stage derives
     the chosen one).
     """
-    from defslice.sim.tools import check_simulator, simulator_list
+    from defslice.sim.stage import choose_simulators
+    from defslice.sim.tools import check_simulator
 
     params = None
     if options.search:
@@ -110,7 +117,15 @@ def preflight(cfg: cfgmod.Config, options: FlowOptions) -> HwParams | None:
         from defslice.hw.params import derive
 
         params = derive(cfg)
-    for simulator in simulator_list(options.sim.simulator):
+    if cfg.hw.engine == "layer":
+        from defslice.hw.layer.plan import LayerPlan
+
+        if options.sim.queries is not None:
+            raise ConfigError("--queries", options.sim.queries, "unset for hw.engine = "
+                              "'layer' (the layer engine computes every pixel of the map)")
+        if params is not None:
+            LayerPlan.from_config(cfg)
+    for simulator in choose_simulators(cfg, options.sim.simulator)[0]:
         check_simulator(simulator)
     return params
 
@@ -198,7 +213,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     add_options(parser, FlowOptions)
     add_options(parser, SimOptions, only=_SIM_FLAGS, defaults=_SIM_DEFAULTS)
     add_options(parser, ModelOptions)
-    add_options(parser, VerilogOptions, only=("reports",))
+    add_options(parser, VerilogOptions, only=_VERILOG_FLAGS)
 
 
 def options_of(args: argparse.Namespace) -> FlowOptions:
@@ -213,7 +228,7 @@ def command_line(args: argparse.Namespace, options: FlowOptions) -> list[str]:
     """The ``defslice flow`` arguments that reproduce this run."""
     return ["flow", *config_argv(args), "--out", os.fspath(args.out),
             *options_argv(options), *options_argv(options.sim, _SIM_FLAGS, _SIM_DEFAULTS),
-            *options_argv(options.model), *options_argv(options.verilog, ("reports",))]
+            *options_argv(options.model), *options_argv(options.verilog, _VERILOG_FLAGS)]
 
 
 def main(args: argparse.Namespace) -> int:

@@ -13,9 +13,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from defslice import paper
-from defslice.config import Config
+from defslice.config import Config, HwConfig
 from defslice.hw.board import board_summary_lines
 from defslice.hw.reports import Ecp5Timing, XilinxUtilization, critical_path_text
+from defslice.model.layer_layout import ARRAY_ROWS
 from defslice.model.layout import PAGE
 from defslice.reporting import markdown_table
 
@@ -48,6 +49,13 @@ def _capacity(part: str) -> dict[str, int] | None:
                 None)
 
 
+def _array(h: HwConfig) -> str:
+    """The layer engine's array size, for the configuration table."""
+    if h.engine != "layer":
+        return ""
+    return f" ({ARRAY_ROWS} x {h.lanes} x {h.array_cols} multiply-accumulate array)"
+
+
 def _configuration(cfg: Config, searched: bool) -> list[str]:
     w, s, n, h, d = cfg.workload, cfg.slicing, cfg.numerics, cfg.hw, cfg.dram
     rows = [
@@ -56,8 +64,9 @@ def _configuration(cfg: Config, searched: bool) -> list[str]:
                     + (" (chosen by the search)" if searched else "")],
         ["numerics", f"value {n.value_bits} b ({n.value_frac} frac), coordinate fraction "
                      f"{n.coord_frac} b, weights {n.weight_bits} b, output {n.out_bits} b"],
-        ["hardware", f"{h.lanes} lane(s), {h.buffering} buffering, {h.axi_data_bits}-bit AXI, "
-                     f"target {h.clock_mhz:g} MHz, part `{h.part}`, board `{h.board}`"],
+        ["hardware", f"{h.engine} engine{_array(h)}, {h.lanes} lane(s), {h.buffering} "
+                     f"buffering, {h.axi_data_bits}-bit AXI, target {h.clock_mhz:g} MHz, "
+                     f"part `{h.part}`, board `{h.board}`"],
         ["DRAM model", f"{h.max_burst_beats}-beat bursts max, no crossing of "
                        f"{PAGE} B boundaries, {d.element_bytes} B per element"],
     ]
@@ -245,14 +254,15 @@ def _model_section(model: ModelReport) -> list[str]:
     return lines
 
 
-def _reproduce(argv: list[str], verilog: str) -> list[str]:
+def _reproduce(argv: list[str], verilog: str, simulators: list[str]) -> list[str]:
+    simulator = simulators[0] if len(simulators) == 1 else "both"
     lines = ["## Reproduce", "", "```sh"]
     if argv:
         lines.append("defslice " + " ".join(shlex.quote(a) for a in argv))
     lines += ["# or stage by stage, from the chosen configuration:",
               "defslice verilog --config chosen.toml --out verilog",
               f"defslice sim     --config chosen.toml --out sim --verilog {verilog} "
-              "--simulator both",
+              f"--simulator {simulator}",
               "defslice traffic --config chosen.toml --out traffic",
               "defslice model   --config chosen.toml --out model", "```", ""]
     return lines
@@ -277,14 +287,20 @@ def write_summary(cfg: Config, out: Path, report: FlowReport) -> Path:
     if report.nas is not None:
         lines += _nas_section(report.nas)
     lines += _model_section(report.model)
-    lines += _hw_section(cfg, verilog.utilization, verilog.timing, link)
-    lines += board_summary_lines(verilog.board)
-    lines += _sim_section(sim, out, verilog.timing.fmax_mhz if verilog.timing else None)
+    if cfg.hw.engine == "layer":
+        from defslice.summary_layer import layer_sections
+
+        lines += layer_sections(cfg, out, report)
+        lines += board_summary_lines(verilog.board)
+    else:
+        lines += _hw_section(cfg, verilog.utilization, verilog.timing, link)
+        lines += board_summary_lines(verilog.board)
+        lines += _sim_section(sim, out, verilog.timing.fmax_mhz if verilog.timing else None)
     lines += _traffic_section(report.traffic, out)
     lines += ["## Stage times", "",
               markdown_table(["stage", "seconds"],
                              [[k, f"{v:.1f}"] for k, v in report.seconds.items()]), ""]
-    lines += _reproduce(report.argv, link)
+    lines += _reproduce(report.argv, link, list(sim.simulators))
     path = out / "summary.md"
     path.write_text("\n".join(lines))
     return path

@@ -14,8 +14,8 @@ accelerator end to end:
   (byte address in bits 30..0), otherwise a register offset;
 * LEDs show busy, done and error.
 
-Workloads larger than the on-chip RAM (``dat56``'s image is 412 KiB) run from the board's
-DDR3 instead (:mod:`defslice.hw.board_ddr`).
+Workloads larger than the on-chip RAM (``dat56``'s image is 892 KiB on the layer engine,
+412 KiB on the sampling engine) run from the board's DDR3 instead (:mod:`defslice.hw.board_ddr`).
 """
 
 from __future__ import annotations
@@ -30,16 +30,16 @@ from amaranth.lib.wiring import In, Out
 
 from defslice.config import Config
 from defslice.errors import DefsliceError
-from defslice.hw import regmap
+from defslice.hw import build_top, regmap
 from defslice.hw.params import HwParams
-from defslice.hw.top import DefsliceTop, axi_members
+from defslice.hw.top import axi_members
 from defslice.model.layout import PAGE
 from defslice.records import Record
 
 __all__ = ["AXI_SLVERR", "BOARD_RAM_CAP", "FROM_SLAVE", "AxiRam", "BoardMemory",
            "BoardMemoryError", "BoardTop", "UartBridge", "attach_bridge", "board_memory",
            "board_summary_lines", "connect_axi", "connect_board_io", "connect_registers",
-           "write_board_tree"]
+           "image_bytes", "write_board_tree"]
 
 #: Largest on-chip RAM the wrapper instantiates (bytes): 32 RAMB36, a quarter of the
 #: Arty A7-100T's block RAM, leaving the rest to the accelerator's buffers.
@@ -70,7 +70,7 @@ class BoardMemory(Record):
     size_bytes : int
         Bytes the memory holds (B).
     needed_bytes : int
-        Bytes of the configuration's memory image (:class:`~defslice.model.layout.DramLayout`).
+        Bytes of the configuration's memory image on its engine (:func:`image_bytes`).
     fits : bool
         ``needed_bytes <= size_bytes``; only then is a board tree generated.
     """
@@ -102,6 +102,19 @@ def _kib(n: int) -> str:
     return f"{n / 1024:g} KiB" if n < 1 << 20 else f"{n / (1 << 20):g} MiB"
 
 
+def image_bytes(cfg: Config) -> int:
+    """Bytes of ``cfg``'s memory image on its engine (B): the sampling engine's
+    :class:`~defslice.model.layout.DramLayout`, the layer engine's
+    :class:`~defslice.model.layer_layout.LayerLayout`."""
+    if cfg.hw.engine == "layer":
+        from defslice.hw.layer.plan import LayerPlan
+
+        return LayerPlan.from_config(cfg).layout.total_bytes
+    from defslice.model.layout import DramLayout
+
+    return DramLayout(cfg).total_bytes
+
+
 def board_memory(cfg: Config, memory: str = "bram") -> BoardMemory:
     """Decide the board tree's memory for ``cfg`` (no hardware is built).
 
@@ -110,9 +123,8 @@ def board_memory(cfg: Config, memory: str = "bram") -> BoardMemory:
     (:data:`defslice.hw.board_ddr.DDR3_BYTES`).
     """
     from defslice.errors import ConfigError
-    from defslice.model.layout import DramLayout
 
-    need = DramLayout(cfg).total_bytes
+    need = image_bytes(cfg)
     if memory == "bram":
         size = BOARD_RAM_MIN
         while size < need and size < BOARD_RAM_CAP:
@@ -437,7 +449,7 @@ def connect_axi(m: Module, p: HwParams, master: object, mprefix: str, slave: obj
         m.d.comb += src.eq(dst) if suffix in FROM_SLAVE else dst.eq(src)
 
 
-def connect_registers(m: Module, core: DefsliceTop, bridge: UartBridge) -> None:
+def connect_registers(m: Module, core: wiring.Component, bridge: UartBridge) -> None:
     """Wire the bridge's AXI4-Lite master to ``core``'s register port."""
     for name, sig in bridge.axil.items():
         port = getattr(core, f"s_axil_{name}")
@@ -445,7 +457,7 @@ def connect_registers(m: Module, core: DefsliceTop, bridge: UartBridge) -> None:
     m.d.comb += [core.s_axil_awprot.eq(0), core.s_axil_arprot.eq(0)]
 
 
-def attach_bridge(m: Module, platform: object, uart_divisor: int | None, core: DefsliceTop,
+def attach_bridge(m: Module, platform: object, uart_divisor: int | None, core: wiring.Component,
                   memory: object) -> UartBridge:
     """Add the :class:`UartBridge` (bit time ``uart_divisor`` cycles, else 115200 baud at
     the platform's clock) wired to ``core``'s registers and ``memory``'s ``host_*`` port."""
@@ -460,7 +472,7 @@ def attach_bridge(m: Module, platform: object, uart_divisor: int | None, core: D
     return bridge
 
 
-def connect_board_io(m: Module, platform: object, core: DefsliceTop,
+def connect_board_io(m: Module, platform: object, core: wiring.Component,
                      bridge: UartBridge) -> None:
     """The board's USB-UART to the bridge; LEDs 0..2 show busy, done, error."""
     uart = platform.request("uart", 0, dir="-")
@@ -476,8 +488,9 @@ def connect_board_io(m: Module, platform: object, core: DefsliceTop,
 
 
 class BoardTop(Elaboratable):
-    """``defslice_top`` + :class:`AxiRam` + :class:`UartBridge` for an amaranth-boards
-    platform (resources ``uart``, ``led`` 0..2; the platform's default clock and reset).
+    """``defslice_top`` (either engine, :func:`~defslice.hw.build_top`) + :class:`AxiRam`
+    + :class:`UartBridge` for an amaranth-boards platform (resources ``uart``, ``led``
+    0..2; the platform's default clock and reset).
 
     The RAM size is :func:`board_memory`'s; a configuration whose memory image does not
     fit raises :class:`BoardMemoryError` (nothing that would wrap addresses is built).
@@ -494,7 +507,7 @@ class BoardTop(Elaboratable):
             self._MustUse__silence = True    # refused: nothing to elaborate
             raise BoardMemoryError(self.memory.refusal(p.cfg.name))
         self.ram_bytes = self.memory.size_bytes
-        self.top = DefsliceTop(p)
+        self.top = build_top(p)
         self.ram = AxiRam(p, self.ram_bytes, image)
         self._bridge = None
 

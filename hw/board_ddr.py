@@ -42,6 +42,7 @@ from amaranth.lib.wiring import In, Out
 
 from defslice.config import Config
 from defslice.errors import ConfigError, ToolError
+from defslice.hw import build_top
 from defslice.hw.board import (
     FROM_SLAVE,
     AxiRam,
@@ -50,7 +51,7 @@ from defslice.hw.board import (
     connect_board_io,
 )
 from defslice.hw.params import HwParams, derive
-from defslice.hw.top import DefsliceTop, axi_members
+from defslice.hw.top import axi_members
 
 __all__ = ["AXI_DECERR", "DDR3_BYTES", "LITEDRAM_ARTY", "DdrBoardTop", "DdrPort",
            "ddr3_bytes", "generate_litedram", "write_ddr_tree"]
@@ -268,7 +269,7 @@ class DdrBoardTop(Elaboratable):
         self.uart_divisor = uart_divisor
         self.dram = dram
         self.size = ddr3_bytes(p.cfg.hw.board) if size is None else size
-        self.top = DefsliceTop(p)
+        self.top = build_top(p)
         self.port = DdrPort(p, self.size)
         self._bridge = None
 

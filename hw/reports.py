@@ -110,7 +110,9 @@ class CriticalPath(Record):
 @dataclass(frozen=True)
 class Ecp5Timing(Record):
     """ECP5 place and route of one design (``ecp5_timing.json``): Fmax of ``clk`` against
-    the target (MHz), the cells used, the critical path, wall time (s)."""
+    the target (MHz), the cells used, the critical path, wall time (s); ``config``: the
+    configuration placed, ``changes``: how it differs from the one the report stands for
+    (empty: it is that one; :func:`defslice.hw.stage.ecp5_configuration`)."""
 
     tool: str
     device: str
@@ -124,6 +126,7 @@ class Ecp5Timing(Record):
     critical_path: CriticalPath | None
     seconds: float = 0.0
     config: str = ""
+    changes: tuple[str, ...] = ()
 
 
 def run_tool(cmd: list[str], cwd: Path, timeout: float = 3600) -> str:

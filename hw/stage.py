@@ -11,7 +11,10 @@
   image larger than that memory writes no tree (the command line then exits with status 2
   after everything else is written);
 * ``reports/xilinx_utilization.json`` and ``.md`` -- ``synth_xilinx -family xc7`` counts;
-* ``reports/ecp5_timing.json`` and ``.md`` -- ECP5 place and route with Fmax.
+* ``reports/ecp5_timing.json`` and ``.md`` -- ECP5 place and route with Fmax, of the
+  configuration itself or, for a layer engine too large for the LFE5U-85F, of the variant
+  :func:`defslice.hw.layer.resources.ecp5_variant` derives (its Verilog and configuration
+  in ``ecp5/``; the report names it and its differences).
 """
 
 from __future__ import annotations
@@ -29,13 +32,14 @@ from defslice.config import Config
 from defslice.errors import ConfigError
 from defslice.hw.board import BoardMemory
 from defslice.hw.reports import Ecp5Timing, XilinxUtilization, critical_path_text
-from defslice.records import Record, sha256_of
+from defslice.records import Record, omitted, sha256_of
 from defslice.reporting import markdown_table
 
 if TYPE_CHECKING:
     from defslice.hw.params import HwParams
 
-__all__ = ["BOARDS", "VerilogOptions", "VerilogReport", "run", "write_vivado_tree"]
+__all__ = ["BOARDS", "VerilogOptions", "VerilogReport", "ecp5_configuration", "run",
+           "write_vivado_tree"]
 
 #: ``hw.board`` -> (amaranth_boards module, platform class).
 BOARDS = {
@@ -52,6 +56,9 @@ class VerilogOptions:
                            negate=True)
     xilinx: bool = option(True, "skip the Vivado build tree", negate=True)
     lint: bool = option(True, "skip the Verilator lint", negate=True)
+    ecp5: bool = option(True, "skip the ECP5 place and route (nextpnr: minutes for the "
+                        "sampling engine, over 30 min for the layer engine on dat56)",
+                        negate=True)
     board_memory: str = option("bram", "memory of the board tree: on-chip block RAM "
                                "(refused when the image does not fit) or the board's DDR3 "
                                "(LiteDRAM)", choices=("bram", "ddr3"))
@@ -79,6 +86,9 @@ class VerilogReport(Record):
     board : BoardMemory or None
         The board tree's memory and whether the memory image fits it (``None``: no tree
         asked for); a tree is written only when it fits.
+    ecp5_note : str or None
+        Why ``timing`` is missing although reports were asked for (``--no-ecp5``, or no
+        variant of a layer engine fits the LFE5U-85F).
     """
 
     config: str
@@ -90,6 +100,7 @@ class VerilogReport(Record):
     timing: Ecp5Timing | None
     generate_seconds: float
     board: BoardMemory | None = None
+    ecp5_note: str | None = omitted()
 
 
 def _platform(cfg: Config) -> Any:
@@ -127,16 +138,43 @@ def _utilization(cfg: Config, params: HwParams, vpath: Path, out: Path) -> Xilin
     return util
 
 
-def _timing(cfg: Config, vpath: Path, out: Path) -> Ecp5Timing:
+def ecp5_configuration(cfg: Config) -> tuple[Config, tuple[str, ...], bool]:
+    """The configuration the ECP5 report is made of, its differences from ``cfg`` and
+    whether it fits the LFE5U-85F by estimate: ``cfg`` itself for the sampling engine,
+    :func:`~defslice.hw.layer.resources.ecp5_variant` for the layer engine."""
+    if cfg.hw.engine != "layer":
+        return cfg, (), True
+    from defslice.hw.layer.resources import ecp5_variant
+
+    return ecp5_variant(cfg)
+
+
+def _timing(cfg: Config, vpath: Path, out: Path) -> Ecp5Timing | str:
+    """The ECP5 report of ``cfg`` (``vpath``) or of its variant (generated into
+    ``out/ecp5``); a sentence instead when no variant fits."""
+    from defslice.hw import generate_verilog
     from defslice.hw.reports import ecp5_timing
 
-    t0 = _step("synth_ecp5 + nextpnr-ecp5 (place and route)")
-    timing = dataclasses.replace(ecp5_timing(vpath, cfg.hw.clock_mhz),
-                                 seconds=round(time.perf_counter() - t0, 1), config=cfg.name)
-    timing.save(out / "ecp5_timing.json")
+    variant, changes, fits = ecp5_configuration(cfg)
+    if not fits:
+        return (f"not run: {cfg.name} does not fit the LFE5U-85F by estimate, even with "
+                f"{', '.join(changes)}")
+    if changes:
+        _step(f"ECP5 variant {variant.name} ({', '.join(changes)}) in {out / 'ecp5'}")
+        vpath = generate_verilog(variant, out / "ecp5")
+        cfgmod.dump(variant, out / "ecp5" / "config.toml")
+    t0 = _step(f"synth_ecp5 + nextpnr-ecp5 (place and route) of {variant.name}")
+    timing = dataclasses.replace(ecp5_timing(vpath, variant.hw.clock_mhz),
+                                 seconds=round(time.perf_counter() - t0, 1),
+                                 config=variant.name, changes=changes)
+    reports = out / "reports"
+    timing.save(reports / "ecp5_timing.json")
     path_text = critical_path_text(timing.critical_path, vpath.name)
-    (out / "ecp5_timing.md").write_text(
-        f"# ECP5 timing: {cfg.name}\n\n" + markdown_table(
+    what = (f"\nConfiguration `{variant.name}`: `{cfg.name}` with "
+            f"{', '.join(changes)} (`{cfg.name}` does not fit the LFE5U-85F; "
+            "`ecp5/config.toml`).\n" if changes else "")
+    (reports / "ecp5_timing.md").write_text(
+        f"# ECP5 timing: {variant.name}\n{what}\n" + markdown_table(
             ("device", "target MHz", "Fmax MHz", "met"),
             [[timing.device, timing.target_mhz, timing.fmax_mhz, timing.met]]) + "\n"
         + (f"\n{path_text}\n" if path_text else ""))
@@ -174,15 +212,18 @@ def run(cfg: Config, out: Path, options: VerilogOptions,
         board = write_vivado_tree(params, out / "xilinx", options.board_memory)
         board.save(out / "board.json")
         tree = out / "xilinx" if board.fits else None
-    util = timing = None
+    util = timing = note = None
     if options.reports:
         util = _utilization(cfg, params, vpath, out / "reports")
-        timing = _timing(cfg, vpath, out / "reports")
+        result = _timing(cfg, vpath, out) if options.ecp5 else "skipped (`--no-ecp5`)"
+        timing, note = (None, result) if isinstance(result, str) else (result, None)
+        fmax = f"{timing.fmax_mhz} MHz ({timing.config})" if timing else note
         print(f"defslice verilog: LUT {util.LUT}  FF {util.FF}  RAMB18 {util.RAMB18}  "
-              f"RAMB36 {util.RAMB36}  DSP {util.DSP48E1}  ECP5 Fmax {timing.fmax_mhz} MHz")
+              f"RAMB36 {util.RAMB36}  DSP {util.DSP48E1}  ECP5 Fmax {fmax}")
     report = VerilogReport(config=cfg.name, verilog=vpath, verilog_sha256=sha256_of(vpath),
                            linted=options.lint, xilinx_tree=tree, utilization=util,
-                           timing=timing, generate_seconds=round(t_gen, 3), board=board)
+                           timing=timing, generate_seconds=round(t_gen, 3), board=board,
+                           ecp5_note=note)
     report.save(out / "verilog.json")
     _step(f"done: {vpath} (SHA-256 {report.verilog_sha256[:16]}...)")
     return report

@@ -1,7 +1,8 @@
 """The configurations the system benches run: the sampling engine's derived from ``tiny``,
 the layer engine's from ``dat56``.
 
-Each entry but the full set's ``dat56-b`` preset changes one or two things against
+Each entry but the full set's ``dat56-b-sampling`` (the ``dat56-b`` preset on the
+sampling engine) changes one or two things against
 ``tiny`` (levels (8, 8) + (4, 4), slices 4 x 4, overlap 1, 2 lanes of 4 channels, double
 buffering, 64-bit AXI) so that a failure points at the feature it exercises. Together
 they cover: overlap 0, 1 and 2; a slice size that divides neither map side; one, two and
@@ -73,8 +74,9 @@ def _build_full() -> dict[str, Config]:
         _tiny("tiny-p1-m1", workload={"heads": 1, "points": 1}, hw={"lanes": 4}),
         _tiny("tiny-slice-full", slicing={"slice_h": 8, "slice_w": 8, "overlap": 0}),
         _tiny("tiny-bus128", hw={"axi_data_bits": 128, "max_burst_beats": 16}),
-        # DAT++-B stage 1 (M = 2 groups of D = 64 channels): about 30 s per Icarus run.
-        preset("dat56-b"),
+        # DAT++-B stage 1 on the sampling engine (M = 2 groups of D = 64 channels): about
+        # 30 s per Icarus run.
+        preset("dat56-b").replace(name="dat56-b-sampling", hw={"engine": "sampling"}),
     ]
     return {**CONFIGS, **{c.name: c for c in cfgs}}
 
@@ -123,8 +125,8 @@ def _build_layer_full() -> dict[str, Config]:
         _layer("ldat-whole", (9, 11), 2, 4, 1, (3, 3, -1.0), (9, 11, 0), (4, 2)),
         # Two keys per side (kernel = stride, no padding): slices without keys.
         _layer("ldat-sparse", (12, 12), 2, 4, 1, (6, 6, -1.0), (4, 4, 1), (4, 2)),
-        # DAT++-T stage 1 on the layer engine.
-        preset("dat56").replace(name="dat56-layer", hw={"engine": "layer"}),
+        # DAT++-T stage 1: the preset (on the layer engine).
+        preset("dat56").replace(name="dat56-layer"),
     ]
     return {**LAYER_CONFIGS, **{c.name: c for c in cfgs}}
 

@@ -177,6 +177,8 @@ class SimReport(Record):
         Sampling points drawn of each kind (:data:`defslice.sim.stimulus.LOCATION_KINDS`).
     simulators : dict
         Simulator name -> :class:`SimulatorReport`.
+    simulator_choice : str or None
+        With ``--simulator auto``: the simulator chosen and why.
     """
 
     config: str
@@ -192,6 +194,7 @@ class SimReport(Record):
     expected_traffic: AxiTraffic
     location_kinds: dict[str, int]
     simulators: dict[str, SimulatorReport]
+    simulator_choice: str | None = omitted()
 
     def failure_message(self) -> str:
         """What failed, readably: the first failures, mismatches, waveform and log."""

@@ -29,7 +29,15 @@ from defslice.sim.report import AxiTraffic, SimReport, SimulatorReport, WallSeco
 from defslice.sim.runner import run_bench
 from defslice.sim.tools import SIMULATORS, check_simulator, simulator_list
 
-__all__ = ["SimOptions", "generate_design", "run", "simulate_one", "timeout_cycles"]
+__all__ = ["AUTO_VERILATOR_CYCLES", "SimOptions", "choose_simulators", "generate_design", "run",
+           "simulate_one", "timeout_cycles"]
+
+#: ``--simulator auto`` runs a layer-engine design on Verilator when its cycle estimate
+#: (:func:`defslice.hw.layer.cycles.estimate`) exceeds this, else on Icarus. Icarus runs
+#: the layer engine's cocotb bench at about 300 cycles/s (``dat56``'s ~284,000 cycles:
+#: hours); Verilator's C++ build costs about 2 min on ``dat56`` and its run ~20 min, so
+#: below about a minute of Icarus the build does not pay.
+AUTO_VERILATOR_CYCLES = 20_000
 
 
 @dataclass(frozen=True)
@@ -38,7 +46,8 @@ class SimOptions:
 
     Members
     -------
-    simulator : ``"icarus"``, ``"verilator"`` or ``"both"``
+    simulator : ``"icarus"``, ``"verilator"``, ``"both"`` or ``"auto"``
+        ``auto`` chooses one by engine and size (:func:`choose_simulators`).
     seed : int
         Stimulus and back-pressure seed.
     queries : int or None
@@ -56,7 +65,9 @@ class SimOptions:
         the checks catch it; ``None``: none.
     """
 
-    simulator: str = option("both", "simulator(s) to run", choices=(*SIMULATORS, "both"))
+    simulator: str = option("both", "simulator(s) to run; auto: Verilator for a layer-engine "
+                            f"design estimated above {AUTO_VERILATOR_CYCLES:,} cycles, "
+                            "else Icarus", choices=(*SIMULATORS, "both", "auto"))
     seed: int = option(0, "stimulus seed")
     queries: int | None = option(None, "simulate a random sample of N queries (default: all)",
                                  metavar="N")
@@ -77,6 +88,29 @@ class SimOptions:
                 "a probability in [0, 1)")
         require(self.fault is None or self.fault in FAULTS, SimOptions, "fault", self.fault,
                 f"one of {', '.join(FAULTS)}")
+
+
+def choose_simulators(cfg: Config, simulator: str) -> tuple[list[str], str | None]:
+    """The simulators ``simulator`` names for ``cfg`` and, for ``"auto"``, why it chose.
+
+    ``auto``: the sampling engine runs on Icarus (no C++ build; the flow samples its
+    queries); the layer engine on Verilator when :func:`~defslice.hw.layer.cycles.estimate`
+    predicts more than :data:`AUTO_VERILATOR_CYCLES` cycles, else on Icarus.
+    """
+    if simulator != "auto":
+        return simulator_list(simulator), None
+    if cfg.hw.engine != "layer":
+        return ["icarus"], "auto: icarus (sampling engine)"
+    from defslice.hw.layer.cycles import estimate
+    from defslice.hw.layer.plan import LayerPlan
+
+    cycles = estimate(LayerPlan.from_config(cfg)).total
+    if cycles > AUTO_VERILATOR_CYCLES:
+        return ["verilator"], (f"auto: verilator (layer engine, {cycles:,} cycles estimated, "
+                               f"above {AUTO_VERILATOR_CYCLES:,}: Icarus runs about 300 "
+                               "cycles/s)")
+    return ["icarus"], (f"auto: icarus (layer engine, {cycles:,} cycles estimated, at most "
+                        f"{AUTO_VERILATOR_CYCLES:,}: no C++ build)")
 
 
 def generate_design(cfg: Config, out_dir: Path) -> Path:
@@ -126,7 +160,7 @@ def run(cfg: Config, out: Path, options: SimOptions) -> SimReport:
     """Simulate ``options.verilog`` (or ``cfg``'s generated design) and compare it with
     the golden model; writes ``out/sim.json`` (and, when generating, ``out/rtl/``)."""
     out = Path(out)
-    sims = simulator_list(options.simulator)
+    sims, rule = choose_simulators(cfg, options.simulator)
     for sim in sims:
         check_simulator(sim)
     t0 = time.perf_counter()
@@ -147,6 +181,6 @@ def run(cfg: Config, out: Path, options: SimOptions) -> SimReport:
         reset_mid_run=options.reset_mid_run, passed=all(r.passed for r in per_sim.values()),
         verilog=design, verilog_sha256=sha, generate_seconds=round(t_gen, 3),
         expected_traffic=AxiTraffic.of(stim.transfers()),
-        location_kinds=stim.kind_counts, simulators=per_sim)
+        location_kinds=stim.kind_counts, simulators=per_sim, simulator_choice=rule)
     report.save(out / "sim.json")
     return report

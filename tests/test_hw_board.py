@@ -36,8 +36,12 @@ def _program(name: str = "tiny") -> SlicedProgram:
     return SlicedProgram(cfg, quantize_inputs(cfg.numerics, *wl.args), wl.reference_points)
 
 
+#: ``dat56`` on the sampling engine: its 412 KiB image is the refusal these tests show.
+DAT56_SAMPLING = C.preset("dat56").replace(hw={"engine": "sampling"})
+
+
 def test_default_preset_board_tree_is_refused(tmp_path):
-    cfg = C.preset("dat56")
+    cfg = DAT56_SAMPLING
     mem = board_memory(cfg)
     need = DramLayout(cfg).total_bytes
     assert mem == BoardMemory("arty_a7_100", "bram", BOARD_RAM_CAP, need, False)
@@ -63,7 +67,9 @@ def test_tiny_fits_the_board_ram():
 
 def test_verilog_command_refuses_the_tree_but_writes_the_rest(tmp_path, capsys):
     out = tmp_path / "v"
-    status = main(["verilog", "--preset", "dat56", "--out", str(out), "--no-reports",
+    toml = tmp_path / "dat56-sampling.toml"
+    toml.write_text('preset = "dat56"\n[hw]\nengine = "sampling"\n')
+    status = main(["verilog", "--config", str(toml), "--out", str(out), "--no-reports",
                    "--no-lint"])
     err = capsys.readouterr().err.strip().splitlines()
     assert status == 2
@@ -314,7 +320,7 @@ def test_ddr3_tree_is_generated_and_elaborates(tmp_path):
 
     from defslice.hw.stage import write_vivado_tree
 
-    cfg = C.preset("dat56")
+    cfg = DAT56_SAMPLING
     mem = write_vivado_tree(derive(cfg), tmp_path, "ddr3")
     assert mem == BoardMemory("arty_a7_100", "ddr3", 256 << 20, DramLayout(cfg).total_bytes,
                               True)
@@ -345,9 +351,9 @@ def test_verilog_stage_goes_on_when_the_board_tree_is_refused(tmp_path):
     from defslice.hw.stage import run as verilog_run
 
     out = tmp_path / "verilog"
-    report = verilog_run(C.preset("dat56"), out, VerilogOptions(reports=False, lint=False))
+    report = verilog_run(DAT56_SAMPLING, out, VerilogOptions(reports=False, lint=False))
     # no exception: the flow's stage is not failed; the report carries the refusal
     assert (out / "defslice_top.v").is_file() and not (out / "xilinx").exists()
-    assert report.board == board_memory(C.preset("dat56")) and report.xilinx_tree is None
+    assert report.board == board_memory(DAT56_SAMPLING) and report.xilinx_tree is None
     assert VerilogReport.load(out / "verilog.json") == report
     assert "**refused**" in board_summary_lines(report.board)[0]

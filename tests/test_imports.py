@@ -19,7 +19,8 @@ FOLDERS = {"defslice": "defslice", "model": "defslice.model", "hw": "defslice.hw
            "sim": "defslice.sim", "nas": "defslice.nas"}
 
 #: The command line, the flow and the reports over all stages: nothing below imports them.
-TOP = ("defslice.cli", "defslice.flow", "defslice.summary", "defslice.bench")
+TOP = ("defslice.cli", "defslice.flow", "defslice.summary", "defslice.summary_layer",
+       "defslice.bench")
 #: Stage packages, in order.
 STAGES = ("defslice.model", "defslice.hw", "defslice.sim", "defslice.nas")
 

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from defslice.config import Config
 from defslice.hw.bram import bram18_blocks, in_lutram
 from defslice.hw.layer.plan import LayerPlan
 from defslice.hw.params import bank_chunk_depths
 from defslice.model.layer_layout import ARRAY_ROWS
 
-__all__ = ["ARTIX7_100T", "ECP5_85F", "Memory", "estimate_resources", "memories"]
+__all__ = ["ARTIX7_100T", "ECP5_85F", "ECP5_REDUCTIONS", "Memory", "ecp5_estimate",
+           "ecp5_variant", "estimate_resources", "memories"]
 
 #: Xilinx xc7a100t: LUT, FF, RAMB18 (two per RAMB36), DSP48E1.
 ARTIX7_100T = {"LUT": 63400, "FF": 126800, "RAMB18": 270, "DSP": 240}
@@ -22,6 +24,18 @@ ECP5_85F = {"LUT": 83640, "FF": 83640, "RAMB18": 208, "DSP": 156}
 #: LayerNorm (d^2, d / sigma, times gamma), softmax (log2 e scale, e times 1/s), offset
 #: unit (tanh scale).
 UNIT_DSPS = {"coordinate": 5, "bias": 5, "layernorm": 3, "softmax": 2, "offset": 1}
+
+#: MULT18X18D of the same blocks on ECP5, measured (synth_ecp5 of ``dat56`` with
+#: ``hw.array_cols`` 2: 102 = 64 array + 38): their products wider than 18 x 18 (the
+#: coordinate unit's 26 x 17, softmax 16 x 23, exp2 21 x 17) take two or more each.
+ECP5_UNIT_MULT18 = 38
+#: DP16KD per estimated RAMB18 on ECP5, measured: synth_ecp5 of ``dat56`` with
+#: ``hw.array_cols`` 2 and single buffering mapped 184 DP16KD where the estimate counts
+#: 140 RAMB18 (yosys packs the narrow and the odd-depth memories less densely there).
+ECP5_BRAM_PER_RAMB18 = 184 / 140
+#: The changes :func:`ecp5_variant` tries, in order, until the ECP5 estimate fits: fewer
+#: array columns (the multipliers), then one window-buffer set (the block RAM).
+ECP5_REDUCTIONS: tuple[tuple[str, object], ...] = (("array_cols", 2), ("buffering", "single"))
 
 
 @dataclass(frozen=True)
@@ -125,3 +139,36 @@ def estimate_resources(plan: LayerPlan) -> dict:
         "fits": {part: all(total[k] <= cap[k] for k in cap)
                  for part, cap in (("xc7a100t", ARTIX7_100T), ("LFE5U-85F", ECP5_85F))},
     }
+
+
+def ecp5_estimate(plan: LayerPlan) -> dict:
+    """The engine on an LFE5U-85F: MULT18X18D (array plus :data:`ECP5_UNIT_MULT18`) and
+    DP16KD (the RAMB18 estimate times :data:`ECP5_BRAM_PER_RAMB18`), against the part;
+    ``fits``: both within it (LUT4s, about half the part on ``dat56``, do not bind)."""
+    need = {"DSP": plan.multipliers + ECP5_UNIT_MULT18,
+            "RAMB18": round(sum(m.bram18 for m in memories(plan)) * ECP5_BRAM_PER_RAMB18)}
+    return {"MULT18X18D": need["DSP"], "DP16KD": need["RAMB18"],
+            "fits": all(need[k] <= ECP5_85F[k] for k in need)}
+
+
+def ecp5_variant(cfg: Config) -> tuple[Config, tuple[str, ...], bool]:
+    """The configuration whose ECP5 place and route stands for ``cfg``'s (layer engine).
+
+    ``cfg`` itself when :func:`ecp5_estimate` fits the LFE5U-85F, else ``cfg`` with the
+    :data:`ECP5_REDUCTIONS` applied one after the other until it fits, named
+    ``<name>-ecp5``. Returns the configuration, its differences from ``cfg``
+    (``"hw.array_cols 4 -> 2"``) and whether the estimate fits (false: even every
+    reduction does not).
+    """
+    variant, changes = cfg, []
+    fits = ecp5_estimate(LayerPlan.from_config(variant))["fits"]
+    for name, value in ECP5_REDUCTIONS:
+        if fits:
+            break
+        old = getattr(variant.hw, name)
+        if old == value:
+            continue
+        variant = variant.replace(name=f"{cfg.name}-ecp5", hw={name: value})
+        changes.append(f"hw.{name} {old} -> {value}")
+        fits = ecp5_estimate(LayerPlan.from_config(variant))["fits"]
+    return variant, tuple(changes), fits

@@ -181,7 +181,7 @@ def study_markdown(res: dict) -> str:
                   _scope_table(sc, with_paper=is_dat and scope == "layer"), "",
                   "Per tensor:", "", _tensor_table(sc), ""]
         if scope == "layer":
-            parts += layer_sections(res)
+            parts += [_RTL_MOVES, "", *layer_sections(res)]
     if is_dat:
         parts += [paper_comparison(res), ""]
     parts += ["## Engine transfers (layout contracts)", "",
@@ -194,6 +194,14 @@ def study_markdown(res: dict) -> str:
     if res.get("sweep_file"):
         parts += [f"Sweep over the slicing space: `{res['sweep_file']}`.", ""]
     return "\n".join(parts)
+
+
+#: What the sliced layer figure is: the layer engine's own bus traffic, checked.
+_RTL_MOVES = ("The sliced layer figure is what the layer engine's RTL moves "
+              "(`hw.engine = \"layer\"`): its transfer list is the engine's "
+              "(`layer_transfers`), and every cocotb run of the engine (`defslice sim`, "
+              "`defslice flow`) checks that the bursts and beats on the bus equal that list, "
+              "this count and the design's own counters.")
 
 
 def plot_bars(res: dict, path: Path) -> None:
