@@ -18,6 +18,7 @@ from collections import defaultdict, deque
 import cocotb
 from cocotb.handle import SimHandleBase
 from cocotb.triggers import RisingEdge
+from cocotb.types import Logic
 
 from defslice.model.layout import PAGE
 from defslice.sim.job import MonitorSummary
@@ -25,6 +26,9 @@ from defslice.sim.job import MonitorSummary
 __all__ = ["AxiMonitor"]
 
 _MAX_ERRORS = 20
+#: A one-bit handle's value is one of these shared objects when it is 0 or 1: an identity
+#: test reads a handshake without converting it.
+_ZERO, _ONE = Logic("0"), Logic("1")
 
 
 class AxiMonitor:
@@ -80,6 +84,10 @@ class AxiMonitor:
 
     def _bit(self, name: str) -> int:
         v = self.sig[name].value
+        if v is _ONE:
+            return 1
+        if v is _ZERO:
+            return 0
         if not v.is_resolvable:
             self._error(f"{name} is {v} (unresolved) outside reset")
             return 0
@@ -102,9 +110,11 @@ class AxiMonitor:
         return addr, beats
 
     async def _run(self) -> None:
+        edge = RisingEdge(self.clk)
         while True:
-            await RisingEdge(self.clk)
-            if self.rst.value.is_resolvable and int(self.rst.value):
+            await edge
+            rst = self.rst.value
+            if rst is _ONE or (rst is not _ZERO and rst.is_resolvable and int(rst)):
                 continue
             self._read_address()
             self._read_data()

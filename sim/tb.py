@@ -10,7 +10,9 @@ Everything engine specific comes from the run's program
    may legally be X while their valid is low; they are only recorded;
 2. loads a cocotbext-axi ``AxiRam`` from :meth:`BenchProgram.memory_image`, fills the
    output region with a marker so unwritten outputs show up, and attaches random pause
-   generators to every channel of the RAM and of the ``AxiLiteMaster`` when asked;
+   generators to every channel of the RAM and of the ``AxiLiteMaster`` when asked (one
+   task advances them all at each clock edge; the clock itself is the simulator's, not a
+   Python task);
 3. optionally starts a run and resets the design in the middle of it;
 4. programs the registers (:meth:`BenchProgram.registers`, offsets from the engine's
    map in :mod:`defslice.hw.regmap`), sets ``CTRL.start``, polls ``STATUS.done``, reads
@@ -33,6 +35,7 @@ from cocotb.handle import SimHandleBase
 from cocotb.triggers import ClockCycles, RisingEdge, Timer
 from cocotb.utils import get_sim_time
 from cocotbext.axi import AxiBus, AxiLiteBus, AxiLiteMaster, AxiRam
+from cocotbext.axi.stream import StreamPause
 
 from defslice.sim.job import Job, Observation
 from defslice.sim.monitor import AxiMonitor
@@ -62,6 +65,20 @@ def _latency(rng: random.Random, prob: float) -> Iterator[bool]:
         yield rng.random() < prob
 
 
+async def _drive_pauses(clock: SimHandleBase,
+                        pauses: list[tuple[StreamPause, Iterator[bool]]]) -> None:
+    """Set every channel's ``pause`` from its generator, then again at each rising edge.
+
+    One task for all channels: what cocotbext-axi's ``set_pause_generator`` does with one
+    task per channel, with the same draws in the same order (the channels' generators share
+    one random stream and are advanced in list order every cycle)."""
+    edge = RisingEdge(clock)
+    while True:
+        for channel, generator in pauses:
+            channel.pause = next(generator)
+        await edge
+
+
 def _outputs_of(handles: list[tuple[str, SimHandleBase]]) -> tuple[str, ...]:
     return tuple(name for name, h in handles if not h.value.is_resolvable)
 
@@ -85,15 +102,12 @@ class Bench:
             rng = random.Random(job.seed * 7919 + 17)
             p = job.backpressure
             ram_r, ram_w = self.ram.read_if, self.ram.write_if
-            ram_r.ar_channel.set_pause_generator(_pauses(rng, p))
-            ram_r.r_channel.set_pause_generator(_latency(rng, p))
-            ram_w.aw_channel.set_pause_generator(_pauses(rng, p))
-            ram_w.w_channel.set_pause_generator(_pauses(rng, p))
-            ram_w.b_channel.set_pause_generator(_pauses(rng, p))
-            for ch in (self.axil.write_if.aw_channel, self.axil.write_if.w_channel,
-                       self.axil.write_if.b_channel, self.axil.read_if.ar_channel,
-                       self.axil.read_if.r_channel):
-                ch.set_pause_generator(_pauses(rng, p))
+            axil_r, axil_w = self.axil.read_if, self.axil.write_if
+            pauses = [(ram_r.ar_channel, _pauses(rng, p)), (ram_r.r_channel, _latency(rng, p))]
+            pauses += [(ch, _pauses(rng, p)) for ch in (
+                ram_w.aw_channel, ram_w.w_channel, ram_w.b_channel, axil_w.aw_channel,
+                axil_w.w_channel, axil_w.b_channel, axil_r.ar_channel, axil_r.r_channel)]
+            cocotb.start_soon(_drive_pauses(dut.clk, pauses))
 
     def output_handles(self, control: bool = True) -> list[tuple[str, SimHandleBase]]:
         """Output ports of the design (name, handle), from the generator's signature: the
@@ -185,7 +199,9 @@ async def run_program(dut: SimHandleBase) -> None:
     time0 = _outputs_of(bench.output_handles(control=True))
     time0_payload = _outputs_of(bench.output_handles(control=False))
 
-    Clock(dut.clk, CLOCK_NS, unit="ns").start(start_high=False)
+    # Toggled by the simulator (GPI), not by a Python task woken twice a cycle; the edges
+    # fall at the same times as before, so a seed gives the same run.
+    Clock(dut.clk, CLOCK_NS, unit="ns", impl="gpi").start(start_high=False)
     bench.load_memory()
     await bench.reset()
     bench.monitor.start()
