@@ -14,7 +14,7 @@ from defslice.nas.resources import with_subnet
 from defslice.nas.space import SubNet
 from defslice.reporting import markdown_table, write_json
 
-__all__ = ["write_outputs"]
+__all__ = ["ragged_rows", "write_outputs"]
 
 #: Names of the searches in reports.
 LABELS = {"evolutionary": "Alg. 1", "nsga2": "NSGA-II", "random": "random search",
@@ -89,6 +89,16 @@ def _finish(plt: Any, fig: Any, ax: Any, xlabel: str, title: str, path: Path) ->
     return path
 
 
+def ragged_rows(rows: list[list[float]]) -> np.ndarray:
+    """Rows of different lengths as one array, NaN after each row's end (a replayed
+    search that asks for sub-nets again makes fewer distinct evaluations than another
+    seed's)."""
+    out = np.full((len(rows), max((len(r) for r in rows), default=0)), np.nan)
+    for k, r in enumerate(rows):
+        out[k, : len(r)] = r
+    return out
+
+
 def _plot_hypervolume(report: dict, path: Path) -> Path:
     """Hypervolume against evaluations: the seed study's median and 10..90% band when
     the exhaustive table exists (ratio to its front), else this run's curves."""
@@ -97,9 +107,10 @@ def _plot_hypervolume(report: dict, path: Path) -> Path:
     study = report.get("seed_study")
     for i, name in enumerate(("evolutionary", "nsga2", "random")):
         if study:
-            t = np.array(study["traces"][name])
-            n = np.arange(1, t.shape[1] + 1)
-            lo, mid, hi = np.percentile(t, [10, 50, 90], axis=0)
+            t = ragged_rows(study["traces"][name])
+            # counts of distinct evaluations that most seeds' runs reached
+            n = np.arange(1, int((np.isfinite(t).sum(axis=0) * 2 >= len(t)).sum()) + 1)
+            lo, mid, hi = np.nanpercentile(t[:, : n.size], [10, 50, 90], axis=0)
             ax.fill_between(n, lo, hi, color=f"C{i}", alpha=0.15, lw=0)
             ax.plot(n, mid, color=f"C{i}", label=f"{LABELS[name]}: median of "
                     f"{len(t)} seeds, 10..90% band")

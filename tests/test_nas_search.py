@@ -459,3 +459,19 @@ def test_pool_runner_scores_in_worker_processes(tmp_path):
 
 def _table_scorer():
     return synthetic
+
+
+def test_hypervolume_plot_takes_replays_of_different_lengths(tmp_path):
+    # NSGA-II's replays ask for sub-nets again: some seeds end with fewer distinct ones
+    from defslice.nas.report import _plot_hypervolume, ragged_rows
+
+    rows = [[0.5, 0.9, 1.0], [0.4]]
+    t = ragged_rows(rows)
+    assert t.shape == (2, 3) and t[0].tolist() == rows[0]
+    assert t[1, 0] == 0.4 and np.isnan(t[1, 1:]).all()
+    traces = {"evolutionary": [[0.5, 0.9, 1.0], [0.6, 0.95, 0.99]],
+              "nsga2": [[0.5, 0.8, 0.9], [0.7]], "random": [[0.2, 0.3, 0.4]] * 2}
+    report = {"config": "t", "resource_objective": "bram18",
+              "seed_study": {"traces": traces, "runs": [{"budget": 3}]}}
+    path = _plot_hypervolume(report, tmp_path / "hv.png")
+    assert path.stat().st_size > 1000
