@@ -132,8 +132,11 @@ class Sequencer(wiring.Component):
         rows = Signal(INDEX_BITS)            # (key, group) rows of the offset network
         quads = Signal(INDEX_BITS)
         ctr = {k: Signal(INDEX_BITS, name=f"seq_{k}") for k in ("dw", "off", "smp", "n")}
-        m.d.comb += [nk.eq(s.key_rows * s.key_cols),
-                     rows.eq(nk * d.groups),
+        # Registered: the products would otherwise run through a multiplier into the job
+        # counters every cycle. They are read from the offset network's jobs on, two
+        # cycles or more after ``s`` loads.
+        m.d.sync += [nk.eq(s.key_rows * s.key_cols),
+                     rows.eq(s.key_rows * s.key_cols * d.groups),
                      quads.eq(_cdiv_sig(s.reg_rows, 2) * _cdiv_sig(s.reg_cols, 2))]
         one = (0, 1, 0)
         idle = ~e["busy"]
