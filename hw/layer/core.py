@@ -16,6 +16,7 @@ from defslice.hw.layer.offset_unit import OffsetUnit
 from defslice.hw.layer.param_memories import ParamMemories
 from defslice.hw.layer.plan import LayerPlan
 from defslice.hw.layer.requantizer import Requantizer
+from defslice.hw.layer.row_table import RowTable
 from defslice.hw.layer.sequencer import INDEX_BITS, PHASE_CODE, Sequencer
 from defslice.hw.layer.softmax import Softmax
 from defslice.hw.params import HwParams
@@ -183,14 +184,11 @@ class LayerCore(wiring.Component):
         G = d.groups
         rows_max = p.max_keys * G
         quads_max = -(-p.region_max[0] // 2) * self.qcols
-        rowt = memory.Memory(shape=data.ArrayLayout(unsigned(INDEX_BITS), 3), depth=rows_max,
-                             init=[])
         quadt = memory.Memory(shape=data.ArrayLayout(signed(INDEX_BITS), 2), depth=quads_max,
                               init=[])
         corner = memory.Memory(shape=self._corner_layout(), depth=rows_max, init=[])
-        m.submodules.row_table, m.submodules.quad_table = rowt, quadt
-        m.submodules.corners = corner
-        rw, qw = rowt.write_port(), quadt.write_port()
+        m.submodules.quad_table, m.submodules.corners = quadt, corner
+        qw = quadt.write_port()
         job = self._writer_job()
         m.submodules.wq = wq = fifo.SyncFIFOBuffered(width=job.size, depth=4)
         st["wq"] = wq
@@ -205,6 +203,8 @@ class LayerCore(wiring.Component):
         m.d.comb += [rows.eq(ctx.num_keys * G), qcols.eq((ctx.reg_cols + 1) >> 1),
                      quads.eq(((ctx.reg_rows + 1) >> 1) * qcols)]
         released = Signal()
+        rowt = self._row_table(m, ctx, nrow, (ki, kj, g))
+        fill = rowt.fill
         bias_job = Signal(job)
         m.d.comb += [bias_job.bias.eq(1), bias_job.row.eq(nxt.reg_row0),
                      bias_job.rows.eq(nxt.reg_rows), bias_job.col.eq(nxt.reg_col0),
@@ -224,9 +224,7 @@ class LayerCore(wiring.Component):
                     with m.Else():
                         m.next = "FILL"
             with m.State("FILL"):
-                m.d.comb += [rw.en.eq(nrow < rows), rw.addr.eq(nrow),
-                             rw.data[0].eq(ctx.key_row0 + ki), rw.data[1].eq(ctx.key_col0 + kj),
-                             rw.data[2].eq(g),
+                m.d.comb += [fill.valid.eq(nrow < rows),
                              qw.en.eq(nquad < quads), qw.addr.eq(nquad),
                              qw.data[0].eq(ctx.reg_row0 + 2 * qr),
                              qw.data[1].eq(ctx.reg_col0 + 2 * qc)]
@@ -256,6 +254,19 @@ class LayerCore(wiring.Component):
             m.d.comb += [self.release.eq(1), self.release_set.eq(ctx.set)]
         return {"row": rowt, "quad": quadt, "corner": corner}
 
+    def _row_table(self, m: Module, ctx: Signal, nrow: Signal, counters: tuple) -> RowTable:
+        """The row table, filled with row ``nrow`` = ``(key_row0 + ki, key_col0 + kj, g)``
+        while ``fill.valid``. Its writes trail the fill by ``ROW_LATENCY`` cycles; its first
+        reader, ``dwconv``, waits for the ``q`` job to drain through the array."""
+        m.submodules.row_table = rowt = RowTable(self.plan, self.hwp.bank_cols[0])
+        ki, kj, g = counters
+        f = rowt.fill.payload
+        m.d.comb += [f.addr.eq(nrow), f.key[0].eq(ctx.key_row0 + ki),
+                     f.key[1].eq(ctx.key_col0 + kj), f.key[2].eq(g)]
+        for name in ("row0", "col0", "rows", "cols"):
+            m.d.comb += getattr(rowt.window, name).eq(getattr(ctx, name))
+        return rowt
+
     @staticmethod
     def _odometer(m: Module, counters: list, limits: list) -> None:
         """Advance ``counters`` (innermost first) as digits with ``limits``."""
@@ -274,10 +285,10 @@ class LayerCore(wiring.Component):
         m.d.comb += [fe.step.valid.eq(step.valid), fe.step.payload.eq(step.payload),
                      step.ready.eq(1), fe.ctx.eq(ctx)]
         idx, ph = step.payload.index, step.payload.phase
-        rr = tables["row"].read_port(domain="comb")
         qr = tables["quad"].read_port(domain="comb")
         cr = tables["corner"].read_port(domain="comb")
-        m.d.comb += [rr.addr.eq(Mux(ph == P["dwconv"], idx[1], idx[2])), fe.row_info.eq(rr.data),
+        m.d.comb += [tables["row"].rd_addr.eq(Mux(ph == P["dwconv"], idx[1], idx[2])),
+                     fe.row_info.eq(tables["row"].rd_data),
                      qr.addr.eq(Mux(ph == P["proj_out"], idx[1], idx[0])), fe.quad.eq(qr.data),
                      cr.addr.eq(idx[2]), fe.corner.eq(cr.data)]
         for b in range(ROWS):

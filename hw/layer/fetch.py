@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from amaranth.hdl import Array, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from defslice.hw.layer.mac_array import DENSE, ROW_REDUCE
 from defslice.hw.layer.plan import LayerPlan
+from defslice.hw.layer.row_table import row_layout
 from defslice.hw.layer.sequencer import INDEX_BITS, PHASE_CODE
 from defslice.model.layer_layout import ARRAY_ROWS
 
@@ -19,6 +20,11 @@ X_LATENCY = 2
 FETCH_LATENCY = 2 + X_LATENCY + 1
 ROWS = ARRAY_ROWS
 SIGNED_I = signed(INDEX_BITS + 2)
+ADDR = signed(2 * INDEX_BITS + 2)
+#: The q box's and the region's ends less ``d`` on each axis (``box_row0 + box_rows - d``,
+#: ``box_col0 + box_cols - d``): pixel ``first + d`` of a quad is inside when
+#: ``first < end``.
+ENDS = tuple((box, a, d) for box in ("q", "reg") for a in range(2) for d in range(2))
 
 
 def context_layout() -> data.StructLayout:
@@ -57,9 +63,9 @@ class OperandFetch(wiring.Component):
         From the sequencer (taken every cycle it is valid).
     ctx : In(context_layout())
         The slice being computed.
-    row_info : In(ArrayLayout(unsigned, 3))
-        ``(key_row, key_col, group)`` of the step's offset-network row (a table the core
-        fills), valid with the step.
+    row_info : In(row_layout(dims))
+        The step's offset-network row (the core's row table, ``row_table.row_entry``),
+        valid with the step.
     quad : In(ArrayLayout(signed, 2))
         Map position of the step's query quad (the core's quad table), valid with the step.
     corner : In(StructLayout)
@@ -86,7 +92,7 @@ class OperandFetch(wiring.Component):
                 "phase": range(len(PHASE_CODE)), "index": sig(unsigned(INDEX_BITS), 4),
                 "first": 1, "last": 1}), always_ready=True)),
             "ctx": In(context_layout()),
-            "row_info": In(sig(unsigned(INDEX_BITS), 3)),
+            "row_info": In(row_layout(d)),
             "quad": In(sig(signed(INDEX_BITS), 2)),
             "corner": In(corner),
             "x_addr": Out(sig(ab, ROWS)), "x_data": In(sig(unsigned(16 * L), ROWS)),
@@ -106,24 +112,35 @@ class OperandFetch(wiring.Component):
     def _quad_addresses(self, m: Module, s1: Signal, origin: tuple, word: object,
                         target: list, with_set: bool, name: str) -> Signal:
         """Bank addresses of the quad at window-relative ``origin`` into ``target``
-        (registered); returns the rotation ``parity``."""
-        L = self.plan.lanes
-        pw = self.plan.dims.channels // L
+        (registered); returns the rotation ``parity``. Bank ``b``'s pixel lies in the quad
+        of the banks' layout at ``origin // 2``, or one further down / right
+        (:meth:`_parity_offsets`)."""
+        pw = self.plan.dims.channels // self.plan.lanes
         wr0, wc0 = origin
         parity = Signal(2, name=f"par_{name}")
-        m.d.comb += parity.eq(Mux(wr0[0], 2, 0) | wc0[0])
+        m.d.comb += parity.eq(Cat(wc0[0], wr0[0]))
+        half = Signal(ADDR, name=f"half_{name}")
+        m.d.comb += half.eq(((wr0 >> 1) * self.bank_cols + (wc0 >> 1)) * pw)
+        sets = (0, self.set_depth) if with_set else (0,)
         for b in range(ROWS):
-            wr = wr0 + ((b >> 1) ^ wr0[0])
-            wc = wc0 + ((b & 1) ^ wc0[0])
-            base = Mux(s1.ctx.set, self.set_depth, 0) if with_set else 0
-            m.d.sync += target[b].eq(base + ((wr >> 1) * self.bank_cols + (wc >> 1)) * pw + word)
+            offs = Array(Const(o + base) for base in sets for o in self._parity_offsets(b))
+            sel = Cat(parity, s1.ctx.set) if with_set else parity
+            m.d.sync += target[b].eq(half + (word + offs[sel]))
         return parity
+
+    def _parity_offsets(self, b: int) -> list[int]:
+        """Word offset of bank ``b``'s pixel from the quad at ``origin // 2``, by the
+        origin's parity ``2 (y & 1) + (x & 1)``: one quad row / column further when the
+        origin is odd and ``b`` is in the quad's first row / column."""
+        pw = self.plan.dims.channels // self.plan.lanes
+        by, bx = 1 - (b >> 1), 1 - (b & 1)
+        return [(((par >> 1) & by) * self.bank_cols + (par & bx)) * pw for par in range(4)]
 
     def elaborate(self, platform: object) -> Module:
         m = Module()
         p = self.plan
         d, L, N = p.dims, p.lanes, p.cols
-        c, cg, dh = d.channels, d.group_channels, d.head_dim
+        c, dh = d.channels, d.head_dim
         tp = (c // N) * (c // L)
         kc_words = -(-(p.max_keys) // L)
         kt_words = -(-(p.max_keys) // N)
@@ -131,14 +148,19 @@ class OperandFetch(wiring.Component):
         s1 = Signal(data.StructLayout({
             "valid": 1, "step": self.step.payload.shape(), "ctx": context_layout(),
             "row": self.row_info.shape(), "quad": self.quad.shape(),
-            "corner": self.corner.shape()}))
+            "corner": self.corner.shape(), "ends": data.ArrayLayout(SIGNED_I, len(ENDS))}))
         m.d.sync += [s1.valid.eq(self.step.valid), s1.step.eq(self.step.payload),
                      s1.ctx.eq(self.ctx), s1.row.eq(self.row_info), s1.quad.eq(self.quad),
                      s1.corner.eq(self.corner)]
+        # The q box's and the region's ends less 0 or 1 (slice constants, registered).
+        for k, (box, a, dd) in enumerate(ENDS):
+            first = getattr(self.ctx, f"{box}_{('row0', 'col0')[a]}")
+            m.d.sync += s1.ends[k].eq(first + getattr(self.ctx, f"{box}_{('rows', 'cols')[a]}")
+                                      - dd)
         ph, i = s1.step.phase, s1.step.index
         ctx = s1.ctx
         tag = Signal(tag_layout())
-        m.d.comb += [tag.phase.eq(ph), tag.index.eq(i), tag.row.eq(s1.row)]
+        m.d.comb += [tag.phase.eq(ph), tag.index.eq(i), tag.row.eq(s1.row.key)]
         masks = Signal(ROWS)
         m.d.comb += tag.mask.eq(masks)
         # Window-relative origins of the quad each phase reads.
@@ -146,24 +168,14 @@ class OperandFetch(wiring.Component):
         m.d.comb += [q_origin[0].eq(i[0] - ctx.row0), q_origin[1].eq(i[1] - ctx.col0)]
         l_origin = (Signal(SIGNED_I, name="l_wr0"), Signal(SIGNED_I, name="l_wc0"))
         m.d.comb += [l_origin[0].eq(s1.quad[0] - ctx.row0), l_origin[1].eq(s1.quad[1] - ctx.col0)]
-        qn = (d.kernel + 1) // 2
-        tq = i[3]
-        tq_y = Array(Const(2 * (t // qn), 8) for t in range(d.tap_quads))[tq]
-        tq_x = Array(Const(2 * (t % qn), 8) for t in range(d.tap_quads))[tq]
-        t_origin = (Signal(SIGNED_I, name="t_wr0"), Signal(SIGNED_I, name="t_wc0"))
-        pad = d.spec.padding
-        m.d.comb += [t_origin[0].eq(s1.row[0] * d.stride - pad + tq_y - ctx.row0),
-                     t_origin[1].eq(s1.row[1] * d.stride - pad + tq_x - ctx.col0)]
         x_par = self._quad_addresses(m, s1, q_origin, i[3], self.x_addr, True, "x")
         lq_par = Signal(2)
-        tq_par = Signal(2)
         q_addr_l = [Signal.like(self.q_addr[b], name=f"qa_l{b}") for b in range(ROWS)]
         q_addr_t = [Signal.like(self.q_addr[b], name=f"qa_t{b}") for b in range(ROWS)]
         m.d.comb += lq_par.eq(self._quad_addresses(
             m, s1, l_origin, i[1] * (dh // L) + i[3], q_addr_l, False, "l"))
-        m.d.comb += tq_par.eq(self._quad_addresses(
-            m, s1, t_origin, s1.row[2] * (cg // L) + i[2], q_addr_t, False, "t"))
-        self._masks(m, s1, masks, q_origin, l_origin, t_origin, tq_y, tq_x)
+        self._tap_addresses(m, s1, q_addr_t)
+        self._masks(m, s1, masks)
         self._other_addresses(m, s1, tp, kc_words, kt_words)
         # The q banks' address: logits read query quads, dwconv kernel taps.
         ph2 = Signal.like(ph)
@@ -176,9 +188,9 @@ class OperandFetch(wiring.Component):
             for b in range(ROWS):
                 m.d.sync += self.x_addr[b].eq(
                     Mux(ctx.set, self.set_depth, 0) + s1.corner.pixel[b] * (c // L)
-                    + s1.row[2] * (cg // L) + i[3])
+                    + s1.row.word + i[3])
         parity = Mux(ph == PHASE_CODE["q"], x_par,
-                     Mux(ph == PHASE_CODE["dwconv"], tq_par,
+                     Mux(ph == PHASE_CODE["dwconv"], s1.row.parity,
                          Mux(ph == PHASE_CODE["logits"], lq_par, 0)))
         m.d.comb += tag.parity.eq(parity)
         m.d.comb += [tag.pix[0].eq(Mux(ph == PHASE_CODE["q"], q_origin[0], l_origin[0])),
@@ -186,19 +198,35 @@ class OperandFetch(wiring.Component):
         self._assemble(m, s1, tag)
         return m
 
-    def _masks(self, m: Module, s1: Signal, masks: Signal, q_origin: tuple, l_origin: tuple,
-               t_origin: tuple, tq_y: object, tq_x: object) -> None:
+    def _kernel_offsets(self, dy: int, dx: int) -> list[tuple[int, int]]:
+        """Kernel offset ``(y, x)`` of pixel ``(dy, dx)`` of each tap quad."""
+        qn = (self.plan.dims.kernel + 1) // 2
+        return [(2 * (t // qn) + dy, 2 * (t % qn) + dx) for t in range(self.plan.dims.tap_quads)]
+
+    def _tap_addresses(self, m: Module, s1: Signal, target: list) -> None:
+        """q-bank addresses of tap quad ``i[3]`` of the step's row (registered): the row's
+        ``base`` plus a constant of the tap quad and the origin's parity, plus the word."""
+        pw = self.plan.dims.channels // self.plan.lanes
+        row, i = s1.row, s1.step.index
+        for b in range(ROWS):
+            offs = [(oy // 2 * self.bank_cols + ox // 2) * pw + o
+                    for oy, ox in self._kernel_offsets(0, 0) for o in self._parity_offsets(b)]
+            m.d.sync += target[b].eq(row.base + (i[2] + Array(Const(o) for o in offs)[
+                Cat(row.parity, i[3])]))
+
+    def _masks(self, m: Module, s1: Signal, masks: Signal) -> None:
         """Rows of the step that are real: q-box pixels (q), region pixels (query quads),
-        kernel taps inside the kernel and the window (dwconv)."""
-        ph, i, ctx, k = s1.step.phase, s1.step.index, s1.ctx, self.plan.dims.kernel
+        kernel taps inside the kernel and the window (dwconv: the row's ``inside`` bits)."""
+        ph, i = s1.step.phase, s1.step.index
+        k, inside = self.plan.dims.kernel, s1.row.inside
         for r in range(ROWS):
             dy, dx = r // 2, r % 2
-            in_q = (i[0] + dy < ctx.q_row0 + ctx.q_rows) & (i[1] + dx < ctx.q_col0 + ctx.q_cols)
-            qy, qx = s1.quad[0] + dy, s1.quad[1] + dx
-            in_reg = (qy < ctx.reg_row0 + ctx.reg_rows) & (qx < ctx.reg_col0 + ctx.reg_cols)
-            ty, tx = t_origin[0] + dy, t_origin[1] + dx
-            in_tap = (tq_y + dy < k) & (tq_x + dx < k) & (ty >= 0) & (ty < ctx.rows) \
-                & (tx >= 0) & (tx < ctx.cols)
+            in_tap = Array(inside[0][oy] & inside[1][ox] if oy < k and ox < k else Const(0)
+                           for oy, ox in self._kernel_offsets(dy, dx))[i[3]]
+            end = {(box, a): s1.ends[ENDS.index((box, a, (dy, dx)[a]))]
+                   for box in ("q", "reg") for a in range(2)}
+            in_q = (i[0] < end["q", 0]) & (i[1] < end["q", 1])
+            in_reg = (s1.quad[0] < end["reg", 0]) & (s1.quad[1] < end["reg", 1])
             with m.Switch(ph):
                 with m.Case(PHASE_CODE["q"]):
                     m.d.comb += masks[r].eq(in_q)
