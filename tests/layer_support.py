@@ -42,6 +42,25 @@ def traced(cfg, seed=0):
     return plan, fmt, qp, x_q, y, tr
 
 
+def run_bench(dut, bench):
+    """Run the testbench ``bench(ctx)`` on ``dut`` with a clock."""
+    from amaranth.sim import Simulator
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-6)
+    sim.add_testbench(bench)
+    sim.run()
+
+
+def config_unit(name):
+    """``(cfg, plan, hw params)`` of a bench configuration."""
+    from defslice.hw.params import derive
+    from defslice.sim.configs import sim_config
+
+    cfg = sim_config(name)
+    return cfg, LayerPlan.from_config(cfg), derive(cfg)
+
+
 def pipe(dut, payloads, drain=None, setup=None):
     """Run ``payloads`` through an always-ready pipeline ``dut.i -> dut.o``, one per cycle
     (after ``setup(ctx)`` if given), then ``drain`` (default ``dut.latency``) idle cycles;

@@ -6,22 +6,18 @@ import numpy as np
 import pytest
 from amaranth.hdl import unsigned
 from amaranth.lib import data
-from amaranth.sim import Simulator
+from layer_support import config_unit, run_bench
 
 from defslice.hw.layer.fetch import FETCH_LATENCY, OperandFetch, tag_layout
 from defslice.hw.layer.mac_array import MacArray
-from defslice.hw.layer.plan import LayerPlan
 from defslice.hw.layer.row_table import row_entry
 from defslice.hw.layer.sequencer import PHASE_CODE
-from defslice.hw.params import derive
-from defslice.sim.configs import sim_config
 
 CONFIGS = ("ldat-a", "ldat-g2-tanh", "ldat-o0", "ldat-sparse")
 
 
 def _fetch(name):
-    cfg = sim_config(name)
-    plan, hwp = LayerPlan.from_config(cfg), derive(cfg)
+    _, plan, hwp = config_unit(name)
     arr = MacArray(plan.lanes, plan.cols, a_bits=17, b_bits=18, acc_bits=plan.ln.acc_bits,
                    tag_bits=tag_layout().size)
     corner = data.StructLayout({"pixel": data.ArrayLayout(unsigned(12), 4),
@@ -105,10 +101,7 @@ def rtl(dut, plan, hwp, steps):
             got.append((addr, tag))
             await sim.tick()
 
-    sim = Simulator(dut)
-    sim.add_clock(1e-6)
-    sim.add_testbench(bench)
-    sim.run()
+    run_bench(dut, bench)
     return got
 
 

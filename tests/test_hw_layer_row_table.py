@@ -2,12 +2,9 @@
 
 import numpy as np
 import pytest
-from amaranth.sim import Simulator
+from layer_support import config_unit, run_bench
 
-from defslice.hw.layer.plan import LayerPlan
 from defslice.hw.layer.row_table import ROW_LATENCY, RowTable, row_entry
-from defslice.hw.params import derive
-from defslice.sim.configs import sim_config
 
 CONFIGS = ("ldat-a", "ldat-g2-tanh", "ldat-o0", "ldat-sparse")
 
@@ -48,17 +45,13 @@ def rtl(dut, fills):
                                 "inside": [int(x) for x in v.inside]})
             got.append(entries)
 
-    sim = Simulator(dut)
-    sim.add_clock(1e-6)
-    sim.add_testbench(bench)
-    sim.run()
+    run_bench(dut, bench)
     return got
 
 
 @pytest.mark.parametrize("name", CONFIGS)
 def test_row_table_entries(name):
-    cfg = sim_config(name)
-    plan, hwp = LayerPlan.from_config(cfg), derive(cfg)
+    _, plan, hwp = config_unit(name)
     dut = RowTable(plan, hwp.bank_cols[0])
     fills = _fills(plan, np.random.default_rng(sum(map(ord, name))), 40, dut.depth)
     partial = 0
