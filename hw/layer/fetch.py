@@ -8,7 +8,7 @@ from amaranth.lib.wiring import In, Out
 
 from defslice.hw.layer.mac_array import DENSE, ROW_REDUCE
 from defslice.hw.layer.plan import LayerPlan
-from defslice.hw.layer.row_table import row_layout
+from defslice.hw.layer.row_table import ADDR, COORD, row_layout
 from defslice.hw.layer.sequencer import INDEX_BITS, PHASE_CODE
 from defslice.model.layer_layout import ARRAY_ROWS
 
@@ -19,8 +19,7 @@ X_LATENCY = 2
 #: Cycles from a step's acceptance to its operands at the array's input.
 FETCH_LATENCY = 2 + X_LATENCY + 1
 ROWS = ARRAY_ROWS
-SIGNED_I = signed(INDEX_BITS + 2)
-ADDR = signed(2 * INDEX_BITS + 2)
+SIGNED_I = COORD
 #: The q box's and the region's ends less ``d`` on each axis (``box_row0 + box_rows - d``,
 #: ``box_col0 + box_cols - d``): pixel ``first + d`` of a quad is inside when
 #: ``first < end``.

@@ -10,10 +10,11 @@ from defslice.hw.layer.plan import LayerPlan
 from defslice.hw.layer.sequencer import INDEX_BITS
 from defslice.model.layer_layout import LayerDims
 
-__all__ = ["ROW_LATENCY", "RowTable", "row_entry", "row_layout"]
+__all__ = ["ADDR", "COORD", "ROW_LATENCY", "RowTable", "row_entry", "row_layout"]
 
 #: Cycles from a fill request to its entry being written (readable one cycle later).
 ROW_LATENCY = 4
+#: A signed word address; a signed window-relative pixel coordinate.
 ADDR = signed(2 * INDEX_BITS)
 COORD = signed(INDEX_BITS + 2)
 
