@@ -25,8 +25,8 @@ from defslice.nas.pareto import Point, hypervolume, hypervolume_trace, pareto_fr
 from defslice.nas.search import Objective, evolutionary_search, nsga2_search, random_search
 from defslice.nas.space import SearchSpace, SubNet
 
-__all__ = ["SEARCHES", "TARGET_RATIO", "hv_reference", "replay_run", "seed_study",
-           "study_lines", "table_objective"]
+__all__ = ["SEARCHES", "TARGET_RATIO", "hv_reference", "margin_goal", "replay_run",
+           "seed_study", "study_lines", "table_objective"]
 
 #: Hypervolume ratio to the exhaustive front that counts as reaching it (the issue's 0.99).
 TARGET_RATIO = 0.99
@@ -60,10 +60,9 @@ SEARCHES = ("evolutionary", "nsga2", "random")
 MAX_FRACTION = 0.5
 
 
-def _first_reaching(trace: Sequence[float], full: float) -> int | None:
-    """Evaluations (1-based) after which ``trace`` first reaches ``TARGET_RATIO`` of
-    ``full``; ``None`` if it never does."""
-    goal = TARGET_RATIO * full
+def _first_reaching(trace: Sequence[float], goal: float) -> int | None:
+    """Evaluations (1-based) after which the hypervolume ``trace`` first reaches
+    ``goal``; ``None`` if it never does."""
     return next((i + 1 for i, v in enumerate(trace) if v >= goal - 1e-15 * abs(goal)), None)
 
 
@@ -92,26 +91,42 @@ def replay_run(space: SearchSpace, points: Sequence[Point], nas: NasConfig,
     return out
 
 
+def margin_goal(front: Sequence[Point], ref: tuple[float, float], margin: float) -> float:
+    """Hypervolume of ``front`` with every accuracy lowered by ``margin`` (a fraction):
+    a search whose front reaches it has, for the hypervolume, found the front to within
+    ``margin`` of accuracy."""
+    return hypervolume([Point(p.subnet, p.accuracy - margin, p.resource) for p in front],
+                       *ref)
+
+
 def seed_study(space: SearchSpace, points: Sequence[Point], nas: NasConfig,
                seeds: Sequence[int], r_min: float | None = None,
-               r_max: float | None = None, max_fraction: float = MAX_FRACTION) -> dict:
+               r_max: float | None = None, max_fraction: float = MAX_FRACTION,
+               margin: float = 0.0) -> dict:
     """Alg. 1, NSGA-II and random search for each seed, on the recorded ``points``.
 
     ``points`` must hold every sub-net of ``space``. Per seed and search: the HV ratio
     (hypervolume over the exhaustive front's, reference :func:`hv_reference`) at Alg. 1's
     budget (its distinct evaluations after ``nas.generations``) and the evaluations
     after which the front first reaches :data:`TARGET_RATIO` (``None`` if not within
-    ``max_fraction`` of the space). Returns ``{"seeds", "runs": [{"seed", "budget",
-    name: {"evaluations", "ratio", "evaluations_to_0.99"}}], "summary": {name: {"mean",
-    "min", "max", "at_least_0.99", "evaluations_mean", "evaluations_to_0.99": {"reached",
-    "median", "p90", "max"}}}, "traces": {name: [[ratio after n evaluations] per seed]},
-    "cap"}``.
+    ``max_fraction`` of the space) and, when ``margin > 0`` (accuracy, a fraction), the
+    evaluations after which it reaches :func:`margin_goal` (the exhaustive front to
+    within ``margin``: ``"evaluations_within_margin"``, summarised like the 0.99
+    figure, with ``"margin"`` and the goal's ratio ``"margin_ratio"``). Returns
+    ``{"seeds", "runs": [{"seed", "budget", name: {"evaluations", "ratio",
+    "evaluations_to_0.99"}}], "summary": {name: {"mean", "min", "max", "at_least_0.99",
+    "evaluations_mean", "evaluations_to_0.99": {"reached", "median", "p90", "max"}}},
+    "traces": {name: [[ratio after n evaluations] per seed]}, "cap"}``.
     """
     if len({p.subnet for p in points}) < space.size:
         raise InputError(f"the seed study needs all {space.size} sub-nets, "
                          f"{len(points)} were recorded")
     ref = hv_reference(points)
-    full = hypervolume(pareto_front(points, r_min, r_max), *ref)
+    front = pareto_front(points, r_min, r_max)
+    full = hypervolume(front, *ref)
+    goals = {"evaluations_to_0.99": TARGET_RATIO * full}
+    if margin > 0:
+        goals["evaluations_within_margin"] = margin_goal(front, ref, margin)
     cap = max(1, int(max_fraction * space.size))
     runs, traces = [], {name: [] for name in SEARCHES}
     for seed in seeds:
@@ -122,29 +137,35 @@ def seed_study(space: SearchSpace, points: Sequence[Point], nas: NasConfig,
             hv = hypervolume_trace(evaluated[name], *ref, r_min, r_max)
             ratio = [v / full if full > 0 else 1.0 for v in hv]
             n = min(budget, len(ratio))
-            run[name] = {"evaluations": n, "ratio": ratio[n - 1],
-                         "evaluations_to_0.99": _first_reaching(hv[:cap], full)}
+            run[name] = {"evaluations": n, "ratio": ratio[n - 1]}
+            run[name].update({key: _first_reaching(hv[:cap], goal)
+                              for key, goal in goals.items()})
             traces[name].append([round(v, 6) for v in ratio[:cap]])
         runs.append(run)
-    return {"seeds": [int(s) for s in seeds], "generations": nas.generations,
-            "samples_per_generation": nas.samples_per_generation, "cap": cap,
-            "runs": runs, "summary": _summary(runs), "traces": traces}
+    study = {"seeds": [int(s) for s in seeds], "generations": nas.generations,
+             "samples_per_generation": nas.samples_per_generation, "cap": cap,
+             "runs": runs, "summary": _summary(runs, list(goals)), "traces": traces}
+    if margin > 0:
+        study.update(margin=margin, margin_ratio=goals["evaluations_within_margin"] / full)
+    return study
 
 
-def _summary(runs: list[dict]) -> dict:
+def _reaching(values: list[int | None]) -> dict:
+    got = [v for v in values if v is not None]
+    return {"reached": len(got), "median": _percentile(values, 50),
+            "p90": _percentile(values, 90), "max": max(got) if got else None}
+
+
+def _summary(runs: list[dict], keys: list[str]) -> dict:
     summary = {}
     for name in SEARCHES:
         ratios = [r[name]["ratio"] for r in runs]
-        reach = [r[name]["evaluations_to_0.99"] for r in runs]
-        got = [v for v in reach if v is not None]
         summary[name] = {
             "mean": float(np.mean(ratios)), "min": float(min(ratios)),
             "max": float(max(ratios)),
             "at_least_0.99": int(sum(v >= TARGET_RATIO for v in ratios)),
-            "evaluations_mean": float(np.mean([r[name]["evaluations"] for r in runs])),
-            "evaluations_to_0.99": {"reached": len(got), "median": _percentile(reach, 50),
-                                    "p90": _percentile(reach, 90),
-                                    "max": max(got) if got else None}}
+            "evaluations_mean": float(np.mean([r[name]["evaluations"] for r in runs]))}
+        summary[name].update({key: _reaching([r[name][key] for r in runs]) for key in keys})
     return summary
 
 
@@ -164,6 +185,12 @@ def study_lines(study: dict) -> list[str]:
                      f"{TARGET_RATIO} in {v['at_least_0.99']}/{n}; evaluations to "
                      f"{TARGET_RATIO}: median {_evals(to['median'], cap)}, 90th percentile "
                      f"{_evals(to['p90'], cap)} ({to['reached']}/{n} seeds within {cap})")
+        if "margin" in study:
+            to = v["evaluations_within_margin"]
+            lines.append(f"  {name}: front within {100 * study['margin']:.2f} points "
+                         f"(HV ratio {study['margin_ratio']:.4f}): median "
+                         f"{_evals(to['median'], cap)}, 90th percentile "
+                         f"{_evals(to['p90'], cap)} ({to['reached']}/{n} seeds)")
     return lines
 
 
@@ -185,6 +212,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--samples", type=int, default=None, help="k (default: the run's)")
     ap.add_argument("--resource", choices=("eq3", "bram18"), default=None,
                     help="resource objective (default: the run's)")
+    ap.add_argument("--margin", type=float, default=0.0,
+                    help="also count evaluations until the front is within this many "
+                         "points of accuracy of the exhaustive front's (e.g. 0.35)")
     args = ap.parse_args(argv)
     rep = json.loads(args.report.read_text())
     s = rep["space"]
@@ -196,8 +226,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                     generations=args.generations or n["generations"],
                     samples_per_generation=args.samples or n["samples_per_generation"],
                     crossover_prob=n["crossover_prob"], r_min=n["r_min"], r_max=n["r_max"])
+    if not 0 <= args.margin < 100:
+        ap.error(f"--margin must be in [0, 100) points, got {args.margin}")
     study = seed_study(space, points_of_report(rep, args.resource), nas, range(args.seeds),
-                       nas.r_min, nas.r_max)
+                       nas.r_min, nas.r_max, margin=args.margin / 100)
     for line in study_lines(study):
         print(line)
     return 0

@@ -356,6 +356,34 @@ def test_seed_study_replays_the_searches_on_the_table():
         seed_study(SPACE, table[:5], nas, [0])
 
 
+def test_seed_study_counts_evaluations_to_the_front_within_a_margin():
+    from defslice.nas.replay import hv_reference, margin_goal, seed_study
+
+    table = [objective()(x) for x in SPACE]
+    nas = C.NasConfig(generations=10)
+    study = seed_study(SPACE, table, nas, range(2), margin=0.02)
+    ref = hv_reference(table)
+    front = pareto_front(table)
+    full = hypervolume(front, *ref)
+    # the goal is the exhaustive front lowered by the margin: below it, and below 0.99
+    assert study["margin"] == 0.02
+    assert study["margin_ratio"] == pytest.approx(margin_goal(front, ref, 0.02) / full)
+    assert 0 < study["margin_ratio"] < 0.99
+    assert margin_goal(front, ref, 0.0) == pytest.approx(full)
+    for name in ("evolutionary", "nsga2", "random"):
+        for r, trace in zip(study["runs"], study["traces"][name], strict=True):
+            n = r[name]["evaluations_within_margin"]
+            assert n is not None and trace[n - 1] >= study["margin_ratio"] - 1e-6
+            assert all(v < study["margin_ratio"] + 1e-6 for v in trace[:n - 1])
+            to = r[name]["evaluations_to_0.99"]
+            assert to is None or n <= to
+        s = study["summary"][name]["evaluations_within_margin"]
+        assert s["reached"] == 2 and s["median"] <= s["max"]
+    # without a margin nothing of it is reported
+    plain = seed_study(SPACE, table, nas, [0])
+    assert "margin" not in plain and "evaluations_within_margin" not in plain["runs"][0]["random"]
+
+
 def test_random_search_draws_distinct_subnets_at_the_budget():
     nas = C.NasConfig(seed=4)
     r = random_search(SPACE, objective(), nas, 50)
