@@ -80,8 +80,8 @@ def test_wrong_burst_length_fails_traffic(request):
 
 def test_counter_missing_beats_fails(request):
     out = build_dir_for(request.node.name)
-    fault = ("if (m_axi_rvalid && m_axi_rready) cnt_rbeats <= cnt_rbeats + 1;",
-             "if (m_axi_rvalid && m_axi_rready && !m_axi_rlast) cnt_rbeats <= cnt_rbeats + 1;")
+    fault = ("if (m_axi_rvalid && m_axi_rready) read_beats <= read_beats + 1;",
+             "if (m_axi_rvalid && m_axi_rready && !m_axi_rlast) read_beats <= read_beats + 1;")
     rep = run(CFG, out, SimOptions("icarus", seed=3, verilog=_behavioural(out, fault),
                                    waves_on_failure=False))
     sim = rep.simulators["icarus"]

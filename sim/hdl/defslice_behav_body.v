@@ -1,68 +1,3 @@
-  // ---- registers (AXI4-Lite slave) -------------------------------------------------
-  reg [31:0] value_base, query_base, desc_base, out_base, num_desc;
-  reg [31:0] cnt_cycles, cnt_busy, cnt_stall, cnt_rbeats, cnt_wbeats, cnt_rbursts, cnt_wbursts;
-
-  always @(posedge clk) begin
-    start_pulse <= 1'b0;
-    if (rst) begin
-      axil_bvalid <= 1'b0; axil_rvalid <= 1'b0; axil_rdata <= 32'd0;
-      value_base <= 0; query_base <= 0; desc_base <= 0; out_base <= 0; num_desc <= 0;
-    end else begin
-      if (s_axil_awready) begin
-        axil_bvalid <= 1'b1;
-        case (s_axil_awaddr[7:0])
-          8'h00: start_pulse <= s_axil_wdata[0] && !busy;
-          8'h08: value_base <= s_axil_wdata;
-          8'h0C: query_base <= s_axil_wdata;
-          8'h10: desc_base <= s_axil_wdata;
-          8'h14: out_base <= s_axil_wdata;
-          8'h18: num_desc <= s_axil_wdata;
-          default: ;
-        endcase
-      end else if (axil_bvalid && s_axil_bready) begin
-        axil_bvalid <= 1'b0;
-      end
-      if (s_axil_arvalid && !axil_rvalid) begin
-        axil_rvalid <= 1'b1;
-        case (s_axil_araddr[7:0])
-          8'h04: axil_rdata <= {30'd0, done, busy};
-          8'h08: axil_rdata <= value_base;
-          8'h0C: axil_rdata <= query_base;
-          8'h10: axil_rdata <= desc_base;
-          8'h14: axil_rdata <= out_base;
-          8'h18: axil_rdata <= num_desc;
-          8'h20: axil_rdata <= cnt_cycles;
-          8'h24: axil_rdata <= cnt_busy;
-          8'h28: axil_rdata <= cnt_stall;
-          8'h2C: axil_rdata <= cnt_rbeats;
-          8'h30: axil_rdata <= cnt_wbeats;
-          8'h34: axil_rdata <= cnt_rbursts;
-          8'h38: axil_rdata <= cnt_wbursts;
-          8'h3C: axil_rdata <= 32'hDEF51CE0;
-          default: axil_rdata <= 32'd0;
-        endcase
-      end else if (axil_rvalid && s_axil_rready) begin
-        axil_rvalid <= 1'b0;
-      end
-    end
-  end
-
-  // ---- performance counters ------------------------------------------------------------
-  reg busy_tick;
-  always @(posedge clk) begin
-    if (rst || start_pulse) begin
-      cnt_cycles <= 0; cnt_busy <= 0; cnt_stall <= 0; cnt_rbeats <= 0; cnt_wbeats <= 0;
-      cnt_rbursts <= 0; cnt_wbursts <= 0;
-    end else if (busy) begin
-      cnt_cycles <= cnt_cycles + 1;
-      if (busy_tick) cnt_busy <= cnt_busy + 1;
-      if (m_axi_rvalid && m_axi_rready) cnt_rbeats <= cnt_rbeats + 1;
-      if (m_axi_wvalid && m_axi_wready) cnt_wbeats <= cnt_wbeats + 1;
-      if (m_axi_arvalid && m_axi_arready) cnt_rbursts <= cnt_rbursts + 1;
-      if (m_axi_awvalid && m_axi_awready) cnt_wbursts <= cnt_wbursts + 1;
-    end
-  end
-
   // ---- buffers --------------------------------------------------------------------------
   reg [7:0] dbuf [0:DESC_STRIDE-1];
   reg [7:0] wbuf [0:WIN_BYTES-1];
@@ -225,12 +160,7 @@
     end
   endfunction
 
-  initial begin
-    busy_tick = 0;
-    value_base = 0; query_base = 0; desc_base = 0; out_base = 0; num_desc = 0;
-    cnt_cycles = 0; cnt_busy = 0; cnt_stall = 0; cnt_rbeats = 0; cnt_wbeats = 0;
-    cnt_rbursts = 0; cnt_wbursts = 0;
-  end
+  initial busy_tick = 0;
 
   always begin : engine
     wait_start;

@@ -1,4 +1,5 @@
-  // ---- shared by the behavioural models: run state, AXI4-Lite and AXI4 handshakes ----
+  // ---- shared by the behavioural models: run state, handshakes, the register file ----
+  // The `NAME lines are filled from the engine's register map (sim/behavioural.py).
   reg start_pulse;
   reg busy, done;
   reg abort;
@@ -69,5 +70,50 @@
     arvalid_r = 0; rready_r = 0; awvalid_r = 0; wvalid_r = 0; wlast_r = 0; bready_r = 0;
     araddr_r = 0; awaddr_r = 0; arlen_r = 0; awlen_r = 0; wdata_r = 0;
     axil_bvalid = 0; axil_rvalid = 0; axil_rdata = 0;
+  end
+
+  // ---- AXI4-Lite slave: one write or read at a time -------------------------------------
+  always @(posedge clk) begin
+    start_pulse <= 1'b0;
+    if (rst) begin
+      axil_bvalid <= 1'b0; axil_rvalid <= 1'b0; axil_rdata <= 32'd0;
+`RESET_SETTINGS
+    end else begin
+      if (s_axil_awready) begin
+        axil_bvalid <= 1'b1;
+        case (s_axil_awaddr[7:0])
+          CTRL_ADDR: start_pulse <= s_axil_wdata[0] && !busy;
+`WRITE_CASES
+          default: ;
+        endcase
+      end else if (axil_bvalid && s_axil_bready) begin
+        axil_bvalid <= 1'b0;
+      end
+      if (s_axil_arvalid && !axil_rvalid) begin
+        axil_rvalid <= 1'b1;
+        case (s_axil_araddr[7:0])
+          STATUS_ADDR: axil_rdata <= {30'd0, done, busy};
+          ID_ADDR: axil_rdata <= ID_VALUE;
+`READ_CASES
+          default: axil_rdata <= 32'd0;
+        endcase
+      end else if (axil_rvalid && s_axil_rready) begin
+        axil_rvalid <= 1'b0;
+      end
+    end
+  end
+
+  // ---- performance counters: cleared by reset and start, counting while busy ----------
+  always @(posedge clk) begin
+    if (rst || start_pulse) begin
+`CLEAR_COUNTERS
+    end else if (busy) begin
+`COUNT
+    end
+  end
+
+  initial begin
+`INIT_SETTINGS
+`INIT_COUNTERS
   end
 

@@ -1,43 +1,3 @@
-  // ---- AXI4-Lite slave: one write or read at a time -------------------------------------
-  always @(posedge clk) begin
-    start_pulse <= 1'b0;
-    if (rst) begin
-      axil_bvalid <= 1'b0; axil_rvalid <= 1'b0; axil_rdata <= 32'd0;
-`RESET_SETTINGS
-    end else begin
-      if (s_axil_awready) begin
-        axil_bvalid <= 1'b1;
-        case (s_axil_awaddr[7:0])
-          CTRL_ADDR: start_pulse <= s_axil_wdata[0] && !busy;
-`WRITE_CASES
-          default: ;
-        endcase
-      end else if (axil_bvalid && s_axil_bready) begin
-        axil_bvalid <= 1'b0;
-      end
-      if (s_axil_arvalid && !axil_rvalid) begin
-        axil_rvalid <= 1'b1;
-        case (s_axil_araddr[7:0])
-          STATUS_ADDR: axil_rdata <= {30'd0, done, busy};
-          ID_ADDR: axil_rdata <= ID_VALUE;
-`READ_CASES
-          default: axil_rdata <= 32'd0;
-        endcase
-      end else if (axil_rvalid && s_axil_rready) begin
-        axil_rvalid <= 1'b0;
-      end
-    end
-  end
-
-  // ---- counters: cleared by reset and start, counting while busy ------------------------
-  always @(posedge clk) begin
-    if (rst || start_pulse) begin
-`CLEAR_COUNTERS
-    end else if (busy) begin
-`COUNT
-    end
-  end
-
   // ---- the replay: every burst of the table, in order -----------------------------------
   integer i, wbeat;
   reg [63:0] base;
@@ -86,11 +46,6 @@
       bready_r <= 1'b0;
     end
   endtask
-
-  initial begin
-`INIT_SETTINGS
-`INIT_COUNTERS
-  end
 
   always begin : engine
     wait_start;
