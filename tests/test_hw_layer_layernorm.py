@@ -80,3 +80,33 @@ def test_layernorm_on_the_fixed_layer_trace():
             for k in range(h.shape[2]) for c, v in enumerate(g[grp, :, k])]
     dut = LayerNormUnit(fmt.layer, h.shape[1], plan.lanes, qp.eps)
     assert rtl(dut, rows, qp.norm_w, qp.norm_b, 0.0, seed=0) == want
+
+
+@pytest.mark.parametrize("cg,width", [(16, 4), (12, 4)])
+def test_row_latency_is_the_units(cg, width):
+    """``row_latency`` (the cycle model's) is the simulated unit's: from a row's last input
+    word to its last g, beyond the 2 Cg channel reads (a shift or the divider for Cg)."""
+    from amaranth.sim import Simulator
+
+    ln = LayerNumericsConfig()
+    dut = LayerNormUnit(ln, cg, width, 42)
+    rng = np.random.default_rng(cg)
+    seen = []
+
+    async def tb(ctx):
+        for _ in range(cg // width):
+            ctx.set(dut.i.valid, 1)
+            ctx.set(dut.i.payload, {"h": [int(v) for v in rng.integers(-500, 500, width)]})
+            await ctx.tick().until(dut.i.ready)
+        ctx.set(dut.i.valid, 0)
+        for k in range(1, 400):
+            _, _, valid, p = await ctx.tick().sample(dut.o.valid, dut.o.payload)
+            if valid and p.last:
+                seen.append(k)
+                return
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(tb)
+    sim.run()
+    assert seen == [2 * cg + LayerNormUnit.row_latency(ln, cg)]

@@ -56,7 +56,7 @@ class BiasLookup(wiring.Component):
         ``bias`` (signed ``bias_bits``), ``tag``; ``latency`` cycles after ``i``.
     """
 
-    latency = 5
+    latency = 8
 
     def __init__(self, height: int, width: int, heads: int, groups: int, max_keys: int,
                  coord_bits: int, coord_frac: int, rpe_bits: int, shift: int,
@@ -125,42 +125,63 @@ class BiasLookup(wiring.Component):
         s1 = Signal(self.i.payload.shape())
         v1 = Signal()
         m.d.sync += [s1.eq(self.i.payload), v1.eq(self.i.valid)]
-        # Stage 1: table rows/columns of the corners, banks, addresses.
+        # Stage 1: the table row and column of the footprint; stage 2: the corner of
+        # each bank, inside the table or not, the bank's weight; stage 3: the entry (a
+        # multiply by W) and the bank address.
         key = kr.data
-        t_row = Signal(signed(self.coord_bits + 2))
-        t_col = Signal(signed(self.coord_bits + 2))
-        m.d.comb += [t_row.eq(s1.qy - key.y0 + H - 1), t_col.eq(s1.qx - key.x0 + W - 1)]
+        # (and the row and column before it, the other corner's)
+        t_row, t_col, t_row1, t_col1 = (Signal(signed(self.coord_bits + 2), name=f"bias_t_{n}")
+                                        for n in ("row", "col", "row1", "col1"))
+        kw1 = Signal.like(key.w, name="bias_key_w")
+        head1, v1a, tag1a = Signal.like(s1.head), Signal(), Signal.like(s1.tag)
+        m.d.sync += [t_row.eq(s1.qy - key.y0 + H - 1), t_col.eq(s1.qx - key.x0 + W - 1),
+                     t_row1.eq(s1.qy - key.y0 + H - 2), t_col1.eq(s1.qx - key.x0 + W - 2),
+                     kw1.eq(key.w), head1.eq(s1.head), v1a.eq(v1), tag1a.eq(s1.tag)]
         banks = [self._bank(m, b) for b in range(BANKS)]
-        wsel = Signal(data.ArrayLayout(unsigned(2 * self.f + 1), BANKS))
-        ok2 = Signal(BANKS)
-        lane2 = Signal(data.ArrayLayout(range(pw), BANKS))
-        v2, tag2 = Signal(), Signal.like(s1.tag)
-        m.d.sync += [v2.eq(v1), tag2.eq(s1.tag)]
-        for b, rp in enumerate(banks):
+        wsel1 = Signal(data.ArrayLayout(unsigned(2 * self.f + 1), BANKS))
+        ok1 = Signal(BANKS)
+        row1 = [Signal(range(self.heads * H), name=f"bias_row{b}") for b in range(BANKS)]
+        col1 = [Signal(range(W), name=f"bias_col{b}") for b in range(BANKS)]
+        v1b, tag1b = Signal(), Signal.like(s1.tag)
+        m.d.sync += [v1b.eq(v1a), tag1b.eq(tag1a)]
+        for b in range(BANKS):
             pr, pc = b >> 1, b & 1
             # The corner of this bank: row t_row (corner y0) or t_row - 1 (y0 + 1).
             second_row = t_row[0] != pr
             second_col = t_col[0] != pc
-            r = Mux(second_row, t_row - 1, t_row)
-            c = Mux(second_col, t_col - 1, t_col)
+            r = Mux(second_row, t_row1, t_row)
+            c = Mux(second_col, t_col1, t_col)
             inside = (r >= 0) & (r <= 2 * H - 2) & (c >= 0) & (c <= 2 * W - 2)
-            entry = (s1.head * H + (r >> 1)) * W + (c >> 1)
-            m.d.comb += rp.addr.eq(Mux(inside, entry // pw if pw > 1 else entry, 0))
-            m.d.sync += [ok2[b].eq(inside), wsel[b].eq(key.w[second_row * 2 + second_col]),
-                         lane2[b].eq(entry % pw if pw > 1 else 0)]
-        # Stage 2: the bank words arrive; products with the weights.
-        v3, tag3 = Signal(), Signal.like(tag2)
-        m.d.sync += [v3.eq(v2), tag3.eq(tag2)]
+            # Outside the table the entry is any (its word is masked by ``ok``).
+            m.d.sync += [ok1[b].eq(inside), wsel1[b].eq(kw1[second_row * 2 + second_col]),
+                         row1[b].eq(head1 * H + (r >> 1)), col1[b].eq(c >> 1)]
+        wsel = Signal.like(wsel1)
+        ok2 = Signal(BANKS)
+        lane2 = Signal(data.ArrayLayout(range(pw), BANKS))
+        v2, tag2 = Signal(), Signal.like(s1.tag)
+        m.d.sync += [v2.eq(v1b), tag2.eq(tag1b), wsel.eq(wsel1), ok2.eq(ok1)]
+        for b, rp in enumerate(banks):
+            entry = row1[b] * W + col1[b]
+            m.d.comb += rp.addr.eq(Mux(ok1[b], entry // pw if pw > 1 else entry, 0))
+            m.d.sync += lane2[b].eq(entry % pw if pw > 1 else 0)
+        # Stage 4: the bank words arrive and are registered (block RAM outputs are slow);
+        # stage 5: products with the weights.
+        v3, tag3, wsel3 = Signal(), Signal.like(tag2), Signal.like(wsel)
+        m.d.sync += [v3.eq(v2), tag3.eq(tag2), wsel3.eq(wsel)]
+        v3b, tag3b = Signal(), Signal.like(tag3)
+        m.d.sync += [v3b.eq(v3), tag3b.eq(tag3)]
         prods = []
         for b, rp in enumerate(banks):
             val = Array(rp.data[k] for k in range(pw))[lane2[b]] if pw > 1 else rp.data[0]
+            word = Signal(signed(self.rpe_bits), name=f"bias_word{b}")
+            m.d.sync += word.eq(Mux(ok2[b], val, 0))
             p = Signal(signed(self.rpe_bits + 2 * self.f + 2), name=f"bias_prod{b}")
-            m.d.sync += p.eq(Mux(ok2[b], val, 0) * wsel[b])
+            m.d.sync += p.eq(word * wsel3[b])
             prods.append(p)
-        # Stage 3: sum; stage 4: round.
+        # Stage 6: sum; stage 7: round.
         total = Signal(signed(self.rpe_bits + 2 * self.f + 4))
         v4, tag4 = Signal(), Signal.like(tag3)
-        m.d.sync += [total.eq(sum(prods)), v4.eq(v3), tag4.eq(tag3)]
+        m.d.sync += [total.eq(sum(prods)), v4.eq(v3b), tag4.eq(tag3b)]
         m.d.sync += [self.o.valid.eq(v4), self.o.payload.tag.eq(tag4),
                      self.o.payload.bias.eq(round_half_up(total, self.shift))]
         return m

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from defslice.hw.layer.exp2 import Exp2Unit
+from defslice.hw.layer.layernorm import LayerNormUnit
 from defslice.hw.layer.plan import LayerPlan
 from defslice.hw.layer.schedule import attention_order
 from defslice.model.layer_layout import ARRAY_ROWS, Rect, SliceTask
@@ -30,22 +32,27 @@ class UnitTiming:
     -------
     array_latency : int
         From an operand tile's issue to its result in the destination buffer.
-    ln_latency : int
-        LayerNorm unit, fixed part per row (mean and variance divisions, 1/sqrt); a row of
-        ``Cg`` channels also takes ``2 Cg`` cycles (the d^2 pass and the normalize pass).
+    ln_extra : int
+        Added to the LayerNorm unit's own fixed latency per row
+        (:meth:`~defslice.hw.layer.layernorm.LayerNormUnit.row_latency`: the mean and
+        variance divisions, 1/sqrt, the pipelines; a row of ``Cg`` channels also takes
+        ``2 Cg`` cycles, the d^2 pass and the normalise pass) for the rest of the row's way
+        (not calibrated).
     offset_latency : int
         Offset unit: raw offsets to a clamped key position.
-    softmax_latency : int
-        Softmax unit fixed part per quad: its pipeline (max, exp, normalise) and the
-        reciprocal division; a row of ``nk`` keys also takes ``nk`` cycles in each stage.
+    softmax_extra : int
+        Added to the exponential unit's latency (:attr:`~defslice.hw.layer.exp2.Exp2Unit.
+        latency`) for the softmax unit's fixed part per quad: the rest of its pipeline
+        (max, normalise) and the reciprocal division (not calibrated); a row of ``nk``
+        keys also takes ``nk`` cycles in each stage.
     axi_latency : int
         Read latency of the memory (AR to first R beat) assumed by the estimate.
     """
 
     array_latency: int = 10
-    ln_latency: int = 48
+    ln_extra: int = 36
     offset_latency: int = 8
-    softmax_latency: int = 40
+    softmax_extra: int = 37
     axi_latency: int = 4
 
 
@@ -125,6 +132,7 @@ def _offset_phase(plan: LayerPlan, t: SliceTask, tm: UnitTiming, start: int) -> 
     cg = d.group_channels
     rows = t.num_keys * d.groups
     dw, off = d.tap_quads * (cg // L), cg // L
+    ln_latency = LayerNormUnit.row_latency(plan.ln, cg) + tm.ln_extra
     now, ln_free = start, start
     ln_done, pos_ready = [], []
 
@@ -137,7 +145,7 @@ def _offset_phase(plan: LayerPlan, t: SliceTask, tm: UnitTiming, start: int) -> 
         now += dw
         begin = max(now + tm.array_latency, ln_free)
         ln_free = begin + 2 * cg
-        ln_done.append(begin + 2 * cg + tm.ln_latency)
+        ln_done.append(begin + 2 * cg + ln_latency)
         if i >= 1:
             offset_proj(i - 1)
     offset_proj(rows - 1)
@@ -164,7 +172,8 @@ def _attention_phase(plan: LayerPlan, t: SliceTask, tm: UnitTiming, start: int) 
         if name == "logits":
             begin = max(now + tm.array_latency, sm_free)
             sm_free = begin + sm_busy
-            sm_done[n] = begin + sm_busy + tm.softmax_latency + 2 * t.num_keys
+            sm_done[n] = begin + sm_busy + Exp2Unit.latency + tm.softmax_extra \
+                + 2 * t.num_keys
         elif name == "pv":
             o_ready[n] = now + tm.array_latency
     return now
@@ -231,7 +240,8 @@ def _unit_bound(plan: LayerPlan, loads: dict[str, int], tm: UnitTiming) -> int:
     """Cycles of the busiest unit on its own: LayerNorm (2 Cg per row plus its latency),
     bias lookup and each softmax stage (one value per cycle)."""
     cg = plan.dims.group_channels
-    return max(loads["layernorm_rows"] * (2 * cg + tm.ln_latency), loads["bias"],
+    ln_row = 2 * cg + LayerNormUnit.row_latency(plan.ln, cg) + tm.ln_extra
+    return max(loads["layernorm_rows"] * ln_row, loads["bias"],
                loads["exp"])
 
 

@@ -40,10 +40,10 @@ class Exp2Unit(wiring.Component):
     o : Out(stream.Signature(..., always_ready=True))
         ``e``, ``tag``.
     latency : int
-        3 cycles: product, exponent split and table read, rounding shift.
+        4 cycles: product, exponent split and table read, table word, rounding shift.
     """
 
-    latency = 3
+    latency = 4
 
     def __init__(self, t_bits: int, log2e: int, shift: int, table: np.ndarray,
                  exp_frac: int, tag_bits: int = 1) -> None:
@@ -87,9 +87,14 @@ class Exp2Unit(wiring.Component):
         big = (neg >> ub) >= cap
         m.d.sync += [a2.eq(Mux(big, cap, neg >> ub)), v2.eq(v1), tag2.eq(tag1)]
         m.d.comb += rd.addr.eq(neg[:ub] if ub else 0)
-        # Stage 3: e = rnd(EXP2[b], a).
-        x = rd.data
-        half = (Const(1, ef + 4) << a2) >> 1
-        m.d.sync += [self.o.valid.eq(v2), self.o.payload.e.eq((x + half) >> a2),
-                     self.o.payload.tag.eq(tag2)]
+        # Stage 3: the table word registered (the block RAM's output is slow), with the
+        # shift and its half.
+        x3 = Signal(unsigned(ef + 1))
+        a3, half3 = Signal.like(a2), Signal(unsigned(ef + 4))
+        v3, tag3 = Signal(), Signal.like(tag2)
+        m.d.sync += [x3.eq(rd.data), a3.eq(a2), half3.eq((Const(1, ef + 4) << a2) >> 1),
+                     v3.eq(v2), tag3.eq(tag2)]
+        # Stage 4: e = rnd(EXP2[b], a).
+        m.d.sync += [self.o.valid.eq(v3), self.o.payload.e.eq((x3 + half3) >> a3),
+                     self.o.payload.tag.eq(tag3)]
         return m

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from amaranth.hdl import Array, Const, Module, Mux, Signal, signed, unsigned
+import operator
+from functools import reduce
+
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -17,6 +20,12 @@ __all__ = ["LayerNormUnit"]
 
 def _bits(n: int) -> int:
     return max(1, (n - 1).bit_length())
+
+
+def _sum_bits(ln: LayerNumericsConfig, channels: int) -> tuple[int, int]:
+    """Widths of a row's sum ``S1`` and of its sum of squares ``sum d^2``."""
+    a = ln.act_bits
+    return a + _bits(channels) + 1, 2 * (a + 1) + _bits(channels) + 1
 
 
 class LayerNormUnit(wiring.Component):
@@ -54,6 +63,20 @@ class LayerNormUnit(wiring.Component):
         ``g`` and ``last`` (the row's last channel).
     """
 
+    #: Cycles from a channel's read to its ``d = h - mean``: the memory word, then the
+    #: channel taken from it and the mean subtracted.
+    READ_LATENCY = 2
+    #: Cycles from ``d`` to ``d^2`` in the sum of squares.
+    SQUARE_LATENCY = 1
+    #: Cycles from the variance to ``RSQ[i]``: ``V``, its bit length, the table index, the
+    #: table read.
+    RSQRT_LATENCY = 4
+    #: Cycles from ``d`` to ``g``: ``d RSQ``, plus half, ``z``, ``z gamma``, plus
+    #: ``beta``, ``n``, then the GELU table.
+    NORM_LATENCY = 6 + HalfTable.latency
+    #: Cycles of state changes per row outside the above (waiting for the row, the mean).
+    CONTROL_CYCLES = 1
+
     def __init__(self, ln: LayerNumericsConfig, channels: int, width: int,
                  eps_q: int) -> None:
         if width < 1 or channels % width:
@@ -64,9 +87,7 @@ class LayerNormUnit(wiring.Component):
         self.tables = LayerTables.build(ln)
         a = ln.act_bits
         self.log_cg = channels.bit_length() - 1
-        self.pow2 = channels == 1 << self.log_cg
-        self.s1_bits = a + _bits(channels) + 1
-        self.sq_bits = 2 * (a + 1) + _bits(channels) + 1
+        self.s1_bits, self.sq_bits = _sum_bits(ln, channels)
         super().__init__({
             "params_w": In(stream.Signature(self.params_layout(ln, channels),
                                             always_ready=True)),
@@ -108,6 +129,34 @@ class LayerNormUnit(wiring.Component):
                         m.d.sync += s1[s].eq(total)
         return hbuf.read_port()
 
+    @staticmethod
+    def _divider(channels: int, num_bits: int, den_log: int) -> Divider | None:
+        """The divider by ``Cg << den_log`` of a ``num_bits`` dividend; None for a
+        power-of-two ``Cg`` (a shift)."""
+        log_cg = channels.bit_length() - 1
+        if channels == 1 << log_cg:
+            return None
+        return Divider(num_bits, _bits(channels << den_log) + 1, num_bits - log_cg,
+                       steps_per_stage=3)
+
+    @classmethod
+    def row_latency(cls, ln: LayerNumericsConfig, channels: int) -> int:
+        """Cycles a row of ``Cg = channels`` takes beyond its ``2 Cg`` channel reads, from
+        its last input word to its last ``g`` (the cycle model's LayerNorm latency): the
+        state changes, the mean and variance divisions, both passes' read latency, the
+        square, 1/sqrt and the normalise pipeline."""
+        s1_bits, sq_bits = _sum_bits(ln, channels)
+        lat = cls.CONTROL_CYCLES + 2 * cls.READ_LATENCY + cls.SQUARE_LATENCY \
+            + cls.RSQRT_LATENCY + cls.NORM_LATENCY
+        for num_bits, den_log in ((s1_bits + 2, 1), (sq_bits, 0)):
+            div = cls._divider(channels, num_bits, den_log)
+            if div is None:
+                lat += 1
+            else:
+                div._MustUse__silence = True
+                lat += div.latency
+        return lat
+
     def _divide(self, m: Module, num: Signal, den_log: int) -> tuple:
         """``floor(num / (Cg << den_log))`` of a non-negative ``num``: a shift for a
         power-of-two ``Cg`` (result the next cycle), else the divider. Returns
@@ -115,11 +164,10 @@ class LayerNormUnit(wiring.Component):
         with ``quotient``."""
         start, done = Signal(name=f"div{den_log}_start"), Signal(name=f"div{den_log}_done")
         quot = Signal(len(num), name=f"div{den_log}_q")
-        if self.pow2:
+        div = self._divider(self.cg, len(num), den_log)
+        if div is None:
             m.d.sync += [quot.eq(num >> (self.log_cg + den_log)), done.eq(start)]
             return start, quot, done
-        div = Divider(len(num), _bits(self.cg << den_log) + 1, len(num) - self.log_cg,
-                      steps_per_stage=3)
         m.submodules[f"div{den_log}"] = div
         m.d.comb += [div.i.valid.eq(start), div.i.payload.num.eq(num),
                      div.i.payload.den.eq(self.cg << den_log),
@@ -165,12 +213,18 @@ class LayerNormUnit(wiring.Component):
         var_start, var_q, var_done = self._divide(m, var_num, 0)
         # Reads: channel c of buffer src; the word arrives the next cycle.
         m.d.comb += rp.addr.eq(Mux(src, words, 0) + c // width)
+        # The memory word arrives the cycle after the read; ``d = h - mean`` of its channel
+        # is registered one cycle later, ``d^2`` one more.
         lane = Signal(range(width))
         issue, rvalid, last_read = Signal(), Signal(), Signal()
         m.d.sync += [lane.eq(c % width), rvalid.eq(issue), last_read.eq(issue & (c == cg - 1))]
-        h = Array(rp.data[j] for j in range(width))[lane]
-        d = Signal(signed(a + 2))
-        m.d.comb += d.eq(h - mean)
+        d = Signal(signed(a + 2), name="ln_d")
+        hvalid, hlast = Signal(), Signal()
+        m.d.sync += [d.eq(Array(rp.data[j] for j in range(width))[lane] - mean),
+                     hvalid.eq(rvalid), hlast.eq(rvalid & last_read)]
+        dd = Signal(unsigned(2 * (a + 2)), name="ln_dd")
+        ddvalid, ddlast = Signal(), Signal()
+        m.d.sync += [dd.eq(d * d), ddvalid.eq(hvalid), ddlast.eq(hlast)]
         rsq = self._rsqrt(m, var_q)
         norm_valid = Signal()
         with m.FSM(name="ln"):
@@ -184,10 +238,10 @@ class LayerNormUnit(wiring.Component):
                     m.next = "SQUARES"
             with m.State("SQUARES"):
                 self._read(m, c, issue)
-                with m.If(rvalid):
-                    m.d.sync += sq.eq(sq + d * d)
-                with m.If(rvalid & last_read):
-                    m.d.comb += [var_num.eq(sq + d * d), var_start.eq(1)]
+                with m.If(ddvalid):
+                    m.d.sync += sq.eq(sq + dd)
+                with m.If(ddlast):
+                    m.d.comb += [var_num.eq(sq + dd), var_start.eq(1)]
                     m.next = "VARIANCE"
             with m.State("VARIANCE"):
                 with m.If(var_done):
@@ -198,13 +252,13 @@ class LayerNormUnit(wiring.Component):
                     m.next = "NORMALISE"
             with m.State("NORMALISE"):
                 self._read(m, c, issue)
-                m.d.comb += norm_valid.eq(rvalid)
-                with m.If(rvalid & last_read):
+                m.d.comb += norm_valid.eq(hvalid)
+                with m.If(hlast):
                     m.d.comb += clear_full.bit_select(src, 1).eq(1)
                     m.d.sync += src.eq(~src)
                     m.next = "IDLE"
         m.d.comb += rsq["start"].eq(var_done)
-        self._normalise(m, d, norm_valid, last_read, rsq)
+        self._normalise(m, d, norm_valid, hlast, rsq)
 
     def _read(self, m: Module, c: Signal, issue: Signal) -> None:
         """Inside an FSM state: issue channel reads ``c = 0 .. Cg - 1``, one per cycle."""
@@ -213,36 +267,52 @@ class LayerNormUnit(wiring.Component):
             m.d.sync += c.eq(c + 1)
 
     def _rsqrt(self, m: Module, var: Signal) -> dict:
-        """Step 3c: ``V = max(var + eps, 1)``, its even bit length ``E``, the table index
-        and ``RSQ[i]``, two cycles after ``start``."""
+        """Step 3c: ``V = max(var + eps, 1)``, its even bit length ``E`` (with the shifts
+        it implies), the table index, ``RSQ[i]``: each registered, four cycles after
+        ``start``."""
         ln = self.ln
         tb = self.tables.rsqrt
         T = ln.rsqrt_index_bits
         start, ready = Signal(name="rsq_start"), Signal(name="rsq_ready")
-        v = Signal(unsigned(self.sq_bits + 1))
-        m.d.comb += v.eq(Mux(var + self.eps_q > 0, var + self.eps_q, 1))
-        nb = Signal(range(self.sq_bits + 2))
-        for k in range(self.sq_bits + 1):
-            with m.If(v[k]):
-                m.d.comb += nb.eq(k + 1)
+        v = Signal(unsigned(self.sq_bits + 1), name="rsq_v")
+        with m.If(start):
+            m.d.sync += v.eq(Mux(var + self.eps_q > 0, var + self.eps_q, 1))
+        # E = the bit length rounded up to even = 2 (j + 1) for the highest non-zero bit
+        # pair j of V (V >= 1): a one-hot of that pair (OR trees, no priority chain)
+        # selects E and the index shifts as constants.
+        pairs = (len(v) + 1) // 2
+        nz = Signal(pairs, name="rsq_pairs")
+        m.d.comb += nz.eq(Cat(v[2 * j:2 * j + 2].any() for j in range(pairs)))
         e = Signal(range(self.sq_bits + 3), name="rsq_e")
         idx = Signal(unsigned(T), name="rsq_index")
         ev = Signal(range(self.sq_bits + 3), name="rsq_ev")
         down = Signal(range(self.sq_bits + 3), name="rsq_down")
         up = Signal(range(T + 1), name="rsq_up")
-        m.d.comb += [ev.eq(nb + nb[0]), down.eq(Mux(ev >= T, ev - T, 0)),
-                     up.eq(Mux(ev >= T, 0, T - ev))]
+        down_c, up_c = Signal.like(down), Signal.like(up)
+        terms = []
+        for j in range(pairs):
+            hot = nz[j] & ~(nz >> (j + 1)).any() if j + 1 < pairs else nz[j]
+            ej = 2 * (j + 1)
+            terms.append((Mux(hot, ej, 0), Mux(hot, max(ej - T, 0), 0),
+                          Mux(hot, max(T - ej, 0), 0)))
+        for sig, k in ((ev, 0), (down_c, 1), (up_c, 2)):
+            m.d.comb += sig.eq(reduce(operator.or_, (t[k] for t in terms)))
         m.submodules.rsq_rom = rom = memory.Memory(shape=unsigned(ln.rsqrt_frac + 1),
                                                    depth=len(tb), init=[int(x) for x in tb])
         rd = rom.read_port()
-        with m.If(start):
-            m.d.sync += [e.eq(ev),
-                         idx.eq((v >> down) << up)]
+        s1, s2, s3, s4 = Signal(), Signal(), Signal(), Signal()
+        m.d.sync += [s1.eq(start), s2.eq(s1), s3.eq(s2), s4.eq(s3)]
+        with m.If(s1):
+            m.d.sync += [e.eq(ev), down.eq(down_c), up.eq(up_c)]
+        with m.If(s2):
+            m.d.sync += idx.eq((v >> down) << up)
         m.d.comb += rd.addr.eq(idx - (1 << (T - 2)))
-        s1, s2 = Signal(), Signal()
-        m.d.sync += [s1.eq(start), s2.eq(s1)]
-        m.d.comb += ready.eq(s2)
-        return {"start": start, "ready": ready, "e": e, "rsq": rd.data}
+        m.d.comb += ready.eq(s4)
+        # RSQ[i] registered off the table (it holds for the row; the first product needs
+        # it three cycles after ready).
+        rsq = Signal.like(rd.data, name="rsq_value")
+        m.d.sync += rsq.eq(rd.data)
+        return {"start": start, "ready": ready, "e": e, "rsq": rsq}
 
     def _normalise(self, m: Module, d: Signal, valid: Signal, last: Signal,
                    rsq: dict) -> None:
@@ -259,30 +329,52 @@ class LayerNormUnit(wiring.Component):
             m.d.comb += [wp.addr.eq(pw.payload.c), wp.data.eq(value),
                          wp.en.eq(pw.valid & enable)]
         pr_gamma, pr_beta = gammas.read_port(), betas.read_port()
-        # z: d * RSQ, rounded by R + E/2 - zf (a shifter set once per row).
-        zshift = Signal(range(ln.rsqrt_frac + self.sq_bits))
-        m.d.comb += zshift.eq(ln.rsqrt_frac + (rsq["e"] >> 1) - ln.z_frac)
+        vl = [(valid, last)]
+
+        def stage() -> tuple[Signal, Signal]:
+            """The valid and last bits one register further."""
+            v, lst = Signal(name=f"ln_v{len(vl)}"), Signal(name=f"ln_l{len(vl)}")
+            m.d.sync += [v.eq(vl[-1][0]), lst.eq(vl[-1][1])]
+            vl.append((v, lst))
+            return v, lst
+
+        # z = sat(rnd(d RSQ, R + E/2 - zf)): the product, the half added, the shift and
+        # saturation, each in its own cycle; the shift and the half are set once per row.
+        zshift = Signal(range(ln.rsqrt_frac + self.sq_bits), name="ln_zshift")
+        half = Signal(unsigned(ln.rsqrt_frac + self.sq_bits), name="ln_zhalf")
+        zs = Signal.like(zshift, name="ln_zshift_row")
+        m.d.comb += zs.eq(ln.rsqrt_frac + (rsq["e"] >> 1) - ln.z_frac)
+        m.d.sync += [zshift.eq(zs), half.eq((Const(1, 1) << zs) >> 1)]
         prod = Signal(signed(a + 2 + ln.rsqrt_frac + 2))
-        v1, l1 = Signal(), Signal()
+        m.d.sync += prod.eq(d * rsq["rsq"])
+        v1, l1 = stage()
+        zsum = Signal(signed(len(prod) + 1), name="ln_zsum")
+        m.d.sync += zsum.eq(prod + half)
+        stage()
+        z3 = Signal(signed(a), name="ln_z3")
+        m.d.sync += z3.eq(saturate_to(m, zsum >> zshift, a, "ln_z"))
+        stage()
+        # n = sat(rnd(z gamma + beta, zf + gf - nf)): the product, the sum, the rounding
+        # and saturation (n registered before the table's magnitude and address).
         ch = Signal(range(self.cg + 1))
-        m.d.sync += [prod.eq(d * rsq["rsq"]), v1.eq(valid), l1.eq(last)]
-        with m.If(valid):
-            m.d.sync += ch.eq(Mux(last, 0, ch + 1))
+        with m.If(v1):
+            m.d.sync += ch.eq(Mux(l1, 0, ch + 1))
         m.d.comb += [pr_gamma.addr.eq(ch), pr_beta.addr.eq(ch)]
-        half = (Const(1, 1) << zshift) >> 1
-        z = saturate_to(m, (prod + half) >> zshift, a, "ln_z")
-        z2 = Signal(signed(a))
-        v2, l2 = Signal(), Signal()
-        m.d.sync += [z2.eq(z), v2.eq(v1), l2.eq(l1)]
-        # n = sat(rnd(z gamma + beta, zf + gf - nf), act).
-        nprod = Signal(signed(ln.acc_bits + 1))
-        v3, l3 = Signal(), Signal()
         gamma, beta = Signal(signed(ln.weight_bits)), Signal(signed(ln.acc_bits))
-        m.d.sync += [gamma.eq(pr_gamma.data), beta.eq(pr_beta.data)]
-        m.d.sync += [nprod.eq(z2 * gamma + beta), v3.eq(v2), l3.eq(l2)]
-        n = saturate_to(m, round_half_up(nprod, ln.z_frac + ln.norm_frac - ln.n_frac), a,
-                        "ln_n")
+        beta5 = Signal(signed(ln.acc_bits), name="ln_beta5")
+        m.d.sync += [gamma.eq(pr_gamma.data), beta.eq(pr_beta.data), beta5.eq(beta)]
+        zg = Signal(signed(a + ln.weight_bits), name="ln_zg")
+        m.d.sync += zg.eq(z3 * gamma)
+        stage()
+        nprod = Signal(signed(ln.acc_bits + 1))
+        m.d.sync += nprod.eq(zg + beta5)
+        stage()
+        n6 = Signal(signed(a), name="ln_n6")
+        m.d.sync += n6.eq(saturate_to(m, round_half_up(nprod, ln.z_frac + ln.norm_frac
+                                                       - ln.n_frac), a, "ln_n"))
+        v6, l6 = stage()
+        assert len(vl) - 1 + HalfTable.latency == self.NORM_LATENCY
         m.submodules.gelu = gelu = HalfTable("gelu", self.tables.gelu, a, a, tag_bits=1)
-        m.d.comb += [gelu.i.valid.eq(v3), gelu.i.payload.x.eq(n), gelu.i.payload.tag.eq(l3),
+        m.d.comb += [gelu.i.valid.eq(v6), gelu.i.payload.x.eq(n6), gelu.i.payload.tag.eq(l6),
                      self.o.valid.eq(gelu.o.valid), self.o.payload.g.eq(gelu.o.payload.y),
                      self.o.payload.last.eq(gelu.o.payload.tag)]
