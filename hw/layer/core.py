@@ -197,11 +197,13 @@ class LayerCore(wiring.Component):
         ki, kj, g = (Signal(INDEX_BITS, name=n) for n in ("fill_ki", "fill_kj", "fill_g"))
         qr, qc = Signal(INDEX_BITS, name="fill_qr"), Signal(INDEX_BITS, name="fill_qc")
         nrow, nquad = Signal(INDEX_BITS, name="fill_row"), Signal(INDEX_BITS, name="fill_quad")
+        # The fill's bounds, registered with ``ctx`` (a multiplier would otherwise feed the
+        # fill counters' compares every cycle).
         rows = Signal(INDEX_BITS)
         quads = Signal(INDEX_BITS)
         qcols = Signal(INDEX_BITS)
-        m.d.comb += [rows.eq(ctx.num_keys * G), qcols.eq((ctx.reg_cols + 1) >> 1),
-                     quads.eq(((ctx.reg_rows + 1) >> 1) * qcols)]
+        sizes = [rows.eq(nxt.num_keys * G), qcols.eq((nxt.reg_cols + 1) >> 1),
+                 quads.eq(((nxt.reg_rows + 1) >> 1) * ((nxt.reg_cols + 1) >> 1))]
         released = Signal()
         rowt = self._row_table(m, ctx, nrow, (ki, kj, g))
         fill = rowt.fill
@@ -217,7 +219,7 @@ class LayerCore(wiring.Component):
                 m.d.comb += self.slice.ready.eq(free)
                 with m.If(self.slice.valid & free):
                     m.d.sync += [ctx.eq(nxt), ki.eq(0), kj.eq(0), g.eq(0), qr.eq(0), qc.eq(0),
-                                 nrow.eq(0), nquad.eq(0), released.eq(0)]
+                                 nrow.eq(0), nquad.eq(0), released.eq(0), *sizes]
                     with m.If(nxt.num_keys == 0):
                         m.d.comb += [wq.w_en.eq(1), wq.w_data.eq(bias_job),
                                      self.release.eq(1), self.release_set.eq(nxt.set)]
