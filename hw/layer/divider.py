@@ -36,6 +36,12 @@ class Divider(wiring.Component):
         Cycles from ``i`` to ``o``.
     """
 
+    @staticmethod
+    def latency_of(quot_bits: int, steps_per_stage: int) -> int:
+        """Cycles from ``i`` to ``o`` of a divider with these parameters: one per stage,
+        plus the output register."""
+        return -(-quot_bits // steps_per_stage) + 1
+
     def __init__(self, num_bits: int, den_bits: int, quot_bits: int,
                  steps_per_stage: int = 2, tag_bits: int = 1) -> None:
         if min(num_bits, den_bits, quot_bits) < 1:
@@ -46,7 +52,7 @@ class Divider(wiring.Component):
         self.num_bits, self.den_bits, self.quot_bits = num_bits, den_bits, quot_bits
         self.steps_per_stage = steps_per_stage
         self.stages = -(-quot_bits // steps_per_stage)
-        self.latency = self.stages + 1
+        self.latency = self.latency_of(quot_bits, steps_per_stage)
         super().__init__({
             "i": In(stream.Signature(data.StructLayout({
                 "num": unsigned(num_bits), "den": unsigned(den_bits), "tag": tag_bits}),

@@ -129,15 +129,23 @@ class LayerNormUnit(wiring.Component):
                         m.d.sync += s1[s].eq(total)
         return hbuf.read_port()
 
+    #: Quotient bits per stage of the dividers (a ``Cg`` that is not a power of two).
+    DIV_STEPS = 3
+
     @staticmethod
-    def _divider(channels: int, num_bits: int, den_log: int) -> Divider | None:
-        """The divider by ``Cg << den_log`` of a ``num_bits`` dividend; None for a
-        power-of-two ``Cg`` (a shift)."""
+    def _divider_shape(channels: int, num_bits: int, den_log: int) -> tuple | None:
+        """``(num_bits, den_bits, quot_bits)`` of the divider by ``Cg << den_log`` of a
+        ``num_bits`` dividend; None for a power-of-two ``Cg`` (a shift)."""
         log_cg = channels.bit_length() - 1
         if channels == 1 << log_cg:
             return None
-        return Divider(num_bits, _bits(channels << den_log) + 1, num_bits - log_cg,
-                       steps_per_stage=3)
+        return num_bits, _bits(channels << den_log) + 1, num_bits - log_cg
+
+    @classmethod
+    def _divider(cls, channels: int, num_bits: int, den_log: int) -> Divider | None:
+        """The divider of :meth:`_divider_shape`; None for a power-of-two ``Cg``."""
+        shape = cls._divider_shape(channels, num_bits, den_log)
+        return None if shape is None else Divider(*shape, steps_per_stage=cls.DIV_STEPS)
 
     @classmethod
     def row_latency(cls, ln: LayerNumericsConfig, channels: int) -> int:
@@ -149,12 +157,8 @@ class LayerNormUnit(wiring.Component):
         lat = cls.CONTROL_CYCLES + 2 * cls.READ_LATENCY + cls.SQUARE_LATENCY \
             + cls.RSQRT_LATENCY + cls.NORM_LATENCY
         for num_bits, den_log in ((s1_bits + 2, 1), (sq_bits, 0)):
-            div = cls._divider(channels, num_bits, den_log)
-            if div is None:
-                lat += 1
-            else:
-                div._MustUse__silence = True
-                lat += div.latency
+            shape = cls._divider_shape(channels, num_bits, den_log)
+            lat += 1 if shape is None else Divider.latency_of(shape[2], cls.DIV_STEPS)
         return lat
 
     def _divide(self, m: Module, num: Signal, den_log: int) -> tuple:
