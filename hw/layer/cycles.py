@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from defslice.hw.axi_slice import AxiSlice
 from defslice.hw.layer.exp2 import Exp2Unit
 from defslice.hw.layer.layernorm import LayerNormUnit
 from defslice.hw.layer.plan import LayerPlan
@@ -46,7 +47,8 @@ class UnitTiming:
         (max, normalise) and the reciprocal division (not calibrated); a row of ``nk``
         keys also takes ``nk`` cycles in each stage.
     axi_latency : int
-        Read latency of the memory (AR to first R beat) assumed by the estimate.
+        Read latency of the memory (AR to first R beat) assumed by the estimate; the
+        engine's R register slice adds :attr:`~defslice.hw.axi_slice.AxiSlice.latency`.
     """
 
     array_latency: int = 10
@@ -262,7 +264,7 @@ def estimate(plan: LayerPlan, timing: UnitTiming | None = None) -> CycleEstimate
     tm = timing or UnitTiming()
     lay = plan.layout
     est = CycleEstimate(phases=dict.fromkeys(PHASES, 0), macs=dict.fromkeys(PHASES, 0))
-    port = tm.axi_latency + lay.param_bytes // lay.bus_bytes
+    port = tm.axi_latency + AxiSlice.latency + lay.param_bytes // lay.bus_bytes
     set_free = [0] * plan.sets
     done, first = 0, None
     for k, t in enumerate(plan.tasks):

@@ -3,6 +3,7 @@
 Ports as the sampling engine's top (``hw/top.py``): ``clk``, ``rst``, the AXI4 master
 ``m_axi_*``, the AXI4-Lite slave ``s_axil_*`` (:data:`~defslice.hw.regmap.LAYER_MAP`) and
 ``irq`` (= STATUS.done). The blocks (``docs/hw_layer.md``):
+:class:`~defslice.hw.axi_slice.AxiSlice` on the R channel (``m_axi_rready`` a flip-flop),
 :class:`~defslice.hw.layer.param_reader.ParamReader` (the parameter region first, then the
 read channels to the loader), :class:`~defslice.hw.loader.Loader` (descriptors and
 windows into the window banks), :class:`~defslice.hw.layer.core.LayerCore`,
@@ -19,7 +20,8 @@ from amaranth.lib.wiring import Out
 
 from defslice.config import Config
 from defslice.errors import ConfigError
-from defslice.hw.axi import axi_members, connect_flat
+from defslice.hw.axi import ReadDataSignature, axi_members, connect_flat
+from defslice.hw.axi_slice import AxiSlice
 from defslice.hw.layer.core import LayerCore
 from defslice.hw.layer.fetch import context_layout
 from defslice.hw.layer.param_reader import ParamReader
@@ -108,7 +110,9 @@ class LayerTop(wiring.Component):
         m.submodules.loader = loader = Loader(p)
         m.submodules.core = core = LayerCore(plan, p, self.cfg.numerics)
         m.submodules.ywriter = yw = YWriter(p, plan.dims.width, lay.out_stride)
-        self._ports(m, regs, pr, yw)
+        m.submodules.r_slice = r_slice = AxiSlice(ReadDataSignature(p.bus_bits))
+        self._ports(m, regs, pr, r_slice, yw)
+        wiring.connect(m, r_slice.inner, pr.r)
         wiring.connect(m, loader.ar, pr.loader_ar)
         wiring.connect(m, loader.r, pr.loader_r)
         wiring.connect(m, pr.params, core.params)
@@ -133,12 +137,14 @@ class LayerTop(wiring.Component):
         self._counters(m, regs, loader, core, run, taken)
         return m
 
-    def _ports(self, m: Module, regs: ControlRegs, pr: ParamReader, yw: YWriter) -> None:
-        """AXI4-Lite to the registers; AR and R through the parameter reader; AW, W and B
-        from the y writer."""
+    def _ports(self, m: Module, regs: ControlRegs, pr: ParamReader, r_slice: AxiSlice,
+               yw: YWriter) -> None:
+        """AXI4-Lite to the registers; AR through the parameter reader, R through the
+        register slice (``m_axi_rready`` a flip-flop) to it; AW, W and B from the y
+        writer."""
         connect_axil(m, self, regs)
         connect_flat(m, self, "m_axi_ar", pr.ar)
-        connect_flat(m, self, "m_axi_r", pr.r)
+        connect_flat(m, self, "m_axi_r", r_slice.bus)
         connect_flat(m, self, "m_axi_aw", yw.aw)
         connect_flat(m, self, "m_axi_w", yw.w)
         connect_flat(m, self, "m_axi_b", yw.b)
