@@ -12,12 +12,16 @@ install:
 # The main job: the whole flow on PRESET (SEARCH=1 runs the slicing search first):
 # golden model, Verilog + Xilinx/ECP5 reports, cocotb simulation, DRAM traffic,
 # $(OUT)/$(PRESET)/summary.md. dat56 builds the layer engine; its ECP5 place and route
-# (of the variant that fits the LFE5U-85F) takes over 30 min: ECP5=0 skips it.
+# (of the variant that fits the LFE5U-85F) takes over 30 min: ECP5=0 skips it, and
+# ECP5_MINUTES=N stops nextpnr after N minutes (default 60: --ecp5-minutes), keeping its
+# estimate after placement, labelled as such (log: verilog/reports/ecp5_pnr.log).
 SEARCH ?=
 ECP5 ?= 1
+ECP5_MINUTES ?=
+ECP5_FLAGS = $(if $(filter 0,$(ECP5)),--no-ecp5,) $(if $(ECP5_MINUTES),--ecp5-minutes $(ECP5_MINUTES),)
 all: install
 	defslice flow --preset $(PRESET) --out $(OUT)/$(PRESET) $(if $(SEARCH),--search,) \
-		$(if $(filter 0,$(ECP5)),--no-ecp5,)
+		$(ECP5_FLAGS)
 
 # Every test: model, hardware blocks, cocotb system simulations on Icarus and Verilator.
 test: install
@@ -31,10 +35,9 @@ model: install
 	defslice model --preset $(PRESET) --out reports/model
 
 # Verilog of PRESET, Vivado build tree, yosys Xilinx utilization, ECP5 timing (ECP5=0
-# skips the place and route).
+# skips the place and route, ECP5_MINUTES=N bounds it).
 verilog: install
-	defslice verilog --preset $(PRESET) --out $(OUT)/$(PRESET)/verilog \
-		$(if $(filter 0,$(ECP5)),--no-ecp5,)
+	defslice verilog --preset $(PRESET) --out $(OUT)/$(PRESET)/verilog $(ECP5_FLAGS)
 
 # DRAM traffic of every dataflow on the paper's case and the MSDA encoder case.
 report: install

@@ -59,7 +59,7 @@ STAGES = {"nas": "slicing search", "model": "golden model",
 _SIM_FLAGS = ("simulator", "queries")
 _SIM_DEFAULTS = {"simulator": "auto"}
 #: The Verilog stage's flags ``defslice flow`` takes.
-_VERILOG_FLAGS = ("reports", "ecp5")
+_VERILOG_FLAGS = ("reports", "ecp5", "ecp5_minutes")
 
 
 @dataclass(frozen=True)

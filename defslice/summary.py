@@ -146,9 +146,12 @@ def _hw_section(cfg: Config, util: XilinxUtilization | None, timing: Ecp5Timing 
     if timing is not None:
         verdict = "met" if timing.met else "not met"
         lines += [f"ECP5 place and route (`{timing.device}`, open flow): Fmax "
-                  f"**{timing.fmax_mhz:.1f} MHz** against a {timing.target_mhz:g} MHz "
+                  f"{timing.fmax_text(bold=True)} against a {timing.target_mhz:g} MHz "
                   f"target ({verdict}). A Vivado run on the Xilinx part is not part of the "
                   "flow.", ""]
+        if not timing.routed:
+            lines += ["The throughput below needs a routed Fmax and is not computed at a "
+                      "placement estimate.", ""]
         text = critical_path_text(timing.critical_path, verilog)
         if text:
             lines += [text, ""]
@@ -295,7 +298,8 @@ def write_summary(cfg: Config, out: Path, report: FlowReport) -> Path:
     else:
         lines += _hw_section(cfg, verilog.utilization, verilog.timing, link)
         lines += board_summary_lines(verilog.board)
-        lines += _sim_section(sim, out, verilog.timing.fmax_mhz if verilog.timing else None)
+        lines += _sim_section(sim, out, verilog.timing.routed_fmax_mhz if verilog.timing
+                              else None)
     lines += _traffic_section(report.traffic, out)
     lines += ["## Stage times", "",
               markdown_table(["stage", "seconds"],

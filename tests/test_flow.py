@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import stat
@@ -174,6 +175,37 @@ def test_summary_reads_resource_and_timing_reports(tmp_path):
     assert f"[`verilog/defslice_top.v`](verilog/defslice_top.v), SHA-256 `{'ab' * 32}`, " \
            "the file simulated." in text
     assert "| layer-by-layer (baseline) | 1 | 10 | 80 | 100.0% | 100% |" in text
+
+
+def test_summary_labels_an_unrouted_estimate(tmp_path):
+    """A place and route stopped after placement: the figure is labelled, and no
+    throughput is computed at it."""
+    report = _reports(tmp_path)
+    timing = dataclasses.replace(report.verilog.timing, fmax_mhz=33.43, critical_path=None,
+                                 routed=False, stopped="routing did not finish within 60 min")
+    report = dataclasses.replace(report, verilog=dataclasses.replace(report.verilog,
+                                                                     timing=timing))
+    text = write_summary(cfgmod.preset("tiny"), tmp_path, report).read_text()
+    assert ("Fmax **33.4 MHz** (estimated after placement; routing did not finish within "
+            "60 min) against a 100 MHz target (not met)") in text
+    assert "not computed at a placement estimate" in text
+    assert "| 2000 | 1280 | 10 | 640 | 1280 | 2 | 1.56 (compute) | 1.56 | n/a |" in text
+
+
+def test_flow_passes_the_ecp5_budget(tmp_path, capsys):
+    from defslice.cli import build_parser
+    from defslice.flow import command_line, options_of
+
+    args = build_parser("flow").parse_args(["flow", "--preset", "tiny", "--ecp5-minutes",
+                                            "5"])
+    options = options_of(args)
+    assert options.verilog.ecp5_minutes == 5.0
+    assert command_line(args, options)[-2:] == ["--ecp5-minutes", "5.0"]
+    out = tmp_path / "flow"
+    code = _flow(out, "--ecp5-minutes", "0")
+    _assert_failed_cleanly(out, code, 2, capsys.readouterr().err,
+                           "--ecp5-minutes = 0.0 is invalid: must be a finite number of "
+                           "minutes > 0")
 
 
 def test_reports_refuse_missing_or_malformed_files(tmp_path):

