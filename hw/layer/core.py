@@ -155,7 +155,12 @@ class LayerCore(wiring.Component):
         ctx = Signal(context_layout())
         st = {"drained": Signal(), "ln_rows": Signal(INDEX_BITS), "positions": Signal(INDEX_BITS),
               "sm_quads": Signal(INDEX_BITS), "o_quads": Signal(INDEX_BITS),
-              "logit_quads": Signal(INDEX_BITS), "y_room": Signal(), "slice_start": Signal()}
+              "logit_quads": Signal(INDEX_BITS), "y_room": Signal(), "slice_start": Signal(),
+              # The context's odometer bounds minus one, registered with ``ctx``: compared
+              # every cycle, they would otherwise put a subtractor's carry chain in front of
+              # each counter.
+              **{f"last_{n}": Signal(INDEX_BITS, name=f"last_{n}")
+                 for n in ("key", "key_col", "key_row", "qcol", "key_word")}}
         tables = self._control(m, seq, ctx, st)
         self._fetch_wiring(m, fe, seq, pm, bufs, ctx, tables)
         wiring.connect(m, fe.o, arr.i)
@@ -203,7 +208,8 @@ class LayerCore(wiring.Component):
         quads = Signal(INDEX_BITS)
         qcols = Signal(INDEX_BITS)
         sizes = [rows.eq(nxt.num_keys * G), qcols.eq((nxt.reg_cols + 1) >> 1),
-                 quads.eq(((nxt.reg_rows + 1) >> 1) * ((nxt.reg_cols + 1) >> 1))]
+                 quads.eq(((nxt.reg_rows + 1) >> 1) * ((nxt.reg_cols + 1) >> 1)),
+                 *self._context_lasts(nxt, st)]
         released = Signal()
         rowt = self._row_table(m, ctx, nrow, (ki, kj, g))
         fill = rowt.fill
@@ -232,10 +238,11 @@ class LayerCore(wiring.Component):
                              qw.data[1].eq(ctx.reg_col0 + 2 * qc)]
                 with m.If(nrow < rows):
                     m.d.sync += nrow.eq(nrow + 1)
-                    self._odometer(m, [g, kj, ki], [G, ctx.key_cols, ctx.key_rows])
+                    self._odometer(m, [g, kj, ki],
+                                   [G - 1, st["last_key_col"], st["last_key_row"]])
                 with m.If(nquad < quads):
                     m.d.sync += nquad.eq(nquad + 1)
-                    self._odometer(m, [qc, qr], [qcols, 1 << INDEX_BITS])
+                    self._odometer(m, [qc, qr], [st["last_qcol"], (1 << INDEX_BITS) - 1])
                 with m.If((nrow >= rows) & (nquad >= quads)):
                     m.next = "START"
             with m.State("START"):
@@ -256,6 +263,14 @@ class LayerCore(wiring.Component):
             m.d.comb += [self.release.eq(1), self.release_set.eq(ctx.set)]
         return {"row": rowt, "quad": quadt, "corner": corner}
 
+    def _context_lasts(self, nxt: Signal, st: dict) -> list:
+        """The odometer bounds of slice ``nxt``, to register with its context."""
+        N = self.plan.cols
+        return [st["last_key"].eq(nxt.num_keys - 1), st["last_key_col"].eq(nxt.key_cols - 1),
+                st["last_key_row"].eq(nxt.key_rows - 1),
+                st["last_qcol"].eq(((nxt.reg_cols + 1) >> 1) - 1),
+                st["last_key_word"].eq(((nxt.num_keys + N - 1) >> (N.bit_length() - 1)) - 1)]
+
     def _row_table(self, m: Module, ctx: Signal, nrow: Signal, counters: tuple) -> RowTable:
         """The row table, filled with row ``nrow`` = ``(key_row0 + ki, key_col0 + kj, g)``
         while ``fill.valid``. Its writes trail the fill by ``ROW_LATENCY`` cycles; its first
@@ -270,11 +285,12 @@ class LayerCore(wiring.Component):
         return rowt
 
     @staticmethod
-    def _odometer(m: Module, counters: list, limits: list) -> None:
-        """Advance ``counters`` (innermost first) as digits with ``limits``."""
+    def _odometer(m: Module, counters: list, lasts: list) -> None:
+        """Advance ``counters`` (innermost first) as digits whose largest values are
+        ``lasts`` (constants or registers, never an expression to compute every cycle)."""
         carry = Const(1, 1)
-        for c, lim in zip(counters, limits, strict=True):
-            wrap = c == lim - 1
+        for c, last in zip(counters, lasts, strict=True):
+            wrap = c == last
             with m.If(carry):
                 m.d.sync += c.eq(Mux(wrap, 0, c + 1))
             carry = carry & wrap
@@ -408,19 +424,18 @@ class LayerCore(wiring.Component):
                              (key >> 2) * pw + grp * (d.group_channels // L) + i[3], 0,
                              [v[lane] for lane in range(L)],
                              ok & (ph == P["sample"]) & (key % ROWS == b))
-        self._route_counts(m, rq, tag, ctx, st)
+        self._route_counts(m, rq, tag, st)
         self._route_y(m, rq, tag, bufs, ctx, st)
         del pm
 
-    def _route_counts(self, m: Module, rq: Requantizer, tag: data.View, ctx: Signal,
-                      st: dict) -> None:
+    def _route_counts(self, m: Module, rq: Requantizer, tag: data.View, st: dict) -> None:
         """Quads whose logits / pv results are all in; passes in flight."""
         d, N = self.plan.dims, self.plan.cols
         ph, i, ok = tag.phase, tag.index, rq.o.valid
-        ktn = (ctx.num_keys + N - 1) >> (N.bit_length() - 1)
         with m.If(st["slice_start"]):
             m.d.sync += [st["logit_quads"].eq(0), st["o_quads"].eq(0)]
-        with m.Elif(ok & (ph == P["logits"]) & (i[1] == d.heads - 1) & (i[2] == ktn - 1)):
+        with m.Elif(ok & (ph == P["logits"]) & (i[1] == d.heads - 1)
+                    & (i[2] == st["last_key_word"])):
             m.d.sync += st["logit_quads"].eq(st["logit_quads"] + 1)
         with m.Elif(ok & (ph == P["pv"]) & (i[1] == d.heads - 1)
                     & (i[2] == d.head_dim // N - 1)):
@@ -571,14 +586,15 @@ class LayerCore(wiring.Component):
         m.submodules.sm_fifo = q = fifo.SyncFIFOBuffered(width=entry.size, depth=lat + 4)
         fq, r, h, k = (Signal(INDEX_BITS, name=f"feed_{n}") for n in ("q", "r", "h", "k"))
         inflight = Signal(range(lat + 6))
-        nk = ctx.num_keys
+        nk_last = st["last_key"]
         room = q.r_level + inflight < lat + 2
         go = Signal()
         m.d.comb += go.eq((st["logit_quads"] > fq) & room)
         with m.If(st["slice_start"]):
             m.d.sync += [fq.eq(0), r.eq(0), h.eq(0), k.eq(0)]
         with m.Elif(go):
-            self._odometer(m, [k, h, r, fq], [nk, d.heads, ROWS, 1 << INDEX_BITS])
+            self._odometer(m, [k, h, r, fq],
+                           [nk_last, d.heads - 1, ROWS - 1, (1 << INDEX_BITS) - 1])
         quad = tables["quad"].read_port(domain="comb")
         m.d.comb += quad.addr.eq(fq)
         rd = [bufs["logits"].rd_addr[b] for b in range(ROWS)]
@@ -587,7 +603,7 @@ class LayerCore(wiring.Component):
         # Align the logit (read latency 1) with the bias (lookup latency).
         sel = [Signal(range(ROWS), name="feed_r1"), Signal(range(N), name="feed_lane1")]
         v1, last1 = Signal(), Signal()
-        m.d.sync += [sel[0].eq(r), sel[1].eq(k % N), v1.eq(go), last1.eq(go & (k == nk - 1))]
+        m.d.sync += [sel[0].eq(r), sel[1].eq(k % N), v1.eq(go), last1.eq(go & (k == nk_last))]
         word = Array(bufs["logits"].rd_data[b] for b in range(ROWS))[sel[0]]
         qk = Signal(signed(qk_bits))
         m.d.comb += qk.eq(Array(word[n] for n in range(N))[sel[1]])
@@ -615,18 +631,19 @@ class LayerCore(wiring.Component):
         m.d.comb += [sm.i.valid.eq(q.r_rdy), sm.i.payload.qk.eq(out.qk),
                      sm.i.payload.bias.eq(out.bias), sm.i.payload.last.eq(out.last),
                      q.r_en.eq(sm.i.ready)]
-        self._probs(m, sm, bufs, ctx, st, kc_words)
+        self._probs(m, sm, bufs, st, kc_words)
         del pm
 
-    def _probs(self, m: Module, sm: Softmax, bufs: dict, ctx: Signal, st: dict,
+    def _probs(self, m: Module, sm: Softmax, bufs: dict, st: dict,
                kc_words: int) -> None:
         d, L = self.plan.dims, self.plan.lanes
         oq, r, h, k = (Signal(INDEX_BITS, name=f"prob_{n}") for n in ("q", "r", "h", "k"))
         with m.If(st["slice_start"]):
             m.d.sync += [oq.eq(0), r.eq(0), h.eq(0), k.eq(0), st["sm_quads"].eq(0)]
         with m.Elif(sm.o.valid):
-            self._odometer(m, [k, h, r, oq], [ctx.num_keys, d.heads, ROWS, 1 << INDEX_BITS])
-            with m.If((k == ctx.num_keys - 1) & (h == d.heads - 1) & (r == ROWS - 1)):
+            self._odometer(m, [k, h, r, oq],
+                           [st["last_key"], d.heads - 1, ROWS - 1, (1 << INDEX_BITS) - 1])
+            with m.If((k == st["last_key"]) & (h == d.heads - 1) & (r == ROWS - 1)):
                 m.d.sync += st["sm_quads"].eq(st["sm_quads"] + 1)
         for b in range(ROWS):
             self._lane_write(m, bufs["p"].wr[b],
@@ -721,17 +738,16 @@ class LayerCore(wiring.Component):
         m.d.sync += inflight.eq(inflight + go - v1)
         m.d.comb += [self.y.valid.eq(yf.r_rdy), self.y.payload.eq(yf.r_data),
                      yf.r_en.eq(self.y.ready)]
-        self._y_room(m, seq, ctx, st, drained_set)
+        self._y_room(m, seq, st, drained_set)
         m.d.comb += self.idle.eq(~active & ~wq.r_rdy & ~yf.r_rdy & st["drained"])
 
-    def _y_room(self, m: Module, seq: Sequencer, ctx: Signal, st: dict,
+    def _y_room(self, m: Module, seq: Sequencer, st: dict,
                 drained_set: Signal) -> None:
         """Whether the next proj_out quad has a y set: the one of its quad row, claimed
         at the row's first quad, freed when the writer has drained it."""
         c, N, L = self.plan.dims.channels, self.plan.cols, self.plan.lanes
         busy = Signal(2)
         nrow, ncol = Signal(INDEX_BITS), Signal(INDEX_BITS)
-        qcols = (ctx.reg_cols + 1) >> 1
         s = seq.step
         start = s.valid & (s.payload.phase == P["proj_out"]) & (s.payload.index[2] == 0) \
             & (s.payload.index[3] == 0)
@@ -739,7 +755,7 @@ class LayerCore(wiring.Component):
         with m.If(st["slice_start"]):
             m.d.sync += [nrow.eq(0), ncol.eq(0)]
         with m.Elif(start):
-            self._odometer(m, [ncol, nrow], [qcols, 1 << INDEX_BITS])
+            self._odometer(m, [ncol, nrow], [st["last_qcol"], (1 << INDEX_BITS) - 1])
             with m.If(ncol == 0):
                 m.d.comb += claim.bit_select(nrow[0], 1).eq(1)
         m.d.sync += busy.eq(busy & ~drained_set | claim)
