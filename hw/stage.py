@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
-import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,7 +34,14 @@ from defslice.cliargs import option, require
 from defslice.config import Config
 from defslice.errors import ConfigError
 from defslice.hw.board import BoardMemory
-from defslice.hw.reports import ECP5_MINUTES, Ecp5Timing, XilinxUtilization, critical_path_text
+from defslice.hw.reports import (
+    ECP5_MINUTES,
+    MINUTES_ALLOWED,
+    Ecp5Timing,
+    XilinxUtilization,
+    critical_path_text,
+    minutes_ok,
+)
 from defslice.records import Record, omitted, sha256_of
 from defslice.reporting import markdown_table
 
@@ -72,8 +78,8 @@ class VerilogOptions:
                                "(LiteDRAM)", choices=("bram", "ddr3"))
 
     def __post_init__(self) -> None:
-        require(math.isfinite(self.ecp5_minutes) and self.ecp5_minutes > 0, VerilogOptions,
-                "ecp5_minutes", self.ecp5_minutes, "a finite number of minutes > 0")
+        require(minutes_ok(self.ecp5_minutes), VerilogOptions, "ecp5_minutes",
+                self.ecp5_minutes, MINUTES_ALLOWED)
 
 
 @dataclass(frozen=True)

@@ -169,6 +169,22 @@ def test_routed_run_reads_the_report(tmp_path, monkeypatch):
     assert timing.fmax_text(bold=True) == "**41.2 MHz**"
 
 
+def test_routed_report_keeps_only_the_design_clocks_paths(tmp_path, monkeypatch):
+    """Global-net clock names count as ``clk``; another clock whose name ends in ``clk``
+    does not."""
+    other = {"from": "posedge ref_clk", "to": "posedge ref_clk", "path": [
+        {"type": "clk-to-q", "delay": 9.0, "from": {"cell": "x_FF"}, "to": {"cell": "x_FF"}}]}
+    ours = dict(REPORT["critical_paths"][0], **{"from": "posedge $glbnet$clk",
+                                                "to": "posedge $glbnet$clk"})
+    report = tmp_path / "report.json"
+    report.write_text(json.dumps(dict(REPORT, fmax={"$glbnet$clk": REPORT["fmax"]["clk"]},
+                                      critical_paths=[other, ours])))
+    _fake_nextpnr(tmp_path, monkeypatch, f"cp {report} report.json")
+    timing = ecp5_timing(_verilog(tmp_path), 100.0)
+    assert timing.routed and timing.fmax_mhz == 41.2
+    assert timing.critical_path.start == "a_FF"
+
+
 def test_old_records_load_as_routed(tmp_path):
     """A record written before the budget existed (no ``routed``) reads as routed."""
     timing = Ecp5Timing("yosys", "LFE5U-85F", "defslice_top", 100.0, 50.0, False, {}, 1,
