@@ -206,8 +206,7 @@ class LayerCore(wiring.Component):
         # fill counters' compares every cycle).
         rows = Signal(INDEX_BITS)
         quads = Signal(INDEX_BITS)
-        qcols = Signal(INDEX_BITS)
-        sizes = [rows.eq(nxt.num_keys * G), qcols.eq((nxt.reg_cols + 1) >> 1),
+        sizes = [rows.eq(nxt.num_keys * G),
                  quads.eq(((nxt.reg_rows + 1) >> 1) * ((nxt.reg_cols + 1) >> 1)),
                  *self._context_lasts(nxt, st)]
         released = Signal()
@@ -460,9 +459,8 @@ class LayerCore(wiring.Component):
             self._lane_write(m, bufs["y"].wr[r], addr, ch % per_beat,
                              [v[r * N + n] for n in range(N)],
                              ok & (ph == P["proj_out"]) & tag.mask[r])
-        qcols = (ctx.reg_cols + 1) >> 1
         done_row = ok & (ph == P["proj_out"]) & (i[2] == d.channels // N - 1) \
-            & (qcol == qcols - 1)
+            & (qcol == st["last_qcol"])
         job = Signal(self._writer_job())
         top = ctx.reg_row0 + 2 * qrow
         m.d.comb += [job.bias.eq(0), job.set.eq(qrow[0]), job.row.eq(top),
