@@ -42,3 +42,21 @@ def test_layer_figures_of_a_slower_run():
     assert f["rtl_over_model"] == 2.0
     assert f["read_port_utilisation"] == 0.5
     assert f["array_utilisation"] == pytest.approx(est.utilisation / 2, abs=1e-4)
+
+
+@pytest.mark.parametrize("name", ["ldat-a", "ldat-sparse"])
+def test_the_model_predicts_the_rtl_cycles(name):
+    """The cycle model walks the schedule the RTL runs: its total is within 1% of the
+    simulated top's CYCLES (always-ready memory), its steps are ARRAY_BUSY."""
+    import numpy as np
+    from layer_support import CONFIGS, traced
+
+    from defslice.hw.layer.simulate import simulate_top
+
+    cfg = next(c for c in CONFIGS if c.name == name)
+    _, _, qp, x_q, y_want, _ = traced(cfg, 1)
+    run = simulate_top(cfg, x_q, qp, seed=None)
+    assert np.array_equal(run.y, y_want[0])
+    est = estimate(LayerPlan.from_config(cfg))
+    assert run.counters["ARRAY_BUSY"] == est.array_busy
+    assert run.counters["CYCLES"] / est.total == pytest.approx(1.0, abs=0.01)
