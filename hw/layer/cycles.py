@@ -21,6 +21,7 @@ from defslice.hw.layer.exp2 import Exp2Unit
 from defslice.hw.layer.layernorm import LayerNormUnit
 from defslice.hw.layer.mac_array import MacArray
 from defslice.hw.layer.offset_unit import OffsetUnit
+from defslice.hw.layer.param_memories import param_load_cycles
 from defslice.hw.layer.plan import LayerPlan
 from defslice.hw.layer.requantizer import Requantizer
 from defslice.hw.layer.softmax import Softmax, SoftmaxFormats
@@ -40,11 +41,12 @@ class UnitTiming:
     Members
     -------
     axi_latency : int
-        Read latency of the memory (AR to first R beat); the engine's R register slice
-        adds :attr:`~defslice.hw.axi_slice.AxiSlice.latency`.
+        Read latency of the memory: from an AR's handshake to its first R beat (1: the
+        beat the cycle after, as the simulation's memory answers); the engine's R register
+        slice adds :attr:`~defslice.hw.axi_slice.AxiSlice.latency`.
     """
 
-    axi_latency: int = 4
+    axi_latency: int = 1
 
 
 #: Cycles from a write to Amaranth's ``SyncFIFOBuffered`` to its ``r_rdy`` (the softmax
@@ -366,35 +368,73 @@ def _fill(plan: LayerPlan, t: SliceTask) -> int:
     return max(t.num_keys * plan.dims.groups, _quads(t.region)) + 2
 
 
-def _schedule(plan: LayerPlan, tm: UnitTiming, est: CycleEstimate) -> int:
-    """Walk the slices: the loader reads a slice's descriptor and window once the one
-    before is handed to the core and its buffer set is released; the core takes a slice
-    once it is loaded and the slice before has drained (a keyless slice costs the core
-    one cycle). Sets ``first_load`` and ``exposed_load``; returns the last result's
-    cycle."""
+#: Cycle of the run in which the parameter reader issues its first AR.
+PARAM_AR = 1
+#: The loader's steps between a descriptor's last beat and its window's first AR: the
+#: router's PARSE and its ``parsed`` register, the reader's WAIT_DESC, LEVEL, LEVEL_MUL,
+#: LEVEL_ADD, LEVEL2, ROW and BURST states (``hw/router.py``, ``hw/reader.py``).
+LOADER_STEPS = 9
+#: States of the AXI writer between two regions (its IDLE and AW, ``hw/writer.py``).
+REGION_GAP = 2
+
+
+def _window_in(plan: LayerPlan, tm: UnitTiming, t: SliceTask, after: int,
+               released: int) -> int:
+    """Cycle the loader hands over slice ``t``: its descriptor's beats from cycle
+    ``after + 1`` on (the router takes them once the slice before is handed over, or
+    after the parameters), its window's AR once parsed and its buffer set is
+    ``released``, the window's beats at one a cycle behind the read latency."""
     lay = plan.layout
+    desc = lay.desc_stride // lay.bus_bytes
+    ar = max(after + desc, released - 1) + LOADER_STEPS
+    return ar + tm.axi_latency + AxiSlice.latency + _load_beats(plan, t) - desc
+
+
+def _y_tail(plan: LayerPlan, rows: int, cols: int) -> int:
+    """Cycles from a writer job (``rows`` x ``cols`` pixels of ``y``) queued to the end
+    of the run: the writer's queue, its job register and y-buffer read, the y queue
+    (:data:`FIFO_LATENCY` each), the beats at :data:`~defslice.hw.layer.core.Y_IN_FLIGHT`
+    per round trip, one AXI region per pixel row; then the last write response and the
+    run's end."""
+    from defslice.hw.layer.core import Y_IN_FLIGHT
+
+    lay = plan.layout
+    beats = rows * cols * (lay.out_stride // lay.bus_bytes)
+    first = FIFO_LATENCY + 2 + FIFO_LATENCY
+    span = beats + (beats - 1) // Y_IN_FLIGHT + REGION_GAP * (rows - 1)
+    return first + span + 2
+
+
+def _schedule(plan: LayerPlan, tm: UnitTiming, est: CycleEstimate) -> int:
+    """Walk the slices (cycle 0: the run's first): the loader takes a slice's
+    descriptor once the one before is handed to the core; the core takes a slice once it
+    is loaded and the slice before has drained (a keyless slice costs the core one
+    cycle). Adds the cycles the core waits for a window to ``first_load`` (up to the
+    first slice with keys) or ``exposed_load``; returns the run's cycles."""
     w = Waits.of(plan)
-    trip = tm.axi_latency + AxiSlice.latency
-    loader = trip + lay.param_bytes // lay.bus_bytes - 1
+    loader = PARAM_AR + tm.axi_latency + AxiSlice.latency + param_load_cycles(plan) - 1
     released = [0] * plan.sets
-    free, first = 0, None
+    free, end, computed = 0, 0, False
     for k, t in enumerate(plan.tasks):
-        loaded = max(loader, released[k % plan.sets]) + 1 + 2 * trip + _load_beats(plan, t)
+        loaded = _window_in(plan, tm, t, loader, released[k % plan.sets])
+        if computed:
+            est.exposed_load += max(0, loaded - free)
+        else:
+            est.first_load += max(0, loaded - free)
         take = loader = max(loaded, free)
         if not t.num_keys:
             free = released[k % plan.sets] = take + 1
+            end = max(end, take + 1 + _y_tail(plan, t.region.rows, t.region.cols))
             continue
-        if first is None:
-            first = take
-        else:
-            est.exposed_load += max(0, loaded - free)
+        computed = True
         start = take + _fill(plan, t)
         done, drained, release = slice_cycles(plan, t, w)
         free = start + max(done + 1, drained)
+        # The last quad row's job is queued the cycle before its results are drained.
+        end = start + drained - 1 + _y_tail(plan, 2 - t.region.rows % 2, t.region.cols)
         released[k % plan.sets] = start + release
-    est.first_load = first or 0
     est.unit_bound = _unit_bound(plan, est.loads, w)
-    return free
+    return max(end, free)
 
 
 def estimate(plan: LayerPlan, timing: UnitTiming | None = None) -> CycleEstimate:
@@ -415,9 +455,8 @@ def estimate(plan: LayerPlan, timing: UnitTiming | None = None) -> CycleEstimate
             est.macs[name] += v
         for name, v in unit_loads(plan, t).items():
             est.loads[name] = est.loads.get(name, 0) + v
-    end = _schedule(plan, tm, est)
+    est.total = _schedule(plan, tm, est)
     out_pixel_beats = lay.out_stride // lay.bus_bytes
-    est.total = end + 2 * plan.region_max[1] * out_pixel_beats
     est.array_busy = sum(est.phases.values())
     est.compute_bound = sum(est.macs.values()) / plan.multipliers
     d = plan.dims
