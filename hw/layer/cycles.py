@@ -66,8 +66,9 @@ class Waits:
         (:meth:`~defslice.hw.layer.mac_array.MacArray.latency_of`), the core's bias read
         (one register) and :attr:`~defslice.hw.layer.requantizer.Requantizer.latency`.
     ln_row : int
-        From the cycle the LayerNorm unit starts a row to its last ``g``, plus one:
-        ``2 Cg`` reads and :meth:`~defslice.hw.layer.layernorm.LayerNormUnit.row_latency`.
+        From the cycle the LayerNorm unit starts a row (the cycle after its last word is
+        in, or once the row before lets it) to the row counted: ``2 Cg`` reads and
+        :meth:`~defslice.hw.layer.layernorm.LayerNormUnit.row_latency`.
     ln_busy : int
         Cycles its state machine holds a row (``ln_row`` less the normalise pipeline,
         which overlaps the next row).
@@ -77,9 +78,9 @@ class Waits:
         unit (:attr:`~defslice.hw.datapath.CoordUnit.latency`), the count register.
     feed : int
         From the softmax feeder's first read of a quad to its first logit in the softmax
-        unit: the logits buffer read, the bias lookup's alignment
-        (:attr:`~defslice.hw.layer.bias_lookup.BiasLookup.latency`), the queue
-        (:data:`FIFO_LATENCY`).
+        unit: the logits buffer read and the alignment with the bias lookup
+        (:attr:`~defslice.hw.layer.bias_lookup.BiasLookup.latency` in all, 1 without a
+        position bias), the queue (:data:`FIFO_LATENCY`).
     recip : int
         Softmax: from a row's last exponential issued to the row's probabilities
         starting: the exponential's input register, :attr:`~defslice.hw.layer.exp2.
@@ -309,10 +310,11 @@ def slice_cycles(plan: LayerPlan, t: SliceTask, w: Waits | None = None) -> tuple
 class CycleEstimate:
     """What :func:`estimate` predicts for one run (cycles unless stated).
 
-    ``total``: start to the last ``y`` beat; ``array_busy``: array steps; ``compute_bound``:
-    multiply-accumulates / multipliers; ``unit_bound``: the busiest unit beside the array
-    alone; ``first_load``: cycles before the first slice can compute (parameters, its
-    descriptor and window); ``exposed_load``: cycles the array waited for a later window;
+    ``total``: the run's cycles (the ``CYCLES`` counter: start to the last write
+    response); ``array_busy``: array steps; ``compute_bound``: multiply-accumulates /
+    multipliers; ``unit_bound``: the busiest unit beside the array alone; ``first_load``:
+    cycles the core waited for windows up to the first slice with keys (the parameters,
+    descriptors and windows); ``exposed_load``: cycles it waited for a later window;
     ``phases``: steps per phase; ``macs``: per phase; ``loads``: unit work.
     """
 
