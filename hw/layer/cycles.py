@@ -50,7 +50,7 @@ class UnitTiming:
 
 
 #: Cycles from a write to Amaranth's ``SyncFIFOBuffered`` to its ``r_rdy`` (the softmax
-#: feeder's queue).
+#: feeder's queue, the y writer's job and beat queues).
 FIFO_LATENCY = 2
 
 
@@ -97,7 +97,8 @@ class Waits:
 
     @classmethod
     def of(cls, plan: LayerPlan) -> Waits:
-        from defslice.hw.layer.fetch import FETCH_LATENCY
+        """The waits of the core ``plan`` describes."""
+        from defslice.hw.layer.fetch import FETCH_LATENCY  # (fetch imports the sequencer)
 
         d, ln = plan.dims, plan.ln
         cg = d.group_channels
@@ -186,7 +187,9 @@ class _Softmax:
     """The softmax feeder and the three stages of :class:`~defslice.hw.layer.softmax.
     Softmax` on one slice's rows (pixel, head) of ``nk`` keys, quad after quad: stage A
     takes a row (two row buffers), B issues its exponentials once A has it and one of
-    its own two buffers is free, C emits the probabilities once the reciprocal is in."""
+    its own two buffers is free, C emits the probabilities once the reciprocal is in.
+    The feeder runs a quad's values one a cycle from its logits counted; its queue
+    (the core's ``sm_fifo``) keeps stage A fed after a stall."""
 
     def __init__(self, w: Waits, rows: int, nk: int) -> None:
         self.w, self.rows, self.nk = w, rows, nk
