@@ -70,6 +70,9 @@ class CoordUnit(wiring.Component):
         the bank, ``(row >> 1) * bank_cols + (col >> 1)`` (0 when outside); ``tag``.
     """
 
+    #: Cycles from ``i`` to ``o`` without back-pressure (its five stages).
+    latency = 5
+
     def __init__(self, p: HwParams, tag_shape: ShapeLike) -> None:
         self.p = require_params(p)
         f = p.coord_frac

@@ -42,3 +42,32 @@ def test_layer_figures_of_a_slower_run():
     assert f["rtl_over_model"] == 2.0
     assert f["read_port_utilisation"] == 0.5
     assert f["array_utilisation"] == pytest.approx(est.utilisation / 2, abs=1e-4)
+
+
+@pytest.mark.parametrize("name", ["ldat-a", "ldat-sparse"])
+def test_the_model_predicts_the_rtl_cycles(name):
+    """The cycle model walks the schedule the RTL runs: each slice's cycles from the
+    sequencer taking it to its ``done`` exactly, the run's CYCLES and LOAD_CYCLES within
+    0.5% (always-ready memory), its steps are ARRAY_BUSY."""
+    import numpy as np
+    from layer_support import CONFIGS, traced
+
+    from defslice.hw.layer.cycles import slice_cycles
+    from defslice.hw.layer.simulate import simulate_top
+
+    def watch(top):
+        seq = top.core.sequencer
+        return [seq.slice.valid & seq.slice.ready, seq.done]
+
+    cfg = next(c for c in CONFIGS if c.name == name)
+    plan, _, qp, x_q, y_want, _ = traced(cfg, 1)
+    run = simulate_top(cfg, x_q, qp, seed=None, watch=watch)
+    assert np.array_equal(run.y, y_want[0])
+    taken, done = (np.flatnonzero([cycle[k] for cycle in run.trace]) for k in range(2))
+    keyed = [t for t in plan.tasks if t.num_keys]
+    assert list(done - taken) == [slice_cycles(plan, t)[0] for t in keyed]
+    est = estimate(plan)
+    c = run.counters
+    assert c["ARRAY_BUSY"] == est.array_busy
+    assert est.total == pytest.approx(c["CYCLES"], rel=0.005)
+    assert est.first_load + est.exposed_load == pytest.approx(c["LOAD_CYCLES"], rel=0.005)

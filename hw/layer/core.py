@@ -22,13 +22,15 @@ from defslice.hw.layer.softmax import Softmax
 from defslice.hw.params import HwParams
 from defslice.model.layer_layout import ARRAY_ROWS
 
-__all__ = ["FORMATS", "LayerCore", "requant_formats"]
+__all__ = ["FORMATS", "Y_IN_FLIGHT", "LayerCore", "requant_formats"]
 
 ROWS = ARRAY_ROWS
 P = PHASE_CODE
 #: Requantizer formats, by name, in order (``docs/numerics.md`` steps 1, 2, 5a, 7, 8,
 #: 9a, 11, 12).
 FORMATS = ("q", "h", "off", "sample", "k", "v", "qk", "o", "y")
+#: ``y`` beats the writer keeps between its y-buffer reads and its output queue.
+Y_IN_FLIGHT = 3
 
 
 def requant_formats(plan: LayerPlan, value_frac: int, value_bits: int, coord_frac: int,
@@ -147,8 +149,9 @@ class LayerCore(wiring.Component):
         m.submodules.req = rq = Requantizer(arr.acc_size, ln.acc_bits, self.formats,
                                             tag_bits=tag_bits)
         bufs = self._buffers(m)
-        #: The buffers of the last elaboration (simulation tests inspect them).
-        self.buffers = bufs
+        #: The buffers and the sequencer of the last elaboration (simulation tests and
+        #: traces inspect them).
+        self.buffers, self.sequencer = bufs, seq
         m.d.comb += [pm.beat.valid.eq(self.params.valid), pm.beat.payload.eq(self.params.payload),
                      self.params.ready.eq(pm.beat.ready), pm.start.eq(self.params_start),
                      self.params_done.eq(pm.done)]
@@ -696,7 +699,7 @@ class LayerCore(wiring.Component):
             width=len(self.y.payload.as_value()), depth=4)
         inflight = Signal(2)
         go = Signal()
-        m.d.comb += [go.eq(active & (yf.w_level + inflight < 3)), wq.r_en.eq(~active)]
+        m.d.comb += [go.eq(active & (yf.w_level + inflight < Y_IN_FLIGHT)), wq.r_en.eq(~active)]
         with m.If(~active & wq.r_rdy):
             m.d.sync += [job.eq(wq.r_data), active.eq(1), pr.eq(0), col.eq(0), beat.eq(0)]
         drained_set = Signal(2)

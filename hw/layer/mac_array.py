@@ -106,11 +106,21 @@ class MacArray(wiring.Component):
             "i": In(stream.Signature(self.in_layout, always_ready=True)),
             "o": Out(stream.Signature(self.out_layout, always_ready=True)),
         })
-        # Registered every two adder levels: ceil(log2(L) / 2) stages, at least the one of
-        # the row-reduce tree (4 terms, two levels).
-        self.tree_stages = max(1, lanes.bit_length() // 2)
-        # input register, product register, tree stages, accumulate.
-        self.latency = 1 + 1 + self.tree_stages + 1
+        self.tree_stages = self.tree_stages_of(lanes)
+        self.latency = self.latency_of(lanes)
+
+    @staticmethod
+    def tree_stages_of(lanes: int) -> int:
+        """Register stages of the adder trees of ``lanes`` lanes: one every two adder
+        levels, ``ceil(log2(L) / 2)``, at least the one of the row-reduce tree (4 terms,
+        two levels)."""
+        return max(1, lanes.bit_length() // 2)
+
+    @classmethod
+    def latency_of(cls, lanes: int) -> int:
+        """:attr:`latency` of an array of ``lanes`` lanes: input register, product
+        register, tree stages, accumulate."""
+        return 1 + 1 + cls.tree_stages_of(lanes) + 1
 
     def _products(self, m: Module, s0: Signal) -> list:
         """prod[r][l][n], registered (the DSP's M register)."""

@@ -66,7 +66,13 @@ class OffsetUnit(wiring.Component):
             "o": Out(stream.Signature(data.StructLayout({
                 "sample": pair, "bias": pair, "tag": tag_bits}), always_ready=True)),
         })
-        self.latency = 2 if factor_mode == "clamp" else 2 + HalfTable.latency + 1
+        self.latency = self.latency_of(factor_mode)
+
+    @staticmethod
+    def latency_of(factor_mode: str) -> int:
+        """:attr:`latency` in ``factor_mode``: the bounds' two stages, in ``tanh`` mode
+        after the table and the scale product."""
+        return 2 if factor_mode == "clamp" else 2 + HalfTable.latency + 1
 
     def _offsets(self, m: Module) -> tuple:
         """Offsets in Q(f) and the inputs delayed alongside them."""

@@ -11,10 +11,12 @@ from defslice.hw.layer.layernorm import LayerNormUnit
 from defslice.hw.layer.plan import LayerPlan
 from defslice.model.layer_layout import ARRAY_ROWS, BIAS_BYTES, REF_BYTES, WEIGHT_BYTES
 
-__all__ = ["ParamMemories", "param_load_steps"]
+__all__ = ["ParamMemories", "param_load_cycles", "param_load_steps"]
 
 #: Sections written a beat per cycle (memory words of one or more beats), in DRAM order.
 WORD_SECTIONS = ("proj_q", "proj_k", "proj_v", "proj_out", "offset_proj", "dwconv")
+#: Sections written one value per cycle (a beat waits for its values): bytes per value.
+VALUE_SECTIONS = {"bias": BIAS_BYTES, "norm_gain": WEIGHT_BYTES, "reference": REF_BYTES}
 
 
 def param_load_steps(plan: LayerPlan) -> list[tuple[str, int, int]]:
@@ -22,6 +24,14 @@ def param_load_steps(plan: LayerPlan) -> list[tuple[str, int, int]]:
     lay = plan.layout
     return [(name, sec.offset // lay.bus_bytes, sec.nbytes // lay.bus_bytes)
             for name, sec in lay.sections.items()]
+
+
+def param_load_cycles(plan: LayerPlan) -> int:
+    """Cycles :class:`ParamMemories` takes the region's beats in, every beat offered at
+    once: one per beat, ``bus_bytes / value bytes`` per beat of a value section."""
+    bus = plan.layout.bus_bytes
+    return sum(count * (bus // VALUE_SECTIONS[name] if name in VALUE_SECTIONS else 1)
+               for name, _, count in param_load_steps(plan))
 
 
 class ParamMemories(wiring.Component):
@@ -139,8 +149,7 @@ class ParamMemories(wiring.Component):
                 with m.If(here):
                     m.d.comb += take.eq(1)
             else:
-                size = {"bias": BIAS_BYTES, "norm_gain": WEIGHT_BYTES,
-                        "reference": REF_BYTES}[name]
+                size = VALUE_SECTIONS[name]
                 per = bus // size
                 index = Signal(range(count * per + 1), name=f"index_{name}")
                 m.d.comb += index.eq(k * per + sub)

@@ -5,10 +5,12 @@ counters)."""
 from __future__ import annotations
 
 import random
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
-from amaranth.hdl import Elaboratable, Module, ResetInserter, Signal, unsigned
+from amaranth.hdl import Elaboratable, Module, ResetInserter, Signal, Value, unsigned
 from amaranth.lib import memory
 from amaranth.sim import Simulator, SimulatorContext
 
@@ -21,6 +23,9 @@ from defslice.hw.regmap import LAYER_MAP
 from defslice.model.dat_layer_fixed import FixedLayerParams
 from defslice.model.layer_layout import SliceTask
 from defslice.model.layout import Burst
+
+if TYPE_CHECKING:
+    from defslice.hw.layer.top import LayerTop
 
 __all__ = ["CoreHarness", "CoreRun", "TopRun", "simulate_core", "simulate_top", "slice_fields"]
 
@@ -193,7 +198,8 @@ def simulate_core(cfg: Config, x_q: np.ndarray, qp: FixedLayerParams,
 class TopRun:
     """What a run of the layer top produced: ``y`` (C, H, W); every AXI burst in issue
     order (``tensor`` from the layout's regions); the counters by register name; STATUS
-    at the end and right after a mid-run reset, and the bursts before that reset."""
+    at the end and right after a mid-run reset, and the bursts before that reset; the
+    watched values, one tuple a cycle (``simulate_top(watch=...)``)."""
 
     y: np.ndarray
     bursts: list[Burst] = field(default_factory=list)
@@ -201,18 +207,22 @@ class TopRun:
     status: int = 0
     status_after_reset: int | None = None
     bursts_before_reset: list[Burst] = field(default_factory=list)
+    trace: list[tuple[int, ...]] = field(default_factory=list)
 
 
 def simulate_top(cfg: Config, x_q: np.ndarray, qp: FixedLayerParams, *,
                  seed: int | None = None, reset_after: int | None = None,
-                 max_cycles: int = 5_000_000) -> TopRun:
+                 max_cycles: int = 5_000_000,
+                 watch: Callable[[LayerTop], Sequence[Value]] | None = None) -> TopRun:
     """One run of the layer top (``hw.engine = "layer"``) on the memory image of ``x_q``
     and ``qp``, driven through its registers as host software would.
 
     ``seed``: ``None``, the memory is always ready; otherwise random stalls on every AXI
     channel, reproducible from the seed. ``reset_after``: first start a run and reset the
     design (and the memory model, ``y`` cleared) that many cycles after its start, then
-    run again; the result is the second run's.
+    run again; the result is the second run's. ``watch``: given the elaborated top (its
+    ``core``, the core's ``sequencer``), values to record every cycle from the first
+    register write on, into :attr:`TopRun.trace`.
     """
     from defslice.hw.layer.top import LayerTop
     from defslice.hw.simulate import AxiMemory, axil_read, finish_run, start_run
@@ -259,6 +269,14 @@ def simulate_top(cfg: Config, x_q: np.ndarray, qp: FixedLayerParams, *,
     sim = Simulator(ResetInserter(rst)(dut))
     sim.add_clock(1e-8)
     sim.add_testbench(testbench)
+    if watch is not None:
+        values = watch(dut)                 # the simulator has elaborated the design
+
+        async def watcher(ctx: SimulatorContext) -> None:
+            async for _, _, *now in ctx.tick().sample(*values):
+                run.trace.append(tuple(int(v) for v in now))
+
+        sim.add_testbench(watcher, background=True)
     sim.run()
     run.y = lay.unpack_y(bytes(mem[lay.y_base:]))
     run.bursts = memory.bursts

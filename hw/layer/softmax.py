@@ -66,8 +66,11 @@ class Softmax(wiring.Component):
         ``p`` (unsigned ``prob_frac + 1`` bits), ``last``: the consumer always takes it.
     """
 
+    #: Default quotient bits per stage of the reciprocal's divider.
+    DIV_STEPS = 2
+
     def __init__(self, ln: LayerNumericsConfig, max_len: int, qk_bits: int, bias_bits: int,
-                 div_steps: int = 2) -> None:
+                 div_steps: int = DIV_STEPS) -> None:
         if max_len < 1:
             raise ValueError(f"max_len must be >= 1, not {max_len}")
         self.fmt = SoftmaxFormats.from_config(ln)

@@ -109,6 +109,8 @@ class LayerTop(wiring.Component):
         m.submodules.params = pr = ParamReader(p, lay.param_bytes // lay.bus_bytes)
         m.submodules.loader = loader = Loader(p)
         m.submodules.core = core = LayerCore(plan, p, self.cfg.numerics)
+        #: The core of the last elaboration (simulation traces inspect it).
+        self.core = core
         m.submodules.ywriter = yw = YWriter(p, plan.dims.width, lay.out_stride)
         m.submodules.r_slice = r_slice = AxiSlice(ReadDataSignature(p.bus_bits))
         self._ports(m, regs, pr, r_slice, yw)
