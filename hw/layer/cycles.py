@@ -356,7 +356,7 @@ class CycleEstimate:
         }
 
 
-def _unit_bound(plan: LayerPlan, loads: dict[str, int], w: Waits) -> int:
+def _unit_bound(loads: dict[str, int], w: Waits) -> int:
     """Cycles of the busiest unit on its own: LayerNorm (its state machine per row), bias
     lookup and each softmax stage (one value per cycle)."""
     return max(loads["layernorm_rows"] * w.ln_busy, loads["bias"], loads["exp"])
@@ -410,13 +410,12 @@ def _y_tail(plan: LayerPlan, rows: int, cols: int) -> int:
     return first + span + 2
 
 
-def _schedule(plan: LayerPlan, tm: UnitTiming, est: CycleEstimate) -> int:
+def _schedule(plan: LayerPlan, tm: UnitTiming, w: Waits, est: CycleEstimate) -> int:
     """Walk the slices (cycle 0: the run's first): the loader takes a slice's
     descriptor once the one before is handed to the core; the core takes a slice once it
     is loaded and the slice before has drained (a keyless slice costs the core one
     cycle). Adds the cycles the core waits for a window to ``first_load`` (up to the
     first slice with keys) or ``exposed_load``; returns the run's cycles."""
-    w = Waits.of(plan)
     loader = PARAM_AR + tm.axi_latency + AxiSlice.latency + param_load_cycles(plan) - 1
     released = [0] * plan.sets
     free, end, computed = 0, 0, False
@@ -438,7 +437,6 @@ def _schedule(plan: LayerPlan, tm: UnitTiming, est: CycleEstimate) -> int:
         # The last quad row's job is queued the cycle before its results are drained.
         end = start + drained - 1 + _y_tail(plan, 2 - t.region.rows % 2, t.region.cols)
         released[k % plan.sets] = start + release
-    est.unit_bound = _unit_bound(plan, est.loads, w)
     return max(end, free)
 
 
@@ -460,7 +458,9 @@ def estimate(plan: LayerPlan, timing: UnitTiming | None = None) -> CycleEstimate
             est.macs[name] += v
         for name, v in unit_loads(plan, t).items():
             est.loads[name] = est.loads.get(name, 0) + v
-    est.total = _schedule(plan, tm, est)
+    w = Waits.of(plan)
+    est.total = _schedule(plan, tm, w, est)
+    est.unit_bound = _unit_bound(est.loads, w)
     out_pixel_beats = lay.out_stride // lay.bus_bytes
     est.array_busy = sum(est.phases.values())
     est.compute_bound = sum(est.macs.values()) / plan.multipliers
