@@ -566,6 +566,10 @@ class HwConfig:
     array_cols : int
         ``layer`` engine: columns of the multiply-accumulate array, a power of two; the
         array has 4 x ``lanes`` x ``array_cols`` multipliers.
+    operand_ram : ``"auto"`` or ``"block"``
+        ``layer`` engine: RAM of the shallow operand buffers (keys, k, v, o, g): ``auto``
+        lets synthesis choose (LUT RAM, being shallow); ``block`` marks them for block RAM
+        (fewer logic cells, more block RAMs, same cycles; ``docs/hw_layer.md``).
     """
 
     lanes: int = 2
@@ -578,12 +582,14 @@ class HwConfig:
     clock_mhz: float = 100.0
     engine: Literal["sampling", "layer"] = "sampling"
     array_cols: int = 4
+    operand_ram: Literal["auto", "block"] = "auto"
 
     def __post_init__(self) -> None:
         _require_int(self.lanes, "hw.lanes", 1, 64)
         _require_choice(self.engine, "hw.engine", ("sampling", "layer"))
         _require_choice(self.array_cols, "hw.array_cols", (1, 2, 4, 8, 16, 32, 64))
         _require_choice(self.buffering, "hw.buffering", ("single", "double"))
+        _require_choice(self.operand_ram, "hw.operand_ram", ("auto", "block"))
         _require_choice(self.axi_data_bits, "hw.axi_data_bits", (32, 64, 128, 256, 512))
         _require_int(self.max_burst_beats, "hw.max_burst_beats", 1, 256)
         _require_int(self.addr_bits, "hw.addr_bits", 16, 64)

@@ -85,6 +85,7 @@ def test_msda_has_no_offset_groups_and_retired_fields_say_where_they_went():
     ({"hw": {"axi_data_bits": 48}}, "hw.axi_data_bits", "one of 32, 64"),
     ({"hw": {"max_burst_beats": 257}}, "hw.max_burst_beats", "[1, 256]"),
     ({"slicing": {"clamp": "wrap"}}, "slicing.clamp", "'clamp', 'drop'"),
+    ({"hw": {"operand_ram": "lut"}}, "hw.operand_ram", "'auto', 'block'"),
 ])
 def test_invalid_values_name_field_value_and_range(change, field, allowed):
     with pytest.raises(ConfigError) as err:

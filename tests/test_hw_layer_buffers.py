@@ -1,6 +1,9 @@
+# amaranth: UnusedElaboratable=no
 """Banked buffers against a dictionary: lane-masked writes, reads one cycle later."""
 
 import numpy as np
+import pytest
+from amaranth.back import verilog
 from amaranth.sim import Simulator
 
 from defslice.hw.layer.buffers import BankedBuffer
@@ -41,3 +44,13 @@ def test_banked_buffer_matches_dictionary():
     sim.add_testbench(tb)
     sim.run()
     assert seen == want and len(seen) > 200
+
+
+def test_block_ram_style_marks_every_bank():
+    """``ram_style="block"`` reaches the Verilog as an attribute on each bank memory (what
+    yosys maps by); without it there is none."""
+    marked = verilog.convert(BankedBuffer(3, 32, 4, 16, ram_style="block"), name="buf")
+    assert marked.count('(* ram_style = "block" *)') == 3
+    assert "ram_style" not in verilog.convert(BankedBuffer(3, 32, 4, 16), name="buf")
+    with pytest.raises(ValueError, match="ram_style"):
+        BankedBuffer(3, 32, 4, 16, ram_style="lut")

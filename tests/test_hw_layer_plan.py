@@ -5,7 +5,7 @@ import pytest
 from defslice import config as C
 from defslice.errors import ConfigError
 from defslice.hw.layer.cycles import PHASES, estimate, slice_macs, slice_steps
-from defslice.hw.layer.plan import MAX_SLICE_KEYS, LayerPlan
+from defslice.hw.layer.plan import MAX_SLICE_KEYS, OPERAND_BUFFERS, LayerPlan
 from defslice.hw.layer.resources import estimate_resources, memories
 from defslice.model.dat_layer import DatLayerSpec
 from defslice.model.layer_layout import LayerDims
@@ -84,6 +84,21 @@ def test_resources_dat56_fit_artix():
     window = next(m for m in memories(plan) if m.name == "window")
     assert window.bram18 == buffer_bram18(C.preset("dat56")).blocks
     assert not estimate_resources(_plan(DAT56_B))["fits"]["xc7a100t"]
+
+
+def test_operand_ram_block_counts_the_operand_buffers_as_block_ram():
+    """``hw.operand_ram = "block"``: the shallow operand buffers (LUT RAM otherwise) count
+    as block RAM, every other memory as before."""
+    cfg = C.preset("dat56").replace(hw={"lanes": 4, "array_cols": 2, "buffering": "single"})
+    auto = {m.name: m for m in memories(LayerPlan.from_config(cfg))}
+    block = {m.name: m for m in memories(LayerPlan.from_config(
+        cfg.replace(hw={"operand_ram": "block"})))}
+    assert set(OPERAND_BUFFERS) <= set(auto) and auto.keys() == block.keys()
+    for name in auto:
+        if name in OPERAND_BUFFERS:
+            assert auto[name].bram18 == 0 < block[name].bram18 and block[name].block
+        else:
+            assert block[name] == auto[name]
 
 
 @pytest.mark.parametrize("dims", [DAT56, DAT56_B])

@@ -126,3 +126,18 @@ def test_dat56_top_builds():
     top = build_top(C.preset("dat56").replace(hw={"engine": "layer"}))
     top._MustUse__silence = True
     assert top.plan.dims.channels == 64 and top.p.desc_stride == top.plan.layout.desc_stride
+
+
+def test_operand_ram_block_changes_only_memory_attributes():
+    """``hw.operand_ram = "block"``: the same Verilog but for a ``ram_style`` attribute on
+    each bank of the operand buffers, so the simulations of the design hold for it."""
+    from defslice.hw import verilog_text
+    from defslice.hw.layer.plan import OPERAND_BUFFERS
+
+    cfg = next(c for c in CONFIGS if c.name == "ldat-a")
+    auto = verilog_text(cfg).splitlines()
+    block = verilog_text(cfg.replace(hw={"operand_ram": "block"})).splitlines()
+    mark = '  (* ram_style = "block" *)'
+    assert [ln for ln in block if ln != mark] == auto
+    banks = 3 * 4 + cfg.hw.lanes + 1          # keys, k, o: 4 banks; v: one per lane; g: 1
+    assert block.count(mark) == banks and len(OPERAND_BUFFERS) == 5

@@ -23,6 +23,11 @@ class BankedBuffer(wiring.Component):
     bits : int
         Width of a value.
     is_signed : bool
+    ram_style : str or None
+        ``"block"``: every bank is marked ``(* ram_style = "block" *)``, which yosys maps to
+        block RAM where it would pick LUT RAM for a shallow bank (fewer logic cells, more
+        block RAMs; the read stays synchronous, so no cycle changes); ``None``: synthesis
+        picks.
 
     Members
     -------
@@ -34,11 +39,14 @@ class BankedBuffer(wiring.Component):
     latency = 1
 
     def __init__(self, banks: int, depth: int, lanes: int, bits: int,
-                 is_signed: bool = True) -> None:
+                 is_signed: bool = True, ram_style: str | None = None) -> None:
         if min(banks, depth, lanes, bits) < 1:
             raise ValueError(f"banks, depth, lanes and bits must be >= 1, not "
                              f"{(banks, depth, lanes, bits)}")
+        if ram_style not in (None, "block"):
+            raise ValueError(f"ram_style must be None or 'block', not {ram_style!r}")
         self.banks, self.depth, self.lanes, self.bits = banks, depth, lanes, bits
+        self.ram_style = ram_style
         value = signed(bits) if is_signed else unsigned(bits)
         self.word = data.ArrayLayout(value, lanes)
         addr = unsigned(max(1, (depth - 1).bit_length()))
@@ -54,7 +62,8 @@ class BankedBuffer(wiring.Component):
         #: The bank memories of the last elaboration (simulation tests inspect them).
         self.memories = []
         for b in range(self.banks):
-            mem = memory.Memory(shape=self.word, depth=self.depth, init=[])
+            attrs = {"ram_style": self.ram_style} if self.ram_style else None
+            mem = memory.Memory(shape=self.word, depth=self.depth, init=[], attrs=attrs)
             self.memories.append(mem)
             m.submodules[f"bank{b}"] = mem
             wp = mem.write_port(granularity=1)

@@ -14,7 +14,7 @@ from defslice.hw.layer.layernorm import LayerNormUnit
 from defslice.hw.layer.mac_array import MacArray
 from defslice.hw.layer.offset_unit import OffsetUnit
 from defslice.hw.layer.param_memories import ParamMemories
-from defslice.hw.layer.plan import LayerPlan
+from defslice.hw.layer.plan import OPERAND_BUFFERS, LayerPlan
 from defslice.hw.layer.requantizer import Requantizer
 from defslice.hw.layer.row_table import RowTable
 from defslice.hw.layer.sequencer import INDEX_BITS, PHASE_CODE, Sequencer
@@ -129,8 +129,10 @@ class LayerCore(wiring.Component):
             "y": (ROWS, 2 * self.qcols * self.pb, lay.bus_bytes // 2, 16, True),
         }
         bufs = {}
+        block = p.operand_ram == "block"
         for name, (banks, depth, lanes, bits, sgn) in specs.items():
-            bufs[name] = BankedBuffer(banks, depth, lanes, bits, sgn)
+            style = "block" if block and name in OPERAND_BUFFERS else None
+            bufs[name] = BankedBuffer(banks, depth, lanes, bits, sgn, ram_style=style)
             m.submodules[f"buf_{name}"] = bufs[name]
         return bufs
 

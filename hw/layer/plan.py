@@ -19,6 +19,8 @@ __all__ = ["MAX_SLICE_KEYS", "LayerPlan"]
 #: Most keys (of one group) a slice may hold: the key, k and v buffers and the softmax
 #: rows are sized for it. DAT++'s stride-8 stage 1 puts at most 9 keys in a 28 x 14 slice.
 MAX_SLICE_KEYS = 64
+#: The shallow operand buffers ``hw.operand_ram = "block"`` puts in block RAM.
+OPERAND_BUFFERS = ("keys", "k", "v", "o", "g")
 
 
 def _is_pow2(n: int) -> bool:
@@ -65,6 +67,8 @@ class LayerPlan:
         DRAM element sizes and the address width.
     ln : LayerNumericsConfig
         Fixed-point formats of the layer (``[layer_numerics]``).
+    operand_ram : str
+        ``hw.operand_ram``: ``"block"`` puts :data:`OPERAND_BUFFERS` in block RAM.
     """
 
     dims: LayerDims
@@ -78,6 +82,7 @@ class LayerPlan:
     out_element_bytes: int = 2
     addr_bits: int = 32
     ln: LayerNumericsConfig = field(default_factory=LayerNumericsConfig)
+    operand_ram: str = "auto"
 
     @classmethod
     def from_config(cls, cfg: Config) -> LayerPlan:
@@ -99,7 +104,8 @@ class LayerPlan:
         return cls(LayerDims.from_config(cfg), SliceGrid.from_config(cfg), hw.lanes,
                    hw.array_cols, hw.bus_bytes, hw.max_burst_beats,
                    2 if hw.buffering == "double" else 1, cfg.dram.element_bytes,
-                   cfg.dram.out_element_bytes, hw.addr_bits, cfg.layer_numerics)
+                   cfg.dram.out_element_bytes, hw.addr_bits, cfg.layer_numerics,
+                   hw.operand_ram)
 
     def __post_init__(self) -> None:
         self._check_array()

@@ -3,11 +3,12 @@ LUT/FF count, from the plan alone (``docs/hw_layer.md``, "Resources")."""
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 from defslice.config import Config
 from defslice.hw.bram import bram18_blocks, in_lutram
-from defslice.hw.layer.plan import LayerPlan
+from defslice.hw.layer.plan import OPERAND_BUFFERS, LayerPlan
 from defslice.hw.params import bank_chunk_depths
 from defslice.model.layer_layout import ARRAY_ROWS
 
@@ -41,13 +42,15 @@ ECP5_REDUCTIONS: tuple[tuple[str, object], ...] = (("array_cols", 2), ("bufferin
 @dataclass(frozen=True)
 class Memory:
     """One on-chip memory of the engine: ``count`` copies of ``depth`` x ``width`` bits,
-    each copy cut into chunks of one block RAM's depth when ``chunked``."""
+    each copy cut into chunks of one block RAM's depth when ``chunked``; ``block``: marked
+    for block RAM (``hw.operand_ram``), never LUT RAM."""
 
     name: str
     count: int
     depth: int
     width: int
     chunked: bool = False
+    block: bool = False
 
     @property
     def bits(self) -> int:
@@ -58,7 +61,7 @@ class Memory:
         """RAMB18 blocks (chunks that synthesis puts in LUT RAM count 0)."""
         parts = bank_chunk_depths(self.depth, self.width) if self.chunked else [self.depth]
         return self.count * sum(bram18_blocks(d, self.width) for d in parts
-                                if not in_lutram(d, self.width))
+                                if self.block or not in_lutram(d, self.width))
 
 
 def _cdiv(a: int, b: int) -> int:
@@ -90,12 +93,16 @@ def memories(plan: LayerPlan) -> list[Memory]:
         Memory("logits", 1, 2 * d.heads * _cdiv(kmax, N), ARRAY_ROWS * N * act_bits),
         Memory("p", ARRAY_ROWS, 2 * d.heads * _cdiv(kmax, L), word),
         Memory("o", ARRAY_ROWS, 2 * (c // L), word),
+        Memory("g", 1, 2 * (cg // L), word),
         Memory("y", 1, 2 * 2 * plan.region_max[1] * (lay.out_stride // lay.bus_bytes),
                8 * lay.bus_bytes),
         Memory("gelu_table", 1, ln.gelu_table_len, 8),
         Memory("exp2_table", 1, ln.exp_table_len, ln.exp_frac + 1),
         Memory("rsqrt_table", 1, ln.rsqrt_table_len, ln.rsqrt_frac + 1),
     ]
+    if plan.operand_ram == "block":
+        mems = [dataclasses.replace(m, block=True) if m.name in OPERAND_BUFFERS else m
+                for m in mems]
     if d.spec.offset_range_factor >= 0:
         mems.append(Memory("tanh_table", 2, ln.tanh_table_len, ln.tanh_frac + 1))
     if d.use_pe:
