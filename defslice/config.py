@@ -569,7 +569,7 @@ class HwConfig:
     operand_ram : ``"auto"`` or ``"block"``
         ``layer`` engine: RAM of the shallow operand buffers (keys, k, v, o, g): ``auto``
         lets synthesis choose (LUT RAM, being shallow); ``block`` marks them for block RAM
-        (fewer logic cells, more block RAMs, same cycles; ``docs/hw_layer.md``).
+        (fewer LUT RAM cells, more block RAMs, same cycles; ``docs/hw_layer.md``).
     """
 
     lanes: int = 2
