@@ -25,7 +25,7 @@ class BankedBuffer(wiring.Component):
     is_signed : bool
     ram_style : str or None
         ``"block"``: every bank is marked ``(* ram_style = "block" *)``, which yosys maps to
-        block RAM where it would pick LUT RAM for a shallow bank (fewer logic cells, more
+        block RAM where it would pick LUT RAM for a shallow bank (fewer LUT RAM cells, more
         block RAMs; the read stays synchronous, so no cycle changes); ``None``: synthesis
         picks.
 
