@@ -51,3 +51,38 @@ def test_refused_formats(formats):
     with pytest.raises(ValueError):
         Requantizer(4, acc_bits=40, formats=formats)
     gc.collect()     # the half-built component's "never used" warning, inside the filter
+
+
+def _edge_items(rng, n, width, acc_bits, formats):
+    """Sums at each format's saturation limits and rounding ties, +-2 around them."""
+    lo, hi = -(1 << (acc_bits - 1)), (1 << (acc_bits - 1)) - 1
+    items = []
+    for k in range(n):
+        f = int(rng.integers(0, len(formats)))
+        shift, bits = formats[f]
+        limit, tie = 1 << (shift + bits - 1), (1 << shift) >> 1
+        centres = [limit, -limit, limit - tie, -limit - tie, tie, -tie,
+                   (2 * int(rng.integers(-99, 99)) + 1) * tie, 0, lo, hi]
+        acc = [int(np.clip(centres[int(rng.integers(0, len(centres)))]
+                           + int(rng.integers(-2, 3)), lo, hi)) for _ in range(width)]
+        items.append((acc, [0] * width, f, k % 4))
+    return items
+
+
+@pytest.mark.parametrize("width", [1, 8])
+def test_requantizer_at_the_engine_formats_limits(width):
+    """The formats of the ``dat56`` layer engine (shifts 10 to 17, widths 16, 24 and 35),
+    each at its saturation limits and rounding ties."""
+    from defslice.config import preset
+    from defslice.hw.layer.core import LayerCore
+    from defslice.hw.layer.top import layer_params
+
+    cfg = preset("dat56")
+    plan, hwp = layer_params(cfg)
+    core = LayerCore(plan, hwp, cfg.numerics)
+    core._MustUse__silence = True
+    formats, acc_bits = list(core.formats), plan.ln.acc_bits
+    dut = Requantizer(width, acc_bits=acc_bits, formats=formats, tag_bits=2)
+    items = _edge_items(np.random.default_rng(width), 200, width, acc_bits, formats)
+    assert len({s for s, _ in formats}) > 3 and len({b for _, b in formats}) > 2
+    assert rtl(dut, items) == reference(items, formats)

@@ -351,16 +351,17 @@ class LayerCore(wiring.Component):
                 with m.Case(P[name]):
                     m.d.comb += fmt.eq(FORMATS.index(f))
         m.d.comb += pm.b_addr.eq(base // L)
-        lane0, on, mode1 = Signal(range(L)), Signal(), Signal()
+        # The bias word's first lane, base % L, is a multiple of N (the plan makes the
+        # channels a multiple of L, and a dense pass's column block N wide): its block.
+        block, on, mode1 = Signal(range(L // N)), Signal(), Signal()
         acc1 = Signal.like(arr.o.payload.acc)
         tag1 = Signal.like(arr.o.payload.tag)
         v1, fmt1 = Signal(), Signal.like(fmt)
-        m.d.sync += [lane0.eq(base % L), on.eq(has_bias), mode1.eq(arr.o.payload.mode),
+        m.d.sync += [block.eq((base % L) // N), on.eq(has_bias), mode1.eq(arr.o.payload.mode),
                      acc1.eq(arr.o.payload.acc), tag1.eq(arr.o.payload.tag),
                      v1.eq(arr.o.valid), fmt1.eq(fmt)]
-        word = Array(pm.b_data[k] for k in range(L))
         for j in range(arr.acc_size):
-            dense = word[lane0 + j % N]
+            dense = Array(pm.b_data[k * N + j % N] for k in range(L // N))[block]
             red = pm.b_data[j] if j < L else 0
             m.d.comb += rq.i.payload.bias[j].eq(Mux(on, Mux(mode1, red, dense), 0))
         m.d.comb += [rq.i.valid.eq(v1), rq.i.payload.acc.eq(acc1), rq.i.payload.fmt.eq(fmt1),
@@ -370,14 +371,20 @@ class LayerCore(wiring.Component):
     def _lane_write(self, m: Module, port: object, addr: object, lane0: object, values: list,
                     en: object) -> None:
         """Write ``values`` into lanes ``lane0 ..`` of word ``addr`` of one bank when
-        ``en`` (several writers of one port are never enabled in the same cycle)."""
+        ``en`` (several writers of one port are never enabled in the same cycle).
+
+        ``lane0`` is a multiple of ``len(values)`` at every caller (the plan makes the head
+        channels a multiple of the lanes and columns, and a bus beat hold whole lane
+        words), so lane ``l`` takes value ``l % len(values)`` and only the lane enables
+        move: no rotation multiplexer.
+        """
         width = len(port.data)
         n = len(values)
+        assert width % n == 0, (width, n)
         with m.If(en):
             m.d.comb += [port.addr.eq(addr), port.en.eq(Const((1 << n) - 1, width) << lane0)]
             for lane in range(width):
-                src = Array(values + [0] * width)[(Const(lane, 8) - lane0)[:8]]
-                m.d.comb += port.data[lane].eq(src)
+                m.d.comb += port.data[lane].eq(values[lane % n])
 
     def _route(self, m: Module, rq: Requantizer, pm: ParamMemories, bufs: dict, ctx: Signal,
                st: dict) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from amaranth.hdl import Module, Mux, Signal, unsigned
+from amaranth.hdl import Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -78,9 +78,13 @@ class Divider(wiring.Component):
         for s in range(self.stages):
             rem, quot = cur.rem, cur.quot
             for _ in range(min(self.steps_per_stage, bit + 1)):
-                shifted = (rem << 1) | cur.low[bit]
-                take = shifted >= cur.den
-                rem = Mux(take, shifted - cur.den, shifted)
+                # One subtractor: its borrow is the comparison (two cells would be two
+                # carry chains).
+                shifted = Signal(db + 1, name=f"div_sh{bit}")
+                diff = Signal(signed(db + 2), name=f"div_diff{bit}")
+                m.d.comb += [shifted.eq((rem << 1) | cur.low[bit]), diff.eq(shifted - cur.den)]
+                take = ~diff[-1]
+                rem = Mux(take, diff[:db + 1], shifted)
                 quot = quot | (take << bit)
                 bit -= 1
             nxt = Signal(layout, name=f"div_s{s}")

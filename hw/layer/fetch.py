@@ -303,18 +303,21 @@ class OperandFetch(wiring.Component):
     def _a_tile(self, m: Module, c4: Signal, a: Signal, late: dict) -> None:
         L = self.plan.lanes
         ph, par, mask = c4.tag.phase, c4.tag.parity, c4.tag.mask
+        # One rotation serves the window and the q banks: q and sample read x (sample with
+        # parity 0 and every row real), dwconv and logits read q.
+        from_q = Signal(name="a_from_q")
+        m.d.comb += from_q.eq((ph == PHASE_CODE["dwconv"]) | (ph == PHASE_CODE["logits"]))
+        banks = Array(Mux(from_q, late["q_data"][b].as_value(), self.x_data[b])
+                      for b in range(ROWS))
         for r in range(ROWS):
-            xrot = Array(self.x_data[b] for b in range(ROWS))[r ^ par]
-            qrot = Array(late["q_data"][b] for b in range(ROWS))[r ^ par]
+            rot = Signal(16 * L, name=f"a_rot{r}")
+            m.d.comb += rot.eq(banks[r ^ par])
             for lane in range(L):
                 with m.Switch(ph):
-                    with m.Case(PHASE_CODE["q"]):
+                    with m.Case(PHASE_CODE["q"], PHASE_CODE["sample"], PHASE_CODE["dwconv"],
+                                PHASE_CODE["logits"]):
                         m.d.comb += a[r][lane].eq(
-                            Mux(mask[r], xrot.word_select(lane, 16).as_signed(), 0))
-                    with m.Case(PHASE_CODE["sample"]):
-                        m.d.comb += a[r][lane].eq(self.x_data[r].word_select(lane, 16).as_signed())
-                    with m.Case(PHASE_CODE["dwconv"], PHASE_CODE["logits"]):
-                        m.d.comb += a[r][lane].eq(Mux(mask[r], qrot[lane], 0))
+                            Mux(mask[r], rot.word_select(lane, 16).as_signed(), 0))
                     with m.Case(PHASE_CODE["offset_proj"]):
                         m.d.comb += a[r][lane].eq(late["g_data"][lane] if r == 0 else 0)
                     with m.Case(PHASE_CODE["kv"]):

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from amaranth.hdl import Module, Signal, signed
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, Value, signed
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from defslice.hw.datapath import round_half_up, saturate_to
+__all__ = ["Requantizer", "half_lsb"]
 
-__all__ = ["Requantizer"]
+
+def half_lsb(shift: int) -> int:
+    """What round half up adds before a right shift by ``shift``: half an output LSB, 0
+    for no shift (model: :func:`defslice.model.fixedpoint.round_half_up_shift`)."""
+    return (1 << shift) >> 1
 
 
 class Requantizer(wiring.Component):
@@ -57,6 +61,9 @@ class Requantizer(wiring.Component):
         self.width, self.acc_bits, self.formats, self.tag_bits = width, acc_bits, formats, \
             tag_bits
         self.out_bits = max(b for _, b in formats)
+        #: Low bits of the sum dropped before rounding: below half an LSB of the smallest
+        #: shift, they never reach an output.
+        self.base = max(0, min(shift for shift, _ in formats) - 1)
         fmt_bits = max(1, (len(formats) - 1).bit_length())
         super().__init__({
             "i": In(stream.Signature(data.StructLayout({
@@ -70,22 +77,74 @@ class Requantizer(wiring.Component):
 
     def elaborate(self, platform: object) -> Module:
         m = Module()
-        # Stage 1: the exact sum of accumulator and bias.
-        total = Signal(data.ArrayLayout(signed(self.acc_bits + 1), self.width))
+        fmts, base = self.formats, self.base
+        width = self.acc_bits + 2 - base
+        # Stage 1: the exact sum of accumulator and bias; the format, one-hot.
+        total = Signal(data.ArrayLayout(signed(width - 1), self.width))
+        sel = Signal(len(fmts))
         v1, fmt1, tag1 = Signal(), Signal.like(self.i.payload.fmt), Signal.like(
             self.i.payload.tag)
         m.d.sync += [v1.eq(self.i.valid), fmt1.eq(self.i.payload.fmt),
                      tag1.eq(self.i.payload.tag)]
+        m.d.sync += [sel[f].eq(self.i.payload.fmt == f) for f in range(len(fmts))]
         for k in range(self.width):
-            m.d.sync += total[k].eq(self.i.payload.acc[k] + self.i.payload.bias[k])
-        # Stage 2: round and saturate in the selected format.
+            m.d.sync += total[k].eq((self.i.payload.acc[k] + self.i.payload.bias[k]) >> base)
+        # The rounding constant of the format (half an LSB of its shift), registered.
+        half = Signal(width)
+        with m.Switch(self.i.payload.fmt):
+            for f, (shift, _) in enumerate(fmts):
+                with m.Case(f):
+                    m.d.sync += half.eq(half_lsb(shift) >> base)
+        # Stage 2: one rounding adder for every format, then each output bit picks its
+        # format's bit (the formats share the range tests and the selection).
         m.d.sync += [self.o.valid.eq(v1), self.o.payload.fmt.eq(fmt1),
                      self.o.payload.tag.eq(tag1)]
+        cache: dict = {}
+
+        def any_of(formats: frozenset) -> Signal:
+            """1 when the selected format is one of ``formats`` (built once per set)."""
+            if formats not in cache:
+                cache[formats] = Signal(name=f"sel_{'_'.join(map(str, sorted(formats)))}")
+                m.d.comb += cache[formats].eq(
+                    Cat(*(sel[f] for f in sorted(formats))).any())
+            return cache[formats]
+
         for k in range(self.width):
-            with m.Switch(fmt1):
-                for f, (shift, bits) in enumerate(self.formats):
-                    with m.Case(f):
-                        val = saturate_to(m, round_half_up(total[k], shift), bits,
-                                          f"sat{k}_{f}")
-                        m.d.sync += self.o.payload.value[k].eq(val)
+            t = Signal(signed(width), name=f"rounded{k}")
+            m.d.comb += t.eq(total[k] + half)
+            m.d.sync += self.o.payload.value[k].eq(self._select(m, t, sel, any_of, k))
         return m
+
+    def _select(self, m: Module, t: Signal, sel: Signal, any_of: object, k: int) -> Value:
+        """The selected format's ``sat(t >> (shift - base), bits)`` from ``t``, the rounded
+        sum without its ``base`` low bits."""
+        fmts, base = self.formats, self.base
+        sign = t[-1]
+        # fits[f]: every bit of t from the format's sign bit up equals the sign. The tests
+        # share their bits: one run of equal bits from the top, cut at each start.
+        starts = sorted({min(s + b - 1 - base, len(t) - 1) for s, b in fmts}, reverse=True)
+        zeros, ones, same = Const(1), Const(1), {}
+        top = len(t)
+        for start in starts:
+            z, o = Signal(name=f"zeros{k}_{start}"), Signal(name=f"ones{k}_{start}")
+            m.d.comb += [z.eq(zeros & (t[start:top] == 0)), o.eq(ones & t[start:top].all())]
+            zeros, ones, top = z, o, start
+            same[start] = zeros | ones
+        fits = Signal(name=f"fits{k}")
+        m.d.comb += fits.eq(Cat(*(sel[f] & same[min(s + b - 1 - base, len(t) - 1)]
+                                  for f, (s, b) in enumerate(fmts))).any())
+        bits = []
+        for j in range(self.out_bits):
+            # Below its sign bit a format takes t's bit (or the saturation bit, ~sign);
+            # from its sign bit up the result is the sign.
+            live = [f for f, (_, b) in enumerate(fmts) if j < b - 1]
+            if not live:
+                bits.append(sign)
+                continue
+            picks = []
+            for shift in sorted({fmts[f][0] for f in live}):
+                group = frozenset(f for f in live if fmts[f][0] == shift)
+                picks.append(any_of(group) & t[min(shift - base + j, len(t) - 1)])
+            data_bit = Mux(fits, Cat(*picks).any(), ~sign)
+            bits.append(Mux(any_of(frozenset(live)), data_bit, sign))
+        return Cat(*bits).as_signed()
