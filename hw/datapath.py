@@ -22,10 +22,16 @@ from defslice.hw.banks import BANKS
 from defslice.hw.params import HwParams, require_params
 from defslice.hw.records import COORD_BITS, DESC_FIELD_BITS, WEIGHT_BITS, window_layout
 
-__all__ = ["Accumulator", "CoordUnit", "MacUnit", "round_half_up", "saturate_to"]
+__all__ = ["Accumulator", "CoordUnit", "MacUnit", "half_lsb", "round_half_up", "saturate_to"]
 
 #: Local (window-relative) row/column arithmetic: record coordinates minus window bases.
 LOCAL_BITS = COORD_BITS + 2
+
+
+def half_lsb(shift: int) -> int:
+    """What round half up adds before a right shift by ``shift``: half an output LSB, 0
+    for no shift (model: :func:`defslice.model.fixedpoint.round_half_up_shift`)."""
+    return (1 << shift) >> 1
 
 
 def round_half_up(value: ValueLike, shift: int) -> Value:
@@ -33,7 +39,7 @@ def round_half_up(value: ValueLike, shift: int) -> Value:
     :func:`defslice.model.fixedpoint.round_half_up_shift`)."""
     if shift == 0:
         return Value.cast(value)
-    return (value + (1 << (shift - 1))) >> shift
+    return (value + half_lsb(shift)) >> shift
 
 
 def saturate_to(m: Module, value: ValueLike, bits: int, name: str) -> Signal:

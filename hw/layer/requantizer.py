@@ -8,13 +8,9 @@ from amaranth.hdl import Cat, Const, Module, Mux, Signal, Value, signed
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-__all__ = ["Requantizer", "half_lsb"]
+from defslice.hw.datapath import half_lsb
 
-
-def half_lsb(shift: int) -> int:
-    """What round half up adds before a right shift by ``shift``: half an output LSB, 0
-    for no shift (model: :func:`defslice.model.fixedpoint.round_half_up_shift`)."""
-    return (1 << shift) >> 1
+__all__ = ["Requantizer"]
 
 
 class Requantizer(wiring.Component):
@@ -122,17 +118,17 @@ class Requantizer(wiring.Component):
         sign = t[-1]
         # fits[f]: every bit of t from the format's sign bit up equals the sign. The tests
         # share their bits: one run of equal bits from the top, cut at each start.
-        starts = sorted({min(s + b - 1 - base, len(t) - 1) for s, b in fmts}, reverse=True)
+        start_of = [min(s + b - 1 - base, len(t) - 1) for s, b in fmts]
         zeros, ones, same = Const(1), Const(1), {}
         top = len(t)
-        for start in starts:
+        for start in sorted(set(start_of), reverse=True):
             z, o = Signal(name=f"zeros{k}_{start}"), Signal(name=f"ones{k}_{start}")
             m.d.comb += [z.eq(zeros & (t[start:top] == 0)), o.eq(ones & t[start:top].all())]
             zeros, ones, top = z, o, start
             same[start] = zeros | ones
         fits = Signal(name=f"fits{k}")
-        m.d.comb += fits.eq(Cat(*(sel[f] & same[min(s + b - 1 - base, len(t) - 1)]
-                                  for f, (s, b) in enumerate(fmts))).any())
+        m.d.comb += fits.eq(Cat(*(sel[f] & same[start_of[f]]
+                                  for f in range(len(fmts)))).any())
         bits = []
         for j in range(self.out_bits):
             # Below its sign bit a format takes t's bit (or the saturation bit, ~sign);
