@@ -60,10 +60,10 @@ class BankReadSignature(wiring.Signature):
 class WindowBanks(wiring.Component):
     """The window buffers and the busy flags of their sets.
 
-    Each bank is a column of *chunks*, separate memories of one 18 Kbit block RAM's depth
-    at the word width (:func:`~defslice.hw.params.bank_chunk_depths`), so every chunk's
-    read data is registered next to its block RAM before the multiplexer that selects the
-    chunk.
+    Each bank is a column of *chunks*, separate memories of 2048 words (2048 x 9 block
+    RAMs side by side) and below them of one 18 Kbit block RAM's depth at the word width
+    (:func:`~defslice.hw.params.bank_chunk_depths`), so every chunk's read data is
+    registered next to its block RAMs before the multiplexer that selects the chunk.
 
     Members
     -------
@@ -99,15 +99,25 @@ class WindowBanks(wiring.Component):
         m = Module()
         p = self.p
         depths = bank_chunk_depths(p.bank_depth, p.word_bits)
-        chunk_bits = index_bits(bank_chunk_depth(p.word_bits))
+        unit = bank_chunk_depth(p.word_bits)      # every chunk starts at a multiple of it
+        unit_bits = index_bits(unit)
+        starts = [-(-sum(depths[:c]) // unit) for c in range(len(depths) + 1)]
+        # Chunk of each ``unit`` of the bank (a 2048-word chunk spans several units).
+        chunk_of = [c for c in range(len(depths)) for _ in range(starts[c], starts[c + 1])]
         for b in range(BANKS):
             words = []
             for c, depth in enumerate(depths):
                 mem = Memory(shape=unsigned(p.word_bits), depth=depth, init=[])
                 m.submodules[f"bank{b}_{c}"] = mem
                 wp, rp = mem.write_port(), mem.read_port()
-                hit = self.wr_en[b] if len(depths) == 1 else \
-                    self.wr_en[b] & (self.wr_addr[chunk_bits:] == c)
+                u = self.wr_addr[unit_bits:]
+                if starts[c + 1] - starts[c] == 1:
+                    here = u == starts[c]
+                elif starts[c] == 0:                # (u >= 0 always holds: no comparison)
+                    here = u < starts[c + 1]
+                else:
+                    here = (u >= starts[c]) & (u < starts[c + 1])
+                hit = self.wr_en[b] if len(depths) == 1 else self.wr_en[b] & here
                 m.d.comb += [wp.en.eq(hit), wp.addr.eq(self.wr_addr), wp.data.eq(self.wr_data),
                              rp.addr.eq(self.rd.addr[b])]
                 q = Signal(p.word_bits, name=f"rd_word{b}_{c}")
@@ -116,11 +126,11 @@ class WindowBanks(wiring.Component):
             if len(depths) == 1:
                 m.d.comb += self.rd.data[b].eq(words[0])
             else:
-                # The chunk select follows the address through both read stages.
-                sel1 = Signal(p.bank_addr_bits - chunk_bits, name=f"rd_sel{b}")
+                # The unit (hence the chunk) follows the address through both read stages.
+                sel1 = Signal(p.bank_addr_bits - unit_bits, name=f"rd_sel{b}")
                 sel2 = Signal.like(sel1, name=f"rd_sel{b}_q")
-                m.d.sync += [sel1.eq(self.rd.addr[b][chunk_bits:]), sel2.eq(sel1)]
-                m.d.comb += self.rd.data[b].eq(Array(words)[sel2])
+                m.d.sync += [sel1.eq(self.rd.addr[b][unit_bits:]), sel2.eq(sel1)]
+                m.d.comb += self.rd.data[b].eq(Array(words[c] for c in chunk_of)[sel2])
         with m.If(self.claim):
             m.d.sync += self.busy.bit_select(self.claim_set, 1).eq(1)
         with m.If(self.release):

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import math
 
-__all__ = ["LUTRAM_COST", "RAMB18_BITS", "RAMB18_COST", "RAMB18_SHAPES", "bram18_blocks",
-           "in_lutram"]
+__all__ = ["DEEP_WORDS", "LUTRAM_COST", "RAMB18_BITS", "RAMB18_COST", "RAMB18_SHAPES",
+           "bram18_blocks", "deep_chunk_depths", "in_lutram"]
 
 #: Xilinx 7-series RAMB18E1 aspect ratios: port width (bits) -> depth (words).
 #: Width 36 exists only in simple dual-port mode, which a window buffer (one write
@@ -20,6 +20,21 @@ RAMB18_BITS = 18 * 1024
 #: 8 (32 x 6 or 64 x 3 bits). A memory goes where it costs less, see :func:`in_lutram`.
 RAMB18_COST = 129
 LUTRAM_COST = 8
+#: Depth of the deepest block-RAM shape of 9 bits (RAMB18 and ECP5 DP16KD 2048 x 9): a
+#: memory of this depth maps to ``ceil(width / 9)`` blocks side by side, each driving 9
+#: bits of the word, with no multiplexer after them (deeper memories are cut at it:
+#: :func:`deep_chunk_depths`).
+DEEP_WORDS = 2048
+
+
+def deep_chunk_depths(depth: int) -> list[int]:
+    """Depths of the chunks a memory of ``depth`` words is built from: full chunks of
+    :data:`DEEP_WORDS` words, the last one holding the rest (``[depth]`` up to
+    :data:`DEEP_WORDS`). Synthesis maps a 2160 x 64 memory as one piece to ten 512 x 36
+    blocks and a 5-way multiplexer of 64-bit words; cut at 2048, it takes eight 2048 x 9
+    blocks and two 512 x 36 blocks and a 2-way multiplexer, a third of the read wires."""
+    full, rest = divmod(depth, DEEP_WORDS)
+    return [DEEP_WORDS] * full + ([rest] if rest else [])
 
 
 def in_lutram(depth: int, width: int) -> bool:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from defslice.config import Config
 from defslice.errors import ConfigError
+from defslice.hw.bram import DEEP_WORDS
 from defslice.model.intmath import ceil_div
 from defslice.model.layout import POINT_RECORD, POINT_RECORD_BYTES, DramLayout
 from defslice.model.slicing import SliceGrid
@@ -30,20 +31,24 @@ AXI_ID_BITS = 1
 
 def bank_chunk_depth(word_bits: int) -> int:
     """Words per window-bank chunk: the depth of one 18 Kbit block RAM at ``word_bits``
-    (512 above 18 bits, 1024 above 9, else 2048). A bank is a column of such chunks, so
-    each chunk maps to one row of blocks with no multiplexer between a block's read data
-    and the register that follows it (``docs/hw.md``, "Window buffers")."""
+    (512 above 18 bits, 1024 above 9, else 2048). Below its 2048-word chunks a bank is a
+    column of such chunks, so each chunk maps to one row of blocks with no multiplexer
+    between a block's read data and the register that follows it (``docs/hw.md``,
+    "Window buffers")."""
     if word_bits > 18:
         return 512
     return 1024 if word_bits > 9 else 2048
 
 
 def bank_chunk_depths(bank_depth: int, word_bits: int) -> list[int]:
-    """Depths of a bank's chunks, top to bottom: full chunks of
-    :func:`bank_chunk_depth` words, the last one holding the rest."""
+    """Depths of a bank's chunks, top to bottom: chunks of
+    :data:`~defslice.hw.bram.DEEP_WORDS` words (2048 x 9 blocks side by side) while they
+    fill, then chunks of :func:`bank_chunk_depth` words, the last one holding the rest.
+    Every chunk starts at a multiple of :func:`bank_chunk_depth`."""
+    deep, rest = divmod(bank_depth, DEEP_WORDS)
     chunk = bank_chunk_depth(word_bits)
-    full, rest = divmod(bank_depth, chunk)
-    return [chunk] * full + ([rest] if rest else [])
+    full, tail = divmod(rest, chunk)
+    return [DEEP_WORDS] * deep + [chunk] * full + ([tail] if tail else [])
 
 
 def index_bits(n: int) -> int:

@@ -96,11 +96,11 @@ def buffer_bram18(cfg: Config) -> BramEstimate:
     ``heads * channels / lanes`` words each, a word being ``lanes * value_bits`` wide.
     Levels are stacked in the same banks. Double buffering stacks the two window sets
     (ping and pong) in the same bank memory, doubling its depth, as ``defslice.hw``
-    does (``sets * set_depth`` words per bank). A bank is built as a column of chunks of
-    ``defslice.hw.params.bank_chunk_depth(word_bits)`` words (one 18 Kbit block's depth
-    at the word width; the last chunk holds the rest), each a separate memory counted by
-    :func:`bram18_blocks`, except chunks that synthesis puts in distributed RAM
-    (:func:`in_lutram`: 0 RAMB18).
+    does (``sets * set_depth`` words per bank). A bank is built as a column of chunks
+    (``defslice.hw.params.bank_chunk_depths``: 2048-word chunks while they fill, then
+    chunks of one 18 Kbit block's depth at the word width, the last one holding the rest),
+    each a separate memory counted by :func:`bram18_blocks`, except chunks that synthesis
+    puts in distributed RAM (:func:`in_lutram`: 0 RAMB18).
     """
     grid = SliceGrid.from_config(cfg)
     wl, hw = cfg.workload, cfg.hw

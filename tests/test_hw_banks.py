@@ -1,6 +1,7 @@
 """Window banks against a Python memory: random writes and reads, chunked or not, and the
 busy flags of the buffer sets."""
 
+import dataclasses
 import random
 
 import pytest
@@ -11,17 +12,23 @@ from defslice.hw.banks import BANKS, READ_LATENCY, WindowBanks
 from defslice.hw.params import bank_chunk_depths, derive
 
 
-@pytest.mark.parametrize("preset", ["tiny", "dat56"])
-def test_reads_return_what_was_written(preset):
+@pytest.mark.parametrize(("preset", "set_depth", "chunks"), [
+    ("tiny", None, [None]),
+    ("dat56", None, [2048, 112]),               # 2 sets x 1080 words of 128 bits
+    ("dat56", 1600, [2048, 512, 512, 128]),     # a 2048-word chunk, then 512-word ones
+])
+def test_reads_return_what_was_written(preset, set_depth, chunks):
     p = derive(C.preset(preset))
-    chunks = len(bank_chunk_depths(p.bank_depth, p.word_bits))
-    assert chunks == (1 if preset == "tiny" else 5)
+    if set_depth is not None:
+        p = dataclasses.replace(p, set_depth=set_depth)
+    assert bank_chunk_depths(p.bank_depth, p.word_bits) == \
+        ([p.bank_depth] if chunks == [None] else chunks)
     dut = WindowBanks(p)
     rng = random.Random(3)
     model = [dict() for _ in range(BANKS)]      # bank -> {address: word}
     # Addresses near the chunk boundaries and at both ends, then anywhere.
-    hot = sorted({0, p.bank_depth - 1, *range(500, 530), *range(1020, 1030)}
-                 & set(range(p.bank_depth)))
+    edges = {a for e in (512, 1024, 2048, 2560, 3072) for a in range(e - 8, e + 8)}
+    hot = sorted({0, p.bank_depth - 1, *edges} & set(range(p.bank_depth)))
     checked = [0]
 
     def addr():

@@ -4,7 +4,7 @@
 import numpy as np
 import pytest
 from amaranth.back import verilog
-from amaranth.sim import Simulator
+from hw_support import simulate
 
 from defslice.hw.layer.buffers import BankedBuffer
 
@@ -39,10 +39,7 @@ def test_banked_buffer_matches_dictionary():
                 want.append(pending)
             pending = expect
 
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(tb)
-    sim.run()
+    simulate(dut, tb)
     assert seen == want and len(seen) > 200
 
 

@@ -71,12 +71,12 @@ def test_buffer_bram18_by_hand():
     est = buffer_bram18(DAT56)  # Hs=28, Ws=14, O=2 on 56x56
     # largest window: rows 26..56 (30), cols 12..30 (18); banks hold 15 x 9 pixels of
     # 64 / 8 = 8 words of 128 bits -> 1080 words per set; double buffering stacks two
-    # sets in one bank: 2160 words, built as chunks of 512 words (one 36-bit block's
-    # depth): 4 chunks of 512 x 128 bits (4 blocks each) + 112 words (4 blocks) = 20 per
-    # bank (what yosys synth_xilinx infers for the generated design)
+    # sets in one bank: 2160 words, built as a chunk of 2048 words (2048 x 9 blocks: 15
+    # for 128 bits) and one of 112 words (512 x 36 blocks: 4) = 19 per bank (what yosys
+    # synth_xilinx infers for the generated design)
     assert est.windows == ((30, 18),)
     assert (est.bank_depth, est.word_bits, est.copies) == (1080, 128, 2)
-    assert est.blocks == 4 * 20
+    assert est.blocks == 4 * 19
     single = buffer_bram18(DAT56.replace(hw={"buffering": "single"}))
     # 1080 words: 2 chunks of 512 (4 blocks each), 56 words in LUT RAM
     assert single.blocks == 4 * 2 * 4
@@ -86,9 +86,9 @@ def test_shallow_chunks_go_to_lut_ram():
     # the cases yosys synth_xilinx was seen to map (docs/nas.md)
     assert in_lutram(16, 128) and in_lutram(64, 128) and in_lutram(40, 32)
     assert not in_lutram(112, 128) and not in_lutram(104, 32) and not in_lutram(512, 128)
-    # 28 x 28 slices, O = 2: 3600 words per bank = 7 chunks of 512 (4 blocks each) and a
-    # 16-word chunk in LUT RAM -> 28 per bank (yosys: 56 RAMB36)
-    assert buffer_bram18(with_subnet(DAT56, SubNet(28, 28, 2))).blocks == 4 * 28
+    # 28 x 28 slices, O = 2: 3600 words per bank = a chunk of 2048 (15 blocks), 3 of 512
+    # (4 blocks each) and a 16-word chunk in LUT RAM -> 27 per bank
+    assert buffer_bram18(with_subnet(DAT56, SubNet(28, 28, 2))).blocks == 4 * 27
 
 
 def test_bram18_grows_with_the_window():

@@ -7,6 +7,7 @@ from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from defslice.hw.datapath import round_half_up
+from defslice.hw.deep_memory import DeepMemory
 
 __all__ = ["BiasLookup"]
 
@@ -160,9 +161,9 @@ class BiasLookup(wiring.Component):
         lane2 = Signal(data.ArrayLayout(range(pw), BANKS))
         v2, tag2 = Signal(), Signal.like(s1.tag)
         m.d.sync += [v2.eq(v1b), tag2.eq(tag1b), wsel.eq(wsel1), ok2.eq(ok1)]
-        for b, rp in enumerate(banks):
+        for b, bank in enumerate(banks):
             entry = row1[b] * W + col1[b]
-            m.d.comb += rp.addr.eq(Mux(ok1[b], entry // pw if pw > 1 else entry, 0))
+            m.d.comb += bank.r_addr.eq(Mux(ok1[b], entry // pw if pw > 1 else entry, 0))
             m.d.sync += lane2[b].eq(entry % pw if pw > 1 else 0)
         # Stage 4: the bank words arrive and are registered (block RAM outputs are slow);
         # stage 5: products with the weights.
@@ -171,8 +172,8 @@ class BiasLookup(wiring.Component):
         v3b, tag3b = Signal(), Signal.like(tag3)
         m.d.sync += [v3b.eq(v3), tag3b.eq(tag3)]
         prods = []
-        for b, rp in enumerate(banks):
-            val = Array(rp.data[k] for k in range(pw))[lane2[b]] if pw > 1 else rp.data[0]
+        for b, bank in enumerate(banks):
+            val = Array(bank.r_data[k] for k in range(pw))[lane2[b]] if pw > 1 else bank.r_data[0]
             word = Signal(signed(self.rpe_bits), name=f"bias_word{b}")
             m.d.sync += word.eq(Mux(ok2[b], val, 0))
             p = Signal(signed(self.rpe_bits + 2 * self.f + 2), name=f"bias_prod{b}")
@@ -186,12 +187,10 @@ class BiasLookup(wiring.Component):
                      self.o.payload.bias.eq(round_half_up(total, self.shift))]
         return m
 
-    def _bank(self, m: Module, b: int) -> memory.ReadPort:
+    def _bank(self, m: Module, b: int) -> DeepMemory:
         shape = data.ArrayLayout(signed(self.rpe_bits), self.per_word)
-        mem = memory.Memory(shape=shape, depth=self.bank_words, init=[])
-        m.submodules[f"bank{b}"] = mem
-        wp = mem.write_port()
+        m.submodules[f"bank{b}"] = mem = DeepMemory(shape, self.bank_words)
         tw = self.table_w
-        m.d.comb += [wp.addr.eq(tw.payload.addr), wp.data.eq(tw.payload.data[b]),
-                     wp.en.eq(tw.valid)]
-        return mem.read_port()
+        m.d.comb += [mem.w_addr.eq(tw.payload.addr), mem.w_data.eq(tw.payload.data[b]),
+                     mem.w_en.eq(tw.valid)]
+        return mem

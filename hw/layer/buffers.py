@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from amaranth.hdl import Module, signed, unsigned
-from amaranth.lib import data, memory, wiring
+from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
+
+from defslice.hw.deep_memory import DeepMemory
 
 __all__ = ["BankedBuffer"]
 
@@ -12,10 +14,11 @@ __all__ = ["BankedBuffer"]
 class BankedBuffer(wiring.Component):
     """``banks`` memories of ``depth`` words, a word being ``lanes`` values.
 
-    Every bank has one write port whose lanes are enabled one by one (a result tile
-    fills ``N`` of a word's ``L`` lanes) and one synchronous read port (data one cycle
-    after the address), so a buffer banked the way its reader and writer walk it moves
-    a whole operand tile per cycle (``docs/hw_layer.md``, "On-chip memories").
+    Every bank (a :class:`~defslice.hw.deep_memory.DeepMemory`) has one write port whose
+    lanes are enabled one by one (a result tile fills ``N`` of a word's ``L`` lanes) and
+    one synchronous read port (data one cycle after the address), so a buffer banked the
+    way its reader and writer walk it moves a whole operand tile per cycle
+    (``docs/hw_layer.md``, "On-chip memories").
 
     Arguments
     ---------
@@ -59,16 +62,10 @@ class BankedBuffer(wiring.Component):
 
     def elaborate(self, platform: object) -> Module:
         m = Module()
-        #: The bank memories of the last elaboration (simulation tests inspect them).
-        self.memories = []
+        attrs = {"ram_style": self.ram_style} if self.ram_style else None
         for b in range(self.banks):
-            attrs = {"ram_style": self.ram_style} if self.ram_style else None
-            mem = memory.Memory(shape=self.word, depth=self.depth, init=[], attrs=attrs)
-            self.memories.append(mem)
-            m.submodules[f"bank{b}"] = mem
-            wp = mem.write_port(granularity=1)
-            rp = mem.read_port()
-            m.d.comb += [wp.en.eq(self.wr[b].en), wp.addr.eq(self.wr[b].addr),
-                         wp.data.eq(self.wr[b].data), rp.addr.eq(self.rd_addr[b]),
-                         self.rd_data[b].eq(rp.data)]
+            m.submodules[f"bank{b}"] = mem = DeepMemory(self.word, self.depth, self.lanes, attrs)
+            m.d.comb += [mem.w_en.eq(self.wr[b].en), mem.w_addr.eq(self.wr[b].addr),
+                         mem.w_data.eq(self.wr[b].data), mem.r_addr.eq(self.rd_addr[b]),
+                         self.rd_data[b].eq(mem.r_data)]
         return m

@@ -6,6 +6,7 @@ from amaranth.hdl import Const, Module, Mux, Signal, signed
 from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from defslice.hw.deep_memory import DeepMemory
 from defslice.hw.layer.bias_lookup import BiasLookup
 from defslice.hw.layer.layernorm import LayerNormUnit
 from defslice.hw.layer.plan import LayerPlan
@@ -104,17 +105,17 @@ class ParamMemories(wiring.Component):
         plan = self.plan
         L, cg = plan.lanes, plan.dims.group_channels
         bus = plan.layout.bus_bytes
-        wmem = memory.Memory(shape=self.w_shape, depth=self.weight_words, init=[])
-        dwmem = memory.Memory(shape=self.dw_shape, depth=self.dw_words, init=[])
+        wmem = DeepMemory(self.w_shape, self.weight_words, lanes=self.tile)
+        dwmem = DeepMemory(self.dw_shape, self.dw_words, lanes=ARRAY_ROWS * L)
         bmem = memory.Memory(shape=self.b_shape, depth=self.bias_values // L, init=[])
         rmem = memory.Memory(shape=signed(32), depth=self.refs, init=[])
         m.submodules.weights, m.submodules.dwconv = wmem, dwmem
         m.submodules.biases, m.submodules.references = bmem, rmem
-        for mem, addr, out in ((wmem, self.w_addr, self.w_data), (dwmem, self.dw_addr,
-                                                                   self.dw_data),
-                               (bmem, self.b_addr, self.b_data)):
-            rp = mem.read_port()
-            m.d.comb += [rp.addr.eq(addr), out.eq(rp.data)]
+        for mem, addr, out in ((wmem, self.w_addr, self.w_data),
+                               (dwmem, self.dw_addr, self.dw_data)):
+            m.d.comb += [mem.r_addr.eq(addr), out.eq(mem.r_data)]
+        rp = bmem.read_port()
+        m.d.comb += [rp.addr.eq(self.b_addr), self.b_data.eq(rp.data)]
         for k in range(2):
             rp = rmem.read_port()
             m.d.comb += [rp.addr.eq(self.ref_addr[k]), self.ref_data[k].eq(rp.data)]
@@ -130,8 +131,6 @@ class ParamMemories(wiring.Component):
         with m.Elif(self.beat.valid):
             m.d.sync += sub.eq(sub + 1)
         fire = self.beat.valid & (beat < total)
-        ports = {id(wmem): wmem.write_port(granularity=1),
-                 id(dwmem): dwmem.write_port(granularity=1)}
         for name, first, count in param_load_steps(plan):
             here = fire & (beat < first + count)
             if first:                       # (beat >= 0 always holds: no comparison)
@@ -140,7 +139,7 @@ class ParamMemories(wiring.Component):
             m.d.comb += k.eq(beat - first)
             if name in WORD_SECTIONS:
                 mem = dwmem if name == "dwconv" else wmem
-                self._word_section(m, mem, ports[id(mem)], name, here, k)
+                self._word_section(m, mem, name, here, k)
                 with m.If(here):
                     m.d.comb += take.eq(1)
             elif name == "rpe":
@@ -159,8 +158,8 @@ class ParamMemories(wiring.Component):
                 self._value(m, name, here, index, value, bmem, rmem, L, cg)
         return m
 
-    def _word_section(self, m: Module, mem: memory.Memory, wp: memory.WritePort, name: str,
-                      here: Signal, k: Signal) -> None:
+    def _word_section(self, m: Module, mem: DeepMemory, name: str, here: Signal,
+                      k: Signal) -> None:
         """Beat ``k`` of a section of whole memory words: lanes of word ``base + k / B``."""
         plan = self.plan
         bus = plan.layout.bus_bytes
@@ -175,10 +174,10 @@ class ParamMemories(wiring.Component):
         shift = beats.bit_length() - 1
         part = k & (beats - 1) if beats > 1 else 0
         with m.If(here):
-            m.d.comb += [wp.addr.eq(base + (k >> shift)),
-                         wp.en.eq(((1 << per_beat) - 1) << (part * per_beat))]
+            m.d.comb += [mem.w_addr.eq(base + (k >> shift)),
+                         mem.w_en.eq(((1 << per_beat) - 1) << (part * per_beat))]
             for j in range(mem.shape.length // per_beat):
-                m.d.comb += wp.data.as_value().word_select(j, 16 * per_beat).eq(
+                m.d.comb += mem.w_data.as_value().word_select(j, 16 * per_beat).eq(
                     self.beat.payload)
 
     def _rpe(self, m: Module, here: Signal, k: Signal) -> None:

@@ -7,7 +7,7 @@ import dataclasses
 from dataclasses import dataclass
 
 from defslice.config import Config
-from defslice.hw.bram import bram18_blocks, in_lutram
+from defslice.hw.bram import bram18_blocks, deep_chunk_depths, in_lutram
 from defslice.hw.layer.plan import OPERAND_BUFFERS, LayerPlan
 from defslice.hw.params import bank_chunk_depths
 from defslice.model.layer_layout import ARRAY_ROWS
@@ -42,8 +42,10 @@ ECP5_REDUCTIONS: tuple[tuple[str, object], ...] = (("array_cols", 2), ("bufferin
 @dataclass(frozen=True)
 class Memory:
     """One on-chip memory of the engine: ``count`` copies of ``depth`` x ``width`` bits,
-    each copy cut into chunks of one block RAM's depth when ``chunked``; ``block``: marked
-    for block RAM (``hw.operand_ram``), never LUT RAM."""
+    each copy cut into the chunks of a window bank when ``chunked``
+    (:func:`~defslice.hw.params.bank_chunk_depths`), else of a
+    :class:`~defslice.hw.deep_memory.DeepMemory` (2048 words and the rest); ``block``:
+    marked for block RAM (``hw.operand_ram``), never LUT RAM."""
 
     name: str
     count: int
@@ -59,7 +61,8 @@ class Memory:
     @property
     def bram18(self) -> int:
         """RAMB18 blocks (chunks that synthesis puts in LUT RAM count 0)."""
-        parts = bank_chunk_depths(self.depth, self.width) if self.chunked else [self.depth]
+        parts = bank_chunk_depths(self.depth, self.width) if self.chunked else \
+            deep_chunk_depths(self.depth)
         return self.count * sum(bram18_blocks(d, self.width) for d in parts
                                 if self.block or not in_lutram(d, self.width))
 
