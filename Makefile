@@ -12,9 +12,10 @@ install:
 # The main job: the whole flow on PRESET (SEARCH=1 runs the slicing search first):
 # golden model, Verilog + Xilinx/ECP5 reports, cocotb simulation, DRAM traffic,
 # $(OUT)/$(PRESET)/summary.md. dat56 builds the layer engine; its ECP5 place and route
-# (of the variant that fits the LFE5U-85F) takes over 30 min: ECP5=0 skips it, and
-# ECP5_MINUTES=N stops nextpnr after N minutes (default 60: --ecp5-minutes), keeping its
-# estimate after placement, labelled as such (log: verilog/reports/ecp5_pnr.log).
+# (of its smallest engine, 4 x 2: dat56 does not fit the LFE5U-85F) takes over 30 min:
+# ECP5=0 skips it, and ECP5_MINUTES=N stops nextpnr after N minutes (default 60:
+# --ecp5-minutes), keeping its estimate after placement, labelled as such (log:
+# verilog/reports/ecp5_pnr.log).
 SEARCH ?=
 ECP5 ?= 1
 ECP5_MINUTES ?=

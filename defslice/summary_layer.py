@@ -114,7 +114,8 @@ def _time_section(cfg: Config, sim: SimReport, verilog: VerilogReport,
     t = verilog.timing
     if t is not None and t.routed:
         where = (f"the ECP5 place and route of `{t.config}` (this configuration with "
-                 f"{', '.join(t.changes)}: `{cfg.name}` does not fit the LFE5U-85F)"
+                 f"{', '.join(t.changes)}, its smallest engine: `{cfg.name}` does not fit "
+                 "the LFE5U-85F)"
                  if t.changes else f"the ECP5 place and route of `{cfg.name}` itself")
         lines.append(f"Reported Fmax: **{t.fmax_mhz:.1f} MHz** on `{t.device}`, from {where}.")
         if cycles:

@@ -198,7 +198,8 @@ def _timing_markdown(cfg: Config, timing: Ecp5Timing, verilog: str) -> str:
     """``ecp5_timing.md``: the placed configuration, Fmax against the target, and either
     the critical path or why routing did not finish."""
     what = (f"\nConfiguration `{timing.config}`: `{cfg.name}` with "
-            f"{', '.join(timing.changes)} (`{cfg.name}` does not fit the LFE5U-85F; "
+            f"{', '.join(timing.changes)}, its smallest engine (`{cfg.name}` does not fit "
+            "the LFE5U-85F; "
             "`ecp5/config.toml`).\n" if timing.changes else "")
     fmax = "n/a" if timing.fmax_mhz is None else timing.fmax_mhz
     if not timing.routed:

