@@ -245,6 +245,8 @@ def run(cfg: Config, out: Path, options: VerilogOptions,
         board = write_vivado_tree(params, out / "xilinx", options.board_memory)
         board.save(out / "board.json")
         tree = out / "xilinx" if board.fits else None
+        if not board.fits:        # said now, not only after the reports' long steps
+            _step(f"{board.refusal(cfg.name)}; the other outputs are still written")
     util = timing = note = None
     if options.reports:
         util = _utilization(cfg, params, vpath, out / "reports")

@@ -71,8 +71,12 @@ def test_verilog_command_refuses_the_tree_but_writes_the_rest(tmp_path, capsys):
     toml.write_text('preset = "dat56"\n[hw]\nengine = "sampling"\n')
     status = main(["verilog", "--config", str(toml), "--out", str(out), "--no-reports",
                    "--no-lint"])
-    err = capsys.readouterr().err.strip().splitlines()
+    captured = capsys.readouterr()
+    err = captured.err.strip().splitlines()
     assert status == 2
+    # said as soon as the tree is refused, before the stage's later steps
+    said = captured.out.index("defslice verilog: board tree for dat56 refused")
+    assert said < captured.out.index("defslice verilog: done")
     assert len(err) == 1 and "refused" in err[0] and "421888 B" in err[0]
     assert (out / "defslice_top.v").is_file() and not (out / "xilinx").exists()
     board = json.loads((out / "board.json").read_text())
