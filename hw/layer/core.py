@@ -681,10 +681,10 @@ class LayerCore(wiring.Component):
         with m.If(busy):
             m.d.comb += pm.b_addr.eq(3 * c // L + w)
         # The bias word is registered before its rounding: the block RAM's output is slow.
-        word = Signal(pm.b_data.shape())
+        bo = Signal(pm.b_data.shape())
         rd2, rdv2 = Signal.like(w), Signal()
-        m.d.sync += [rd.eq(w), rdv.eq(busy), word.eq(pm.b_data), rd2.eq(rd), rdv2.eq(rdv)]
-        vals = [saturate_to(m, round_half_up(word[lane], shift), bits, f"yb{lane}")
+        m.d.sync += [rd.eq(w), rdv.eq(busy), bo.eq(pm.b_data), rd2.eq(rd), rdv2.eq(rdv)]
+        vals = [saturate_to(m, round_half_up(bo[lane], shift), bits, f"yb{lane}")
                 for lane in range(L)]
         with m.If(rdv2):
             with m.Switch(rd2):

@@ -176,12 +176,8 @@ def ecp5_variant(cfg: Config) -> tuple[Config, tuple[str, ...], bool]:
     """
     if ecp5_estimate(LayerPlan.from_config(cfg))["fits"]:
         return cfg, (), True
-    variant, changes = cfg, []
-    for name, value in ECP5_REDUCTIONS:
-        old = getattr(variant.hw, name)
-        if old == value:
-            continue
-        variant = variant.replace(name=f"{cfg.name}-ecp5", hw={name: value})
-        changes.append(f"hw.{name} {old} -> {value}")
-    fits = ecp5_estimate(LayerPlan.from_config(variant))["fits"]
-    return variant, tuple(changes), fits
+    hw = {name: value for name, value in ECP5_REDUCTIONS if getattr(cfg.hw, name) != value}
+    variant = cfg.replace(name=f"{cfg.name}-ecp5", hw=hw) if hw else cfg
+    changes = tuple(f"hw.{name} {getattr(cfg.hw, name)} -> {value}"
+                    for name, value in hw.items())
+    return variant, changes, ecp5_estimate(LayerPlan.from_config(variant))["fits"]
