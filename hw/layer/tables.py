@@ -39,10 +39,10 @@ class HalfTable(wiring.Component):
     o : Out(stream.Signature(..., always_ready=True))
         ``y`` (signed ``out_bits``), ``tag``.
     latency : int
-        2 cycles: magnitude and table read, then combine.
+        3 cycles: magnitude and range, table read, then combine.
     """
 
-    latency = 2
+    latency = 3
 
     def __init__(self, kind: Literal["gelu", "tanh"], table: np.ndarray, in_bits: int,
                  out_bits: int, sat_frac: int = 0, tag_bits: int = 1) -> None:
@@ -72,21 +72,25 @@ class HalfTable(wiring.Component):
         m.submodules.rom = rom = memory.Memory(shape=self.entry_shape, depth=size,
                                                init=self.entries)
         rd = rom.read_port()
-        # Stage 1: sign, magnitude, whether it is inside the table.
+        # Stage 1: sign, magnitude, whether it is inside the table, registered.
         x = self.i.payload.x
-        mag = Signal(unsigned(self.in_bits))
         neg1, x1, inside1, v1 = Signal(), Signal(signed(self.in_bits)), Signal(), Signal()
+        mag1 = Signal(unsigned(self.in_bits))
         tag1 = Signal.like(self.i.payload.tag)
-        m.d.comb += mag.eq(Mux(x < 0, -x, x))
-        m.d.sync += [neg1.eq(x < 0), x1.eq(x), inside1.eq(mag < size), v1.eq(self.i.valid),
+        m.d.sync += [neg1.eq(x < 0), x1.eq(x), mag1.eq(Mux(x < 0, -x, x)),
+                     inside1.eq(Mux(x < 0, -x, x) < size), v1.eq(self.i.valid),
                      tag1.eq(self.i.payload.tag)]
-        m.d.comb += rd.addr.eq(Mux(mag < size, mag, 0))
-        # Stage 2: the table word (synchronous read port) combined with the input.
-        entry = Mux(inside1, rd.data, 0)
+        # Stage 2: the table read (synchronous read port).
+        neg2, x2, inside2, v2 = Signal(), Signal(signed(self.in_bits)), Signal(), Signal()
+        tag2 = Signal.like(self.i.payload.tag)
+        m.d.comb += rd.addr.eq(Mux(inside1, mag1, 0))
+        m.d.sync += [neg2.eq(neg1), x2.eq(x1), inside2.eq(inside1), v2.eq(v1), tag2.eq(tag1)]
+        # Stage 3: the table word combined with the input.
+        entry = Mux(inside2, rd.data, 0)
         if self.kind == "gelu":
-            y = Mux(neg1, entry, x1 + entry)
+            y = Mux(neg2, entry, x2 + entry)
         else:
-            val = Mux(inside1, rd.data, 1 << self.sat_frac)
-            y = Mux(neg1, -val, val)
-        m.d.sync += [self.o.valid.eq(v1), self.o.payload.y.eq(y), self.o.payload.tag.eq(tag1)]
+            val = Mux(inside2, rd.data, 1 << self.sat_frac)
+            y = Mux(neg2, -val, val)
+        m.d.sync += [self.o.valid.eq(v2), self.o.payload.y.eq(y), self.o.payload.tag.eq(tag2)]
         return m
