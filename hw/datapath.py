@@ -22,7 +22,8 @@ from defslice.hw.banks import BANKS
 from defslice.hw.params import HwParams, require_params
 from defslice.hw.records import COORD_BITS, DESC_FIELD_BITS, WEIGHT_BITS, window_layout
 
-__all__ = ["Accumulator", "CoordUnit", "MacUnit", "half_lsb", "round_half_up", "saturate_to"]
+__all__ = ["Accumulator", "CoordUnit", "MacUnit", "delay", "half_lsb", "round_half_up",
+           "saturate_to"]
 
 #: Local (window-relative) row/column arithmetic: record coordinates minus window bases.
 LOCAL_BITS = COORD_BITS + 2
@@ -40,6 +41,15 @@ def round_half_up(value: ValueLike, shift: int) -> Value:
     if shift == 0:
         return Value.cast(value)
     return (value + half_lsb(shift)) >> shift
+
+
+def delay(m: Module, sig: Value, cycles: int, name: str) -> Value:
+    """``sig`` delayed by ``cycles`` registers (``sig`` itself when ``cycles`` is 0)."""
+    for k in range(cycles):
+        d = Signal.like(sig, name=f"{name}_d{k}")
+        m.d.sync += d.eq(sig)
+        sig = d
+    return sig
 
 
 def saturate_to(m: Module, value: ValueLike, bits: int, name: str) -> Signal:

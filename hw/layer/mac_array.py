@@ -6,6 +6,8 @@ from amaranth.hdl import Module, Mux, Signal, signed
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from defslice.hw.datapath import delay
+
 __all__ = ["DENSE", "ROW_REDUCE", "MacArray"]
 
 #: ``mode`` values. Dense: ``acc[r][n] += sum_l a[r][l] * b[l][n]``; row-reduce (column 0
@@ -35,15 +37,6 @@ def _tree(m: Module, terms: list, width: int, name: str, levels_per_stage: int =
             stages += 1
         terms = nxt
     return terms[0], stages
-
-
-def _delay(m: Module, sig: object, cycles: int, name: str) -> object:
-    """``sig`` delayed by ``cycles`` registers."""
-    for k in range(cycles):
-        d = Signal.like(sig, name=f"{name}_d{k}")
-        m.d.sync += d.eq(sig)
-        sig = d
-    return sig
 
 
 class MacArray(wiring.Component):
@@ -161,8 +154,8 @@ class MacArray(wiring.Component):
         rowred = [_tree(m, [prod[r][lane][0] for r in range(ROWS)], self.acc_bits,
                         f"rowred_{lane}") for lane in range(L)]
         stages = max(st for _, st in dense + rowred)
-        sums = [_delay(m, s, stages - st, f"dense{j}") for j, (s, st) in enumerate(dense)]
-        reduced = [_delay(m, s, stages - st, f"rowred{j}") for j, (s, st) in enumerate(rowred)]
+        sums = [delay(m, s, stages - st, f"dense{j}") for j, (s, st) in enumerate(dense)]
+        reduced = [delay(m, s, stages - st, f"rowred{j}") for j, (s, st) in enumerate(rowred)]
         assert stages == self.tree_stages
         for k in range(stages):
             c, v = Signal(self.in_layout, name=f"ctl{k + 2}"), Signal(name=f"vld{k + 2}")

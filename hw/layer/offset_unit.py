@@ -7,7 +7,7 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from defslice.config import LayerNumericsConfig
-from defslice.hw.datapath import round_half_up, saturate_to
+from defslice.hw.datapath import delay, round_half_up, saturate_to
 from defslice.hw.layer.tables import HalfTable
 from defslice.model.fixedpoint import LayerTables
 from defslice.model.layer_layout import OPEN_HI, OPEN_LO
@@ -81,7 +81,6 @@ class OffsetUnit(wiring.Component):
             return self.i.payload.off, self.i.payload, self.i.valid
         tb = LayerTables.build(ln)
         lat = HalfTable.latency
-        delayed, valid = self.i.payload, self.i.valid
         offs = []
         for axis in range(2):
             t = HalfTable("tanh", tb.tanh, ln.act_bits, ln.tanh_frac + 2,
@@ -94,11 +93,8 @@ class OffsetUnit(wiring.Component):
                                                             + ln.offset_scale_frac - self.f),
                                            self.cb, f"off_sat{axis}"))
             offs.append(off)
-        for k in range(lat + 1):
-            d, v = Signal(self.i.payload.shape(), name=f"in_d{k}"), Signal(name=f"in_v{k}")
-            m.d.sync += [d.eq(delayed), v.eq(valid)]
-            delayed, valid = d, v
-        return offs, delayed, valid
+        return (offs, delay(m, self.i.payload, lat + 1, "in"),
+                delay(m, self.i.valid, lat + 1, "in_v"))
 
     def _clamp(self, m: Module, pos: Signal, lo: Signal, hi: Signal, name: str,
                open_ok: bool) -> Signal:

@@ -9,6 +9,8 @@ from amaranth.hdl import Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from defslice.hw.datapath import delay
+
 __all__ = ["HalfTable"]
 
 
@@ -73,24 +75,22 @@ class HalfTable(wiring.Component):
                                                init=self.entries)
         rd = rom.read_port()
         # Stage 1: sign, magnitude, whether it is inside the table, registered.
-        x = self.i.payload.x
-        neg1, x1, inside1, v1 = Signal(), Signal(signed(self.in_bits)), Signal(), Signal()
-        mag1 = Signal(unsigned(self.in_bits))
-        tag1 = Signal.like(self.i.payload.tag)
-        m.d.sync += [neg1.eq(x < 0), x1.eq(x), mag1.eq(Mux(x < 0, -x, x)),
-                     inside1.eq(Mux(x < 0, -x, x) < size), v1.eq(self.i.valid),
-                     tag1.eq(self.i.payload.tag)]
+        x, tag = self.i.payload.x, self.i.payload.tag
+        neg, mag = Signal(), Signal(unsigned(self.in_bits))
+        mag1, inside1 = Signal(unsigned(self.in_bits)), Signal()
+        m.d.comb += [neg.eq(x < 0), mag.eq(Mux(neg, -x, x))]
+        m.d.sync += [mag1.eq(mag), inside1.eq(mag < size)]
         # Stage 2: the table read (synchronous read port).
-        neg2, x2, inside2, v2 = Signal(), Signal(signed(self.in_bits)), Signal(), Signal()
-        tag2 = Signal.like(self.i.payload.tag)
         m.d.comb += rd.addr.eq(Mux(inside1, mag1, 0))
-        m.d.sync += [neg2.eq(neg1), x2.eq(x1), inside2.eq(inside1), v2.eq(v1), tag2.eq(tag1)]
-        # Stage 3: the table word combined with the input.
-        entry = Mux(inside2, rd.data, 0)
+        # Stage 3: the table word combined with the input, delayed alongside.
+        neg3, x3 = delay(m, neg, 2, "neg"), delay(m, x, 2, "x")
+        inside3 = delay(m, inside1, 1, "inside")
+        entry = Mux(inside3, rd.data, 0)
         if self.kind == "gelu":
-            y = Mux(neg2, entry, x2 + entry)
+            y = Mux(neg3, entry, x3 + entry)
         else:
-            val = Mux(inside2, rd.data, 1 << self.sat_frac)
-            y = Mux(neg2, -val, val)
-        m.d.sync += [self.o.valid.eq(v2), self.o.payload.y.eq(y), self.o.payload.tag.eq(tag2)]
+            val = Mux(inside3, rd.data, 1 << self.sat_frac)
+            y = Mux(neg3, -val, val)
+        m.d.sync += [self.o.valid.eq(delay(m, self.i.valid, 2, "valid")),
+                     self.o.payload.y.eq(y), self.o.payload.tag.eq(delay(m, tag, 2, "tag"))]
         return m
